@@ -1,0 +1,93 @@
+# ollama-backend-select: a patched fork of Ollama's GPU backend selection,
+# kept as an overlay and a patch series on the pinned upstream Go module.
+# `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+MODULE      := github.com/ollama/ollama
+# The pin lives in go.mod's require line; UPSTREAM=vX.Y.Z overrides it for one run.
+UPSTREAM    ?= $(shell go list -m -f '{{.Version}}' $(MODULE))
+# The fork's own release number, appended to the upstream version.
+FORK_RELEASE := 1
+VERSION     ?= $(patsubst v%,%,$(UPSTREAM))-bs$(FORK_RELEASE)
+
+OVERLAY_PKGS := discover envconfig llm ml
+BUILD       := build
+TREE        := $(BUILD)/ollama
+DIST        := dist
+OLLAMA_SRC  ?= $(TREE)
+
+# Packages of upstream whose tests run in the assembled tree: those the fork
+# touches and the server that depends on them.
+UPSTREAM_TEST_PKGS := ./discover/... ./envconfig/... ./llm/... ./ml/... ./server/...
+
+GOBUILDFLAGS ?= -trimpath
+GO_LDFLAGS  := -X=$(MODULE)/version.Version=$(VERSION)
+export CGO_ENABLED := 1
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+	@echo "  variables: UPSTREAM=$(UPSTREAM) (from go.mod) VERSION=$(VERSION)"
+
+.PHONY: src
+src: ## materialize the pinned upstream in build/ollama with the overlay and patches as commits
+	@scripts/assemble.sh $(TREE) $(UPSTREAM) $(OVERLAY_PKGS)
+	@scripts/vendor-headers.sh $(TREE)/llama/llama.cpp/vendor $(BUILD)/deps >/dev/null 2>$(BUILD)/deps.log || \
+		{ cat $(BUILD)/deps.log >&2; exit 1; }
+
+.PHONY: build
+build: src ## build the patched ollama (CPU backend built in) into dist/bin/ollama
+	cd $(TREE) && go build $(GOBUILDFLAGS) -ldflags='$(GO_LDFLAGS)' -o $(CURDIR)/$(DIST)/bin/ollama .
+	@echo "built $(DIST)/bin/ollama $(VERSION)"
+
+.PHONY: build-upstream
+build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/upstream/bin/ollama, for baselines
+	rm -rf $(BUILD)/upstream
+	git -C $(TREE) worktree prune
+	git -C $(TREE) worktree add -q --detach $(CURDIR)/$(BUILD)/upstream upstream
+	cp -a $(TREE)/llama/llama.cpp/vendor $(BUILD)/upstream/llama/llama.cpp/
+	cd $(BUILD)/upstream && go build $(GOBUILDFLAGS) -ldflags='-X=$(MODULE)/version.Version=$(patsubst v%,%,$(UPSTREAM))' \
+		-o $(CURDIR)/$(DIST)/upstream/bin/ollama .
+	@echo "built $(DIST)/upstream/bin/ollama (pristine $(UPSTREAM))"
+
+.PHONY: run
+run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to change)
+	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
+
+.PHONY: test
+test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
+
+.PHONY: test-overlay
+test-overlay: ## go vet and go test of this module (fast, no cgo build of upstream)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	go test ./...
+
+.PHONY: test-upstream
+test-upstream: src ## upstream's tests of the packages the fork touches (and the server), in build/ollama
+	cd $(TREE) && go test $(UPSTREAM_TEST_PKGS)
+
+.PHONY: patches
+patches: ## regenerate patches/ from the commits after fork-base in build/ollama
+	@test -d $(TREE)/.git || { echo "no $(TREE): run 'make src' first"; exit 1; }
+	@test -z "$$(git -C $(TREE) status --porcelain --untracked-files=no)" || \
+		{ echo "$(TREE) has uncommitted changes: commit them first"; exit 1; }
+	rm -f patches/*.patch
+	git -C $(TREE) -c core.abbrev=12 format-patch -q --zero-commit --no-signature --no-stat \
+		-o $(CURDIR)/patches fork-base..HEAD
+	@git -C $(TREE) rev-parse HEAD > $(TREE)/.git/fork-state/head
+	@echo "patches/: $$(ls patches/*.patch 2>/dev/null | wc -l) patches"
+
+.PHONY: pr
+pr: src ## an upstream-ready series in dist/pr, proven by git am on a pristine tree and its tests
+	scripts/make-pr.sh $(TREE) $(DIST)/pr "$(UPSTREAM_TEST_PKGS)"
+
+.PHONY: clean
+clean: ## remove build/ and dist/ (caches outside the repo stay)
+	rm -rf $(BUILD) $(DIST)
+
+-include mk/*.mk

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Writes an upstream-ready patch series and proves it: the overlay becomes one
+# ordinary commit of new files, each patch a commit with the fork-only
+# trailers (Forwarded:, Bug:) left out; the series is then applied with
+# `git am` to a fresh pristine tree and that tree's tests run.
+#
+# usage: make-pr.sh TREE OUTDIR "TEST_PKGS"
+set -euo pipefail
+tree=${1:?usage: make-pr.sh TREE OUTDIR TEST_PKGS}
+out=${2:?usage: make-pr.sh TREE OUTDIR TEST_PKGS}
+test_pkgs=${3:?usage: make-pr.sh TREE OUTDIR TEST_PKGS}
+repo=$(pwd)
+work=$(mktemp -d)
+trap 'git -C "$tree" worktree remove --force "$work/series" 2>/dev/null || true;
+      git -C "$tree" worktree remove --force "$work/check" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+g() { git -c user.name=ollama-backend-select -c user.email=fork@localhost -c core.abbrev=12 "$@"; }
+
+# 1. Build the series on a pristine worktree.
+g -C "$tree" worktree add -q --detach "$work/series" upstream
+g -C "$work/series" checkout -q -b pr
+g -C "$tree" diff --binary upstream fork-base | g -C "$work/series" apply --index
+g -C "$work/series" commit -q -F "$repo/docs/pr/overlay.msg"
+for c in $(g -C "$tree" rev-list --reverse fork-base..HEAD); do
+	g -C "$tree" show --binary --format= "$c" | g -C "$work/series" apply --index
+	g -C "$tree" log -1 --format=%B "$c" |
+		grep -vE '^(Forwarded|Bug|Bug-[A-Za-z]+|Upstream-Status|Last-Update|Origin):' |
+		g -C "$work/series" commit -q --author="$(g -C "$tree" log -1 --format='%an <%ae>' "$c")" \
+			--date="$(g -C "$tree" log -1 --format=%aD "$c")" -F -
+done
+rm -rf "$out"
+mkdir -p "$out"
+g -C "$work/series" format-patch -q --zero-commit --no-signature -o "$(cd "$out" && pwd)" upstream..pr
+
+# 2. Prove it: git am onto another pristine tree, then its tests.
+g -C "$tree" worktree add -q --detach "$work/check" upstream
+g -C "$work/check" am -q "$(cd "$out" && pwd)"/*.patch
+cp -a "$tree/llama/llama.cpp/vendor" "$work/check/llama/llama.cpp/"
+echo "pr: $(ls "$out" | wc -l) patches in $out apply to a pristine tree; running its tests" >&2
+# shellcheck disable=SC2086
+(cd "$work/check" && go vet $test_pkgs && go test $test_pkgs)
+echo "pr: series verified: $out" >&2
