@@ -1,0 +1,215 @@
+package discover
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/ollama/ollama/format"
+	"github.com/ollama/ollama/ml"
+)
+
+// LibraryChoice is one physical device with every library that can drive
+// it: the chosen one, then the others, best first, each with the reason it
+// lost. A device is counted once, as Chosen, whatever the number of
+// libraries.
+type LibraryChoice struct {
+	Chosen     ml.DeviceInfo
+	Alternates []ml.DeviceInfo
+	// Reasons[i] says why Alternates[i] lost to the library before it.
+	Reasons []string
+}
+
+// ExcludedLibrary is a device found through a library the user did not ask
+// for (OLLAMA_LLM_LIBRARY); it is never used.
+type ExcludedLibrary struct {
+	Device ml.DeviceInfo
+	Reason string
+}
+
+// ChooseLibraries groups the devices that are one physical device seen
+// through several libraries (ml.DeviceInfo.Compare) and ranks each group
+// with the user's preference. Devices of libraries the user did not request
+// are left out. The result keeps the order in which devices were found.
+func ChooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]LibraryChoice, []ExcludedLibrary) {
+	var choices []LibraryChoice
+	var excluded []ExcludedLibrary
+	for _, d := range devices {
+		if pref.IsSet() {
+			if _, ok := pref.Rank(d.Library, libraryDir(d)); !ok {
+				excluded = append(excluded, ExcludedLibrary{Device: d, Reason: fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, d.Library)})
+				continue
+			}
+		}
+		placed := false
+		for i := range choices {
+			switch choices[i].Chosen.Compare(d) {
+			case ml.SameBackendDevice:
+				// The same library found twice (e.g. two folders); keep the
+				// first, as upstream does.
+				placed = true
+			case ml.DuplicateDevice:
+				choices[i].add(d, pref)
+				placed = true
+			}
+			if placed {
+				break
+			}
+		}
+		if !placed {
+			choices = append(choices, LibraryChoice{Chosen: d})
+		}
+	}
+	return choices, excluded
+}
+
+// add puts another library of the same device in rank order: before the
+// first library that it beats. A library already ranked is not added twice.
+func (c *LibraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
+	ranked := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
+	pos := len(ranked)
+	for i, have := range ranked {
+		if have.Library == d.Library {
+			return
+		}
+		if haveWins, _ := pref.Prefer(libraryOption(have), libraryOption(d)); !haveWins && pos == len(ranked) {
+			pos = i
+		}
+	}
+	ranked = append(ranked[:pos], append([]ml.DeviceInfo{d}, ranked[pos:]...)...)
+	c.Chosen, c.Alternates = ranked[0], ranked[1:]
+	c.Reasons = make([]string, len(c.Alternates))
+	for i := range c.Alternates {
+		_, c.Reasons[i] = pref.Prefer(libraryOption(ranked[i]), libraryOption(c.Alternates[i]))
+	}
+}
+
+// Devices returns the chosen device of each choice.
+func Devices(choices []LibraryChoice) []ml.DeviceInfo {
+	out := make([]ml.DeviceInfo, 0, len(choices))
+	for _, c := range choices {
+		out = append(out, c.Chosen)
+	}
+	return out
+}
+
+func libraryOption(d ml.DeviceInfo) envconfig.LibraryOption {
+	return envconfig.LibraryOption{Library: d.Library, LibraryPath: d.LibraryPath}
+}
+
+func libraryDir(d ml.DeviceInfo) string {
+	if len(d.LibraryPath) == 0 {
+		return ""
+	}
+	return d.LibraryPath[len(d.LibraryPath)-1]
+}
+
+// LogLibraryChoices explains discovery: one INFO line per physical device
+// with the chosen library and why the others lost, one line per excluded
+// library, and an ERROR for each requested library that found no device.
+func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref envconfig.LibraryPreference) {
+	for _, c := range choices {
+		others := "none"
+		if len(c.Alternates) > 0 {
+			var parts []string
+			for i, a := range c.Alternates {
+				parts = append(parts, fmt.Sprintf("%s (%s)", a.Library, c.Reasons[i]))
+			}
+			others = strings.Join(parts, "; ")
+		}
+		slog.Info("backend library chosen",
+			"name", c.Chosen.Name,
+			"description", c.Chosen.Description,
+			"pci_id", c.Chosen.PCIID,
+			"compute", c.Chosen.Compute(),
+			"library", c.Chosen.Library,
+			"total", format.HumanBytes2(c.Chosen.TotalMemory),
+			"alternates", others)
+	}
+	for _, e := range excluded {
+		slog.Info("backend library not used",
+			"name", e.Device.Name,
+			"description", e.Device.Description,
+			"pci_id", e.Device.PCIID,
+			"library", e.Device.Library,
+			"reason", e.Reason)
+	}
+	for _, missing := range MissingLibraries(choices, pref) {
+		found := []string{}
+		for _, c := range choices {
+			found = append(found, fmt.Sprintf("%s %s", c.Chosen.Library, c.Chosen.Description))
+		}
+		for _, e := range excluded {
+			found = append(found, fmt.Sprintf("%s %s (not requested)", e.Device.Library, e.Device.Description))
+		}
+		if len(found) == 0 {
+			found = append(found, "no GPU")
+		}
+		slog.Error("requested library found no device; continuing with what remains",
+			"OLLAMA_LLM_LIBRARY", pref.String(),
+			"library", missing,
+			"found", strings.Join(found, ", "))
+	}
+}
+
+// MissingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
+// than cpu) that drive none of the devices found.
+func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference) []string {
+	var missing []string
+	for _, name := range pref.LibraryNames() {
+		if name == "cpu" {
+			continue
+		}
+		found := false
+		for _, c := range choices {
+			for _, d := range append([]ml.DeviceInfo{c.Chosen}, c.Alternates...) {
+				if _, ok := (envconfig.LibraryPreference{}).WithNames(name).Rank(d.Library, libraryDir(d)); ok {
+					found = true
+				}
+			}
+		}
+		if !found {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
+var (
+	libraryChoicesMu sync.Mutex
+	libraryChoices   []LibraryChoice
+)
+
+// SelectLibraries is discovery's dedup: it chooses a library for every
+// physical device by the user's preference, explains the choice in the log,
+// remembers the alternates for later per-model decisions, and returns the
+// chosen devices.
+func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
+	pref := envconfig.LLMLibraryPreference()
+	choices, excluded := ChooseLibraries(devices, pref)
+	LogLibraryChoices(choices, excluded, pref)
+	libraryChoicesMu.Lock()
+	libraryChoices = choices
+	libraryChoicesMu.Unlock()
+	return Devices(choices)
+}
+
+// LibraryChoices returns what the last discovery chose, alternates included.
+func LibraryChoices() []LibraryChoice {
+	libraryChoicesMu.Lock()
+	defer libraryChoicesMu.Unlock()
+	return append([]LibraryChoice(nil), libraryChoices...)
+}
+
+// BootstrapEnv is the extra environment of the first discovery runners: in
+// the flat layout it keeps libraries the user did not ask for from loading.
+func BootstrapEnv() map[string]string {
+	backends := envconfig.LLMLibraryPreference().GGMLBackends()
+	if backends == nil {
+		return nil
+	}
+	return map[string]string{llm.RunnerBackendsEnv: strings.Join(backends, ",")}
+}

@@ -1,0 +1,250 @@
+package envconfig
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// llmLibraryNames are the values OLLAMA_LLM_LIBRARY accepts, in the order
+// they are listed to users. "cuda" stands for any CUDA library folder
+// (cuda_v12, cuda_v13, cuda_jetpack5, ...); the others name one library.
+var llmLibraryNames = []string{"cpu", "cuda", "cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6", "rocm", "vulkan"}
+
+// LibraryPreference is OLLAMA_LLM_LIBRARY parsed: the backend libraries the
+// user asked for, most preferred first. The zero value means "not set":
+// every installed library may be used, in the built-in order.
+type LibraryPreference struct {
+	names []string // canonical lower-case names from llmLibraryNames
+}
+
+// ParseLLMLibrary parses OLLAMA_LLM_LIBRARY: one library name or a
+// comma-separated preference list, case-insensitive, e.g. "vulkan" or
+// "vulkan,cpu". An empty value means not set. Anything that is not a library
+// name (a typo, a path, an empty item) is an error naming the item; the value
+// is never used to build a path.
+func ParseLLMLibrary(value string) (LibraryPreference, error) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return LibraryPreference{}, nil
+	}
+	var p LibraryPreference
+	for _, item := range strings.Split(value, ",") {
+		name := strings.ToLower(strings.TrimSpace(item))
+		switch {
+		case name == "":
+			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q has an empty item; accepted: one of %s, or a comma-separated list of them", value, strings.Join(llmLibraryNames, ", "))
+		case !isLLMLibraryName(name):
+			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY: %q is not a library name; accepted: one of %s, or a comma-separated list of them", strings.TrimSpace(item), strings.Join(llmLibraryNames, ", "))
+		}
+		if !p.Names(name) {
+			p.names = append(p.names, name)
+		}
+	}
+	return p, nil
+}
+
+func isLLMLibraryName(name string) bool {
+	for _, n := range llmLibraryNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSet reports whether the user asked for specific libraries.
+func (p LibraryPreference) IsSet() bool { return len(p.names) > 0 }
+
+// Names reports whether name (a canonical OLLAMA_LLM_LIBRARY name) was
+// listed. With "cuda", a listed cuda_vNN counts too.
+func (p LibraryPreference) Names(name string) bool {
+	for _, n := range p.names {
+		if n == name || (name == "cuda" && strings.HasPrefix(n, "cuda_")) {
+			return true
+		}
+	}
+	return false
+}
+
+// String gives the canonical form, e.g. "vulkan,cpu"; "" when not set.
+func (p LibraryPreference) String() string { return strings.Join(p.names, ",") }
+
+// Rank places a backend library in the user's list: its index (0 is most
+// preferred) and true, or false when the user did not ask for it. library is
+// ml.DeviceInfo.Library ("CUDA", "ROCm", "Vulkan", ...); libDir is the folder
+// it was loaded from, whose base name tells CUDA versions apart in the
+// subfolder layout. In the flat layout there is one CUDA library, which any
+// cuda or cuda_vNN item selects.
+func (p LibraryPreference) Rank(library, libDir string) (int, bool) {
+	for i, n := range p.names {
+		if libraryMatches(n, library, libDir) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func libraryMatches(name, library, libDir string) bool {
+	switch strings.ToLower(library) {
+	case "cuda":
+		if name == "cuda" {
+			return true
+		}
+		if !strings.HasPrefix(name, "cuda_") {
+			return false
+		}
+		base := strings.ToLower(libDir)
+		if i := strings.LastIndexAny(base, `/\`); i >= 0 {
+			base = base[i+1:]
+		}
+		// A CUDA library outside a cuda_* folder is the flat layout's only one.
+		return base == name || !strings.HasPrefix(base, "cuda_")
+	case "rocm":
+		return name == "rocm"
+	case "vulkan":
+		return name == "vulkan"
+	case "cpu":
+		return name == "cpu"
+	}
+	return false
+}
+
+// WantsLibraryDir reports whether a subfolder of lib/ollama (its base name,
+// e.g. "rocm", "cuda_v13", "vulkan") holds a library the user asked for.
+// Folders that hold no known library are only loaded when not set.
+func (p LibraryPreference) WantsLibraryDir(dir string) bool {
+	if !p.IsSet() {
+		return true
+	}
+	dir = strings.ToLower(dir)
+	for _, n := range p.names {
+		if n == dir || (n == "cuda" && strings.HasPrefix(dir, "cuda_")) {
+			return true
+		}
+	}
+	return false
+}
+
+// GGMLBackends lists the GGML backend names (the "name" in
+// libggml-name.so) of the requested libraries, CPU always included, or nil
+// when not set (load every backend, as upstream does).
+func (p LibraryPreference) GGMLBackends() []string {
+	if !p.IsSet() {
+		return nil
+	}
+	out := []string{}
+	add := func(name string) {
+		for _, have := range out {
+			if have == name {
+				return
+			}
+		}
+		out = append(out, name)
+	}
+	for _, n := range p.names {
+		switch {
+		case n == "rocm":
+			add("hip")
+		case n == "cuda" || strings.HasPrefix(n, "cuda_"):
+			add("cuda")
+		case n == "vulkan":
+			add("vulkan")
+		}
+	}
+	add("cpu")
+	return out
+}
+
+// LLMLibraryPreference reads OLLAMA_LLM_LIBRARY from the environment. A value
+// that does not parse counts as not set here; `ollama serve` refuses to start
+// with such a value (CheckLLMLibrary), so this only matters to other callers.
+func LLMLibraryPreference() LibraryPreference {
+	p, _ := ParseLLMLibrary(llmLibraryValue())
+	return p
+}
+
+// CheckLLMLibrary validates OLLAMA_LLM_LIBRARY for the server's start.
+func CheckLLMLibrary() error {
+	_, err := ParseLLMLibrary(llmLibraryValue())
+	return err
+}
+
+// llmLibraryValue reads the variable the way upstream reads every
+// OLLAMA_* value: surrounding spaces and quotes do not count.
+func llmLibraryValue() string {
+	return strings.Trim(strings.TrimSpace(os.Getenv("OLLAMA_LLM_LIBRARY")), "\"'")
+}
+
+// defaultLibraryOrder ranks the libraries of one physical device when the
+// user has not set OLLAMA_LLM_LIBRARY: vendor libraries first, then Vulkan,
+// as upstream has always done.
+var defaultLibraryOrder = []string{"CUDA", "ROCm", "Vulkan"}
+
+// DefaultLibraryOrder describes the built-in order for explanations.
+func DefaultLibraryOrder() string { return strings.Join(defaultLibraryOrder, " > ") }
+
+// LibraryOption is one library that can drive a device, as the preference
+// sees it: ml.DeviceInfo's Library and LibraryPath. (envconfig cannot import
+// ml, which would be a cycle.)
+type LibraryOption struct {
+	Library     string
+	LibraryPath []string
+}
+
+// Prefer reports whether library a is preferred over library b for
+// the same physical device, and why, in a few words for logs and listings.
+// The user's OLLAMA_LLM_LIBRARY list decides first; a library it does not
+// name loses to one it names. Otherwise the built-in order decides. It is
+// the one policy: DeviceInfo.PreferredLibrary and discovery's dedup call it.
+func (pref LibraryPreference) Prefer(a, b LibraryOption) (bool, string) {
+	if pref.IsSet() {
+		ra, oka := pref.Rank(a.Library, a.libraryDir())
+		rb, okb := pref.Rank(b.Library, b.libraryDir())
+		switch {
+		case oka && okb && ra != rb:
+			winner := a.Library
+			if rb < ra {
+				winner = b.Library
+			}
+			return ra < rb, fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s lists %s first", pref, winner)
+		case oka && !okb:
+			return true, fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, b.Library)
+		case !oka && okb:
+			return false, fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, a.Library)
+		}
+	}
+	ra, rb := defaultLibraryRank(a.Library), defaultLibraryRank(b.Library)
+	if ra == rb {
+		// Same rank: keep the first one found, as upstream's dedup does.
+		return true, "found first"
+	}
+	return ra < rb, "default order " + DefaultLibraryOrder()
+}
+
+func defaultLibraryRank(library string) int {
+	for i, l := range defaultLibraryOrder {
+		if strings.EqualFold(l, library) {
+			return i
+		}
+	}
+	return len(defaultLibraryOrder)
+}
+
+// libraryDir is the folder the library itself was loaded from: the last
+// entry of the path (the first is lib/ollama in every layout).
+func (o LibraryOption) libraryDir() string {
+	if len(o.LibraryPath) == 0 {
+		return ""
+	}
+	return o.LibraryPath[len(o.LibraryPath)-1]
+}
+
+// LibraryNames lists the requested names, most preferred first.
+func (p LibraryPreference) LibraryNames() []string { return append([]string(nil), p.names...) }
+
+// WithNames returns the preference with names (canonical, already
+// validated) appended; for callers that rank against a single name.
+func (p LibraryPreference) WithNames(names ...string) LibraryPreference {
+	return LibraryPreference{names: append(append([]string(nil), p.names...), names...)}
+}
