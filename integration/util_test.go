@@ -1,0 +1,38 @@
+//go:build integration
+
+package integration
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
+)
+
+func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+func mustTrace(t testing.TB, path string) []fakegpu.TraceEvent {
+	t.Helper()
+	evs, err := fakegpu.ReadTrace(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func TestParseLogLine(t *testing.T) {
+	line := `time=2026-01-01T00:00:00.000Z level=INFO source=types.go:42 msg="inference compute" id=GPU-fa4e000000000001 filter_id="" library=ROCm compute=gfx1200 name=ROCm0 description="AMD \"fake\" GPU" libdirs=ollama driver=6.4 pci_id=0000:03:00.0 type=discrete total="16.0 GiB" available="16.0 GiB"`
+	rec := ParseLogLine(line)
+	want := map[string]string{
+		"msg": "inference compute", "library": "ROCm", "compute": "gfx1200", "filter_id": "",
+		"description": `AMD "fake" GPU`, "total": "16.0 GiB", "available": "16.0 GiB", "pci_id": "0000:03:00.0",
+	}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s = %q, want %q", k, rec[k], v)
+		}
+	}
+	if ParseLogLine("ggml_cuda_init: found 1 ROCm devices") != nil {
+		t.Error("non-slog line parsed")
+	}
+}
