@@ -77,10 +77,13 @@ patches: ## regenerate patches/ from the commits after fork-base in build/ollama
 	@test -z "$$(git -C $(TREE) status --porcelain --untracked-files=no)" || \
 		{ echo "$(TREE) has uncommitted changes: commit them first"; exit 1; }
 	rm -f patches/*.patch
-	git -C $(TREE) -c core.abbrev=12 format-patch -q --zero-commit --no-signature --no-stat \
-		-o $(CURDIR)/patches fork-base..HEAD
+	scripts/format-patches.sh $(TREE) patches
 	@git -C $(TREE) rev-parse HEAD > $(TREE)/.git/fork-state/head
 	@echo "patches/: $$(ls patches/*.patch 2>/dev/null | wc -l) patches"
+
+.PHONY: check-patches
+check-patches: src ## prove the patch round trip: regenerating patches/ from build/ollama changes no byte
+	@scripts/check-patches.sh $(TREE)
 
 .PHONY: pr
 pr: src ## an upstream-ready series in dist/pr, proven by git am on a pristine tree and its tests

@@ -213,3 +213,22 @@ func BootstrapEnv() map[string]string {
 	}
 	return map[string]string{llm.RunnerBackendsEnv: strings.Join(backends, ",")}
 }
+
+// RunnerLibrary names the libraries of a runner's devices, each once, in
+// order ("Vulkan", "CUDA,Vulkan"); "" for a runner on the CPU only.
+func RunnerLibrary(ids []ml.DeviceID) string {
+	var names []string
+	for _, id := range ids {
+		if id.Library == "" || strings.EqualFold(id.Library, "cpu") {
+			continue
+		}
+		dup := false
+		for _, n := range names {
+			dup = dup || n == id.Library
+		}
+		if !dup {
+			names = append(names, id.Library)
+		}
+	}
+	return strings.Join(names, ",")
+}

@@ -217,3 +217,20 @@ func TestBootstrapEnv(t *testing.T) {
 		t.Errorf("BootstrapEnv() (-want +got):\n%s", diff)
 	}
 }
+
+func TestRunnerLibrary(t *testing.T) {
+	cases := []struct {
+		ids  []ml.DeviceID
+		want string
+	}{
+		{nil, ""},
+		{[]ml.DeviceID{{ID: "0", Library: "Vulkan"}}, "Vulkan"},
+		{[]ml.DeviceID{{ID: "0", Library: "CUDA"}, {ID: "1", Library: "CUDA"}, {ID: "0", Library: "Vulkan"}}, "CUDA,Vulkan"},
+		{[]ml.DeviceID{{ID: "cpu", Library: "cpu"}}, ""},
+	}
+	for _, tc := range cases {
+		if got := RunnerLibrary(tc.ids); got != tc.want {
+			t.Errorf("RunnerLibrary(%v) = %q, want %q", tc.ids, got, tc.want)
+		}
+	}
+}
