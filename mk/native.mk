@@ -43,7 +43,7 @@ native_space := $(native_empty) $(native_empty)
 # AMDGPU_TARGETS may be given with spaces or semicolons
 HIP_TARGETS_CMAKE = $(subst $(native_space),;,$(strip $(subst ;, ,$(AMDGPU_TARGETS))))
 HIP_TARGETS_WORDS = $(strip $(subst ;, ,$(AMDGPU_TARGETS)))
-HIP_ARGS = -DOBS_HIP=ON -DCMAKE_HIP_FLAGS=-parallel-jobs=$(NATIVE_JOBS) \
+HIP_ARGS = -DOBS_HIP=ON \
 	$(if $(HIP_TARGETS_WORDS),-DAMDGPU_TARGETS=$(HIP_TARGETS_CMAKE),-UAMDGPU_TARGETS)
 
 # The source tree must exist; order-only, so its timestamps never force a rebuild.

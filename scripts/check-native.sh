@@ -105,6 +105,7 @@ hip)
 prefix)
 	[ -n "${2:-}" ] || die "usage: $0 prefix PREFIX"
 	p=$(abs "$2")
+	export OBS_BIND="$p ${OBS_BIND:-}" # visible inside the roots at the same path
 	found=0
 	while IFS= read -r lib; do
 		found=1
