@@ -1,0 +1,322 @@
+package discover
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+)
+
+// QuirkAction says what to do when a quirk rule matches a device and model.
+type QuirkAction string
+
+const (
+	// QuirkUseOtherLibrary keeps the library off the device for matching
+	// models, so another library (Vulkan on AMD) may serve it.
+	QuirkUseOtherLibrary QuirkAction = "use-other-library"
+
+	// QuirkQueues1 keeps the library but starts the runner with
+	// GPU_MAX_HW_QUEUES=1 (see QuirkRunnerEnv).
+	QuirkQueues1 QuirkAction = "queues1"
+)
+
+// QuirkSource says where a quirk rule came from.
+type QuirkSource string
+
+const (
+	// QuirkSourceBuiltin marks rules from BuiltinQuirks.
+	QuirkSourceBuiltin QuirkSource = "builtin"
+
+	// QuirkSourceEnv marks rules from OLLAMA_BACKEND_DENYLIST.
+	QuirkSourceEnv QuirkSource = "env"
+
+	// QuirkSourceLearned marks rules recorded at run time after a failure
+	// was observed on this machine.
+	QuirkSourceLearned QuirkSource = "learned"
+)
+
+// QuirkRule is one entry of the quirk table: a library that misbehaves on a
+// class of devices, for every model or for some model architectures.
+type QuirkRule struct {
+	// Library is the library as upstream names it in ml.DeviceInfo.Library:
+	// "ROCm", "CUDA", "Vulkan". Matching is case-insensitive and "hip"
+	// stands for "ROCm".
+	Library string
+
+	// ComputePattern is a path.Match glob on ml.DeviceInfo.Compute(): the
+	// gfx name for ROCm ("gfx1200", "gfx120*"), "major.minor" for CUDA
+	// ("9.0"). Upstream reports "0.0" for every Vulkan device.
+	ComputePattern string
+
+	// ArchPatterns are path.Match globs on the model's GGUF
+	// general.architecture. Empty, or containing "*", means every
+	// architecture.
+	ArchPatterns []string
+
+	// Action is what to do when the rule matches.
+	Action QuirkAction
+
+	// Reason explains the rule for logs, with links to the evidence.
+	Reason string
+
+	// Source says where the rule came from.
+	Source QuirkSource
+}
+
+// quirkQwen3Archs are the GGUF general.architecture values of the Qwen3
+// family as upstream v0.18.2 registers them (model/models/...).
+var quirkQwen3Archs = []string{"qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next", "qwen3vl", "qwen3vlmoe"}
+
+// BuiltinQuirks returns the built-in quirk table. The result is a fresh copy
+// the caller may modify.
+//
+// The table holds one rule: ROCm on gfx1200 (RDNA4, RX 9060 XT) with Qwen3
+// family models uses another library. That is the seed report: with ROCm 7.2
+// those models leave the GPU at 100% busy and top clock after unload, after
+// the process exits too, until reboot; Qwen2.5 and Gemma 3 on the same GPU
+// and stack are fine, and Vulkan (RADV) is fine for every model.
+//
+// gfx1201 (RDNA4, RX 9070 / R9700) is deliberately not in the table. The
+// public gfx1201 reports (ROCm/ROCm#5706, ggml-org/llama.cpp#21430,
+// ROCm/ROCm#6298) show the same 100%-busy symptom under HIP, but they are not
+// the seed hardware and do not match the seed's shape: they are not tied to
+// Qwen3 (plain llama.cpp HIP sessions of any model), and in #5706 and #6298
+// the GPU recovers when the process exits. AMD attributes them to MES
+// firmware that affects gfx12, gfx11 and gfx906 alike (ROCm/ROCm#6298), and
+// GPU_MAX_HW_QUEUES=1 cleared it for one llama.cpp user on gfx1201. A
+// Qwen3-only rule would not cover what was reported, and a rule for every
+// model would move every gfx1201 user off ROCm on evidence that would equally
+// condemn gfx11. Owners of affected gfx1201 cards can opt in with
+// OLLAMA_BACKEND_DENYLIST, e.g. "rocm:gfx1201:*=queues1" (keep ROCm, one
+// hardware queue) or "rocm:gfx1201:qwen3*" (Vulkan for Qwen3 models).
+func BuiltinQuirks() []QuirkRule {
+	return []QuirkRule{
+		{
+			Library:        "ROCm",
+			ComputePattern: "gfx1200",
+			ArchPatterns:   append([]string(nil), quirkQwen3Archs...),
+			Action:         QuirkUseOtherLibrary,
+			Reason: "Qwen3-family models on ROCm left gfx1200 (RDNA4, RX 9060 XT, ROCm 7.2) at 100% busy " +
+				"after unload until reboot, while Qwen2.5, Gemma 3 and Vulkan (RADV) were fine. Related 100%-busy " +
+				"reports on gfx1201: https://github.com/ROCm/ROCm/issues/5706, " +
+				"https://github.com/ggml-org/llama.cpp/issues/21430; AMD attributes that state to MES firmware: " +
+				"https://github.com/ROCm/ROCm/issues/6298",
+			Source: QuirkSourceBuiltin,
+		},
+	}
+}
+
+// ParseQuirkAction returns the action named s ("use-other-library" or
+// "queues1", any letter case).
+func ParseQuirkAction(s string) (QuirkAction, error) {
+	switch a := QuirkAction(strings.ToLower(s)); a {
+	case QuirkUseOtherLibrary, QuirkQueues1:
+		return a, nil
+	}
+	return "", fmt.Errorf("unknown quirk action %q; accepted: %q, %q", s, QuirkUseOtherLibrary, QuirkQueues1)
+}
+
+// Validate checks that the rule can match anything at all: a known library,
+// well-formed non-empty globs and a known action. Reason and Source are not
+// checked.
+func (r QuirkRule) Validate() error {
+	if _, ok := canonicalQuirkLibrary(r.Library); !ok {
+		return fmt.Errorf("quirk rule %s: unknown library %q; accepted: ROCm (or hip), CUDA, Vulkan", r, r.Library)
+	}
+	if r.ComputePattern == "" {
+		return fmt.Errorf("quirk rule %s: empty compute pattern", r)
+	}
+	if _, err := path.Match(r.ComputePattern, ""); err != nil {
+		return fmt.Errorf("quirk rule %s: compute pattern %q: %w", r, r.ComputePattern, err)
+	}
+	for _, p := range r.ArchPatterns {
+		if p == "" {
+			return fmt.Errorf("quirk rule %s: empty arch pattern", r)
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("quirk rule %s: arch pattern %q: %w", r, p, err)
+		}
+	}
+	if _, err := ParseQuirkAction(string(r.Action)); err != nil {
+		return fmt.Errorf("quirk rule %s: %w", r, err)
+	}
+	return nil
+}
+
+// ValidateQuirks validates every rule and joins the errors.
+func ValidateQuirks(rules []QuirkRule) error {
+	var errs []error
+	for _, r := range rules {
+		if err := r.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// String formats the rule in OLLAMA_BACKEND_DENYLIST syntax,
+// library:compute[:arch,...][=queues1].
+func (r QuirkRule) String() string {
+	var b strings.Builder
+	lib, ok := canonicalQuirkLibrary(r.Library)
+	if !ok {
+		lib = r.Library
+	}
+	b.WriteString(strings.ToLower(lib))
+	b.WriteByte(':')
+	b.WriteString(r.ComputePattern)
+	if len(r.ArchPatterns) > 0 {
+		b.WriteByte(':')
+		b.WriteString(strings.Join(r.ArchPatterns, ","))
+	}
+	if r.Action != "" && r.Action != QuirkUseOtherLibrary {
+		b.WriteByte('=')
+		b.WriteString(string(r.Action))
+	}
+	return b.String()
+}
+
+// LogValue implements slog.LogValuer.
+func (r QuirkRule) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("library", r.Library),
+		slog.String("compute", r.ComputePattern),
+	}
+	if len(r.ArchPatterns) > 0 {
+		attrs = append(attrs, slog.String("archs", strings.Join(r.ArchPatterns, ",")))
+	}
+	attrs = append(attrs,
+		slog.String("action", string(r.Action)),
+		slog.String("source", string(r.Source)),
+	)
+	if r.Reason != "" {
+		attrs = append(attrs, slog.String("reason", r.Reason))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// EveryArch reports whether the rule applies to every model architecture:
+// it has no arch patterns, or one of them is all '*'.
+func (r QuirkRule) EveryArch() bool {
+	if len(r.ArchPatterns) == 0 {
+		return true
+	}
+	for _, p := range r.ArchPatterns {
+		if isQuirkMatchAll(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Matches reports whether the rule applies to a device of the given library
+// and compute string (as ml.DeviceInfo reports them) running a model of the
+// given GGUF architecture. Library names compare case-insensitively with
+// "hip" standing for "ROCm"; compute and arch compare case-insensitively. An
+// empty arch (model not known yet) matches only rules for every arch. A
+// malformed pattern matches nothing; Validate reports it.
+func (r QuirkRule) Matches(library, compute, arch string) bool {
+	if !r.matchesDevice(library, compute) {
+		return false
+	}
+	if r.EveryArch() {
+		return true
+	}
+	if arch == "" {
+		return false
+	}
+	arch = strings.ToLower(arch)
+	for _, p := range r.ArchPatterns {
+		if ok, err := path.Match(strings.ToLower(p), arch); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (r QuirkRule) matchesDevice(library, compute string) bool {
+	if !sameQuirkLibrary(r.Library, library) {
+		return false
+	}
+	ok, err := path.Match(strings.ToLower(r.ComputePattern), strings.ToLower(compute))
+	return err == nil && ok
+}
+
+// MatchQuirks returns the rules that match, in table order.
+func MatchQuirks(rules []QuirkRule, library, compute, arch string) []QuirkRule {
+	var out []QuirkRule
+	for _, r := range rules {
+		if r.Matches(library, compute, arch) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// DeniesLibrary returns the first QuirkUseOtherLibrary rule that matches, if
+// any: the library should not run this model on this device.
+func DeniesLibrary(rules []QuirkRule, library, compute, arch string) (QuirkRule, bool) {
+	for _, r := range rules {
+		if r.Action == QuirkUseOtherLibrary && r.Matches(library, compute, arch) {
+			return r, true
+		}
+	}
+	return QuirkRule{}, false
+}
+
+// DeniesEveryUse returns the first QuirkUseOtherLibrary rule that matches the
+// device for every model architecture, if any. Such a device can be kept out
+// of the library's discovery runner altogether (for ROCm, by leaving it out of
+// ROCR_VISIBLE_DEVICES).
+func DeniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool) {
+	for _, r := range rules {
+		if r.Action == QuirkUseOtherLibrary && r.EveryArch() && r.matchesDevice(library, compute) {
+			return r, true
+		}
+	}
+	return QuirkRule{}, false
+}
+
+// QuirkRunnerEnv returns the environment variables a runner needs for the
+// given matched rules (from MatchQuirks): GPU_MAX_HW_QUEUES=1 when any of
+// them is QuirkQueues1. It returns nil when nothing is needed. Whether a value
+// the user set already should win is the caller's decision.
+func QuirkRunnerEnv(matched []QuirkRule) map[string]string {
+	for _, r := range matched {
+		if r.Action == QuirkQueues1 {
+			return map[string]string{"GPU_MAX_HW_QUEUES": "1"}
+		}
+	}
+	return nil
+}
+
+// canonicalQuirkLibrary maps a library spelling to upstream's name.
+func canonicalQuirkLibrary(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "rocm", "hip":
+		return "ROCm", true
+	case "cuda":
+		return "CUDA", true
+	case "vulkan":
+		return "Vulkan", true
+	}
+	return "", false
+}
+
+// sameQuirkLibrary compares library names case-insensitively, with "hip"
+// standing for "ROCm". Libraries outside the known set compare as written.
+func sameQuirkLibrary(a, b string) bool {
+	if ca, ok := canonicalQuirkLibrary(a); ok {
+		a = ca
+	}
+	if cb, ok := canonicalQuirkLibrary(b); ok {
+		b = cb
+	}
+	return strings.EqualFold(a, b)
+}
+
+// isQuirkMatchAll reports whether p matches every string without '/'.
+func isQuirkMatchAll(p string) bool {
+	return p != "" && strings.Trim(p, "*") == ""
+}
