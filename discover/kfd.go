@@ -1,0 +1,268 @@
+package discover
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// kfdNodesDir is where the amdgpu kernel driver (KFD) lists its topology
+// nodes, relative to the filesystem root.
+const kfdNodesDir = "sys/class/kfd/kfd/topology/nodes"
+
+// kfdPropertiesMax bounds how much of a properties file is read. sysfs files
+// are at most a page; anything longer is not a KFD properties file.
+const kfdPropertiesMax = 64 << 10
+
+// KFDNode is one GPU node of the KFD topology.
+type KFDNode struct {
+	// Node is the KFD node number (the directory name under
+	// topology/nodes).
+	Node int
+
+	// GfxTarget is the gfx name, as upstream's ml.DeviceInfo.Compute
+	// reports it for ROCm ("gfx1200", "gfx90a"). It is the hardware's
+	// target: unlike what HIP reports, HSA_OVERRIDE_GFX_VERSION does not
+	// change it.
+	GfxTarget string
+
+	// GfxTargetVersion is the raw gfx_target_version (120000 for gfx1200).
+	GfxTargetVersion uint64
+
+	// PCIID is the PCI address in the form upstream uses for
+	// ml.DeviceInfo.PCIID, "0000:03:00.0" (lower-case hex domain:bus:
+	// device.function), or "" when the node has no location_id. HIP
+	// always prints function 0; GPUs sit on function 0 in practice.
+	PCIID string
+
+	// VendorID and DeviceID are the PCI vendor (0x1002 for AMD) and device
+	// ids; 0 when absent.
+	VendorID, DeviceID uint32
+
+	// UniqueID is the node's unique_id; 0 when absent.
+	UniqueID uint64
+
+	// DRMRenderMinor is the minor number of the node's /dev/dri/renderD*
+	// device; 0 when absent (render minors start at 128).
+	DRMRenderMinor uint32
+}
+
+// ReadKFDNodes reads the GPU nodes of the KFD topology under root (the
+// filesystem root: "/" in production, a fake tree in tests), sorted by node
+// number. CPU nodes (gfx_target_version 0) are skipped, and so are entries
+// whose name is not a node number.
+//
+// A missing topology (no amdgpu driver, not Linux) gives no nodes and a nil
+// error. A node whose properties file cannot be read or parsed is left out
+// and reported in the error, which names the file; the nodes that did read
+// are still returned, so one odd node does not hide the others. Callers
+// should log the error and use the nodes.
+func ReadKFDNodes(root string) ([]KFDNode, error) {
+	dir := filepath.Join(root, filepath.FromSlash(kfdNodesDir))
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading KFD topology: %w", err)
+	}
+
+	type numbered struct {
+		n    int
+		name string
+	}
+	var nums []numbered
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n < 0 || strconv.Itoa(n) != e.Name() {
+			continue
+		}
+		nums = append(nums, numbered{n, e.Name()})
+	}
+	slices.SortFunc(nums, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
+
+	var (
+		nodes []KFDNode
+		errs  []error
+	)
+	for _, num := range nums {
+		file := filepath.Join(dir, num.name, "properties")
+		data, err := readKFDFile(file)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		props, err := ParseKFDProperties(data)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+			continue
+		}
+		node, isGPU, err := kfdNodeFromProperties(num.n, props)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+			continue
+		}
+		if isGPU {
+			nodes = append(nodes, node)
+		}
+	}
+	return nodes, errors.Join(errs...)
+}
+
+func readKFDFile(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err // *fs.PathError names the file
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, kfdPropertiesMax+1))
+	if err != nil {
+		return nil, err // *fs.PathError names the file
+	}
+	if len(data) > kfdPropertiesMax {
+		return nil, fmt.Errorf("%s: longer than %d bytes, not a KFD properties file", file, kfdPropertiesMax)
+	}
+	return data, nil
+}
+
+// ParseKFDProperties parses the content of a KFD topology node properties
+// file: one "key value" pair a line, blank lines ignored. Values are kept as
+// written. A line that is not exactly two space-separated fields, or a key
+// that appears twice, is an error naming the line.
+func ParseKFDProperties(data []byte) (map[string]string, error) {
+	props := make(map[string]string)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), kfdPropertiesMax+1)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		f := strings.Fields(text)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
+		}
+		if _, dup := props[f[0]]; dup {
+			return nil, fmt.Errorf("line %d: key %q repeated", line, kfdTruncate(f[0]))
+		}
+		props[f[0]] = f[1]
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("after line %d: %w", line, err)
+	}
+	return props, nil
+}
+
+// kfdNodeFromProperties builds a node from parsed properties. isGPU is false
+// for CPU nodes, which have gfx_target_version 0 (or, on kernels that predate
+// the key, no key and no SIMDs).
+func kfdNodeFromProperties(n int, props map[string]string) (node KFDNode, isGPU bool, err error) {
+	node.Node = n
+
+	version, ok, err := kfdUint(props, "gfx_target_version", 64)
+	if err != nil {
+		return KFDNode{}, false, err
+	}
+	if !ok {
+		simds, _, err := kfdUint(props, "simd_count", 64)
+		if err != nil {
+			return KFDNode{}, false, err
+		}
+		if simds == 0 {
+			return KFDNode{}, false, nil
+		}
+		return KFDNode{}, false, fmt.Errorf("GPU node (simd_count %d) without gfx_target_version", simds)
+	}
+	if version == 0 {
+		return KFDNode{}, false, nil
+	}
+	node.GfxTargetVersion = version
+	if node.GfxTarget, err = GfxTargetName(version); err != nil {
+		return KFDNode{}, false, err
+	}
+
+	loc, hasLoc, err := kfdUint(props, "location_id", 16)
+	if err != nil {
+		return KFDNode{}, false, err
+	}
+	domain, _, err := kfdUint(props, "domain", 32)
+	if err != nil {
+		return KFDNode{}, false, err
+	}
+	if hasLoc {
+		// location_id is the PCI routing id: bus<<8 | device<<3 | function.
+		// Kernels before the domain key existed only ran GPUs in domain 0.
+		node.PCIID = fmt.Sprintf("%04x:%02x:%02x.%x", domain, loc>>8, (loc>>3)&0x1f, loc&7)
+	}
+
+	var v uint64
+	if v, _, err = kfdUint(props, "vendor_id", 32); err != nil {
+		return KFDNode{}, false, err
+	}
+	node.VendorID = uint32(v)
+	if v, _, err = kfdUint(props, "device_id", 32); err != nil {
+		return KFDNode{}, false, err
+	}
+	node.DeviceID = uint32(v)
+	if node.UniqueID, _, err = kfdUint(props, "unique_id", 64); err != nil {
+		return KFDNode{}, false, err
+	}
+	if v, _, err = kfdUint(props, "drm_render_minor", 32); err != nil {
+		return KFDNode{}, false, err
+	}
+	node.DRMRenderMinor = uint32(v)
+	return node, true, nil
+}
+
+// kfdUint reads an unsigned decimal property of at most bits bits. ok is
+// false when the key is absent.
+func kfdUint(props map[string]string, key string, bits int) (v uint64, ok bool, err error) {
+	s, ok := props[key]
+	if !ok {
+		return 0, false, nil
+	}
+	v, err = strconv.ParseUint(s, 10, bits)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s %q: want an unsigned decimal of at most %d bits", key, kfdTruncate(s), bits)
+	}
+	return v, true, nil
+}
+
+// GfxTargetName turns a KFD gfx_target_version (major*10000 + minor*100 +
+// stepping, decimal) into the gfx name ROCm uses: "gfx" then the major in
+// decimal and minor and stepping as one hex digit each. 120000 is gfx1200,
+// 120001 gfx1201, 110000 gfx1100, 90010 gfx90a. A zero major (CPU node) or a
+// minor or stepping above 15 (not one hex digit) is an error naming the
+// value.
+func GfxTargetName(version uint64) (string, error) {
+	major := version / 10000
+	minor := version / 100 % 100
+	stepping := version % 100
+	if major == 0 {
+		return "", fmt.Errorf("gfx_target_version %d: major version 0, not a GPU", version)
+	}
+	if minor > 0xf || stepping > 0xf {
+		return "", fmt.Errorf("gfx_target_version %d: minor %d and stepping %d must each be at most 15", version, minor, stepping)
+	}
+	return fmt.Sprintf("gfx%d%x%x", major, minor, stepping), nil
+}
+
+// kfdTruncate shortens s for error messages about junk input.
+func kfdTruncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
