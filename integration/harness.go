@@ -122,35 +122,11 @@ type Server struct {
 	Env     []string
 
 	cmd     *exec.Cmd
-	log     *logBuffer
 	done    chan struct{}
 	state   *os.ProcessState
 	waitErr error
 	watch   *procWatcher
 	stopped bool
-}
-
-// logBuffer is a goroutine-safe log sink that also writes to a file.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	f   *os.File
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	if l.f != nil {
-		l.f.Write(p)
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // FreePort returns a currently free TCP port on 127.0.0.1.
@@ -241,16 +217,18 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 	}
 
 	s.Args = append(append([]string{}, prefix...), bin, "serve")
-	f, err := os.Create(s.LogPath)
+	// The server writes straight into the log file (no pipe and copying
+	// goroutine), so a line logged before an API response is always
+	// readable once the response has arrived.
+	f, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.log = &logBuffer{f: f}
 	s.cmd = exec.Command(s.Args[0], s.Args[1:]...)
 	s.cmd.Env = s.Env
 	s.cmd.Dir = dir // keep upstream's cwd-relative build/lib/ollama lookup inside the temp dir
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
+	s.cmd.Stdout = f
+	s.cmd.Stderr = f
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		f.Close()
@@ -292,8 +270,11 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 // replaces with the server via exec).
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Log returns everything the server wrote so far.
-func (s *Server) Log() string { return s.log.String() }
+// Log returns everything the server (and its runners) wrote so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.LogPath)
+	return string(b)
+}
 
 // Exited reports whether the server process has exited.
 func (s *Server) Exited() bool {

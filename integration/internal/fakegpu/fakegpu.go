@@ -123,6 +123,13 @@ func Compiler() string {
 // ErrNoCompiler is returned when no C compiler is found.
 var ErrNoCompiler = errors.New("fakegpu: no C compiler (set CC or install cc)")
 
+// touch reads a source file in-process so that `go test` caching notices
+// when it changes (the compiler reading it is invisible to the cache).
+func touch(path string) error {
+	_, err := os.ReadFile(path)
+	return err
+}
+
 func run(args ...string) error {
 	cc := Compiler()
 	if _, err := exec.LookPath(cc); err != nil {
@@ -164,6 +171,9 @@ func Build(src, outDir string, v Variant) (string, error) {
 	}
 	sort.Strings(defs)
 	out := filepath.Join(outDir, v.FileName)
+	if err := touch(filepath.Join(TestdataDir(), "fakegpu.c")); err != nil {
+		return "", err
+	}
 	args := []string{"-std=c11", "-O2", "-Wall", "-fPIC", "-shared", "-fvisibility=hidden"}
 	for _, inc := range IncludeDirs(src) {
 		args = append(args, "-I"+inc)
@@ -186,6 +196,9 @@ func BuildProbe(src, outPath string) error {
 		if src, err = UpstreamSourceDir(); err != nil {
 			return err
 		}
+	}
+	if err := touch(filepath.Join(TestdataDir(), "probe.c")); err != nil {
+		return err
 	}
 	args := []string{"-std=c11", "-O2", "-Wall"}
 	for _, inc := range IncludeDirs(src) {

@@ -19,9 +19,8 @@
 // therefore runs every operation on the CPU backend, which reads the weights
 // and KV cache straight out of the fake "VRAM". Models offloaded to the fake
 // GPU really generate tokens; the work is done by the CPU backend.
-// FAKEGPU_COMPUTE_MODE=delegate instead claims the ops the CPU backend
-// supports and forwards graph_compute() to a CPU backend instance obtained
-// from a CPU buffer type the scheduler showed us (see fg_supports_buft).
+// FAKEGPU_COMPUTE_MODE=delegate instead claims the ops and forwards its
+// graph splits to the scheduler's CPU backend (see "CPU delegation").
 //
 // Configuration: every setting KEY is looked up as
 //   1. getenv(FAKEGPU_PREFIX KEY)   (per built copy, e.g. FAKEHIP_PCI_ID)
@@ -385,18 +384,25 @@ static int fg_visible(void) {
 
 // ---------------------------------------------------------------------------
 // CPU delegation (COMPUTE_MODE=delegate)
+//
+// The fake library cannot call the CPU backend's functions by name (the
+// ollama binary does not export them), and the CPU buffer type carries no
+// device pointer. But when the scheduler copies an intermediate tensor from
+// the CPU backend into one of our splits it calls our cpy_tensor_async with
+// the CPU backend object itself; we remember it (and decline the copy, so
+// the scheduler falls back to a synchronous copy) and later run our splits
+// through its graph_compute. Until it has been seen, supports_op is
+// optimistic (true); afterwards it asks the CPU device.
 
-static ggml_backend_dev_t fg_cpu_dev;      // captured from a CPU buffer type
-static ggml_backend_t     fg_cpu_backend;  // created lazily
+static ggml_backend_t fg_cpu_backend; // the scheduler's CPU backend, once seen
 
-static void fg_capture_cpu(ggml_backend_buffer_type_t buft) {
-    if (fg_cpu_dev || !buft || !buft->device) {
+static void fg_capture_cpu(ggml_backend_t b) {
+    if (!b || __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE) || !b->device || !b->device->iface.get_type) {
         return;
     }
-    ggml_backend_dev_t d = buft->device;
-    if (d->iface.get_type && d->iface.get_type(d) == GGML_BACKEND_DEVICE_TYPE_CPU) {
-        __atomic_store_n(&fg_cpu_dev, d, __ATOMIC_RELEASE);
-        fg_trace("capture-cpu", NULL);
+    if (b->device->iface.get_type(b->device) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+        __atomic_store_n(&fg_cpu_backend, b, __ATOMIC_RELEASE);
+        fg_trace("capture-cpu", "backend=%s", b->iface.get_name ? b->iface.get_name(b) : "?");
     }
 }
 
@@ -535,21 +541,28 @@ static void fg_backend_free(ggml_backend_t backend) {
     free(backend);
 }
 
+static int fg_delegated;
+
 static enum ggml_status fg_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph, int batch_size) {
     (void) backend;
-    if (fg_dev_ctx.delegate) {
-        ggml_backend_dev_t cpu = __atomic_load_n(&fg_cpu_dev, __ATOMIC_ACQUIRE);
-        if (cpu && !fg_cpu_backend) {
-            fg_cpu_backend = cpu->iface.init_backend(cpu, NULL);
-            fg_trace("delegate-init", "ok=%d", fg_cpu_backend != NULL);
+    ggml_backend_t cpu = __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE);
+    if (fg_dev_ctx.delegate && cpu) {
+        if (!__atomic_exchange_n(&fg_delegated, 1, __ATOMIC_RELAXED)) {
+            fg_trace("delegate", "first=1");
         }
-        if (fg_cpu_backend) {
-            return fg_cpu_backend->iface.graph_compute(fg_cpu_backend, cgraph, batch_size);
-        }
+        return cpu->iface.graph_compute(cpu, cgraph, batch_size);
     }
     fg_trace("graph-compute", "ok=0");
     fprintf(stderr, "fakegpu: %s: graph_compute called but this fake device cannot compute\n", fg_library());
     return GGML_STATUS_FAILED;
+}
+
+static bool fg_backend_cpy_tensor_async(ggml_backend_t backend_src, ggml_backend_t backend_dst, const struct ggml_tensor *src, struct ggml_tensor *dst) {
+    (void) backend_dst;
+    (void) src;
+    (void) dst;
+    fg_capture_cpu(backend_src);
+    return false; // let the scheduler copy synchronously
 }
 
 static const struct ggml_backend_i fg_backend_iface = {
@@ -557,7 +570,7 @@ static const struct ggml_backend_i fg_backend_iface = {
     /* .free               = */ fg_backend_free,
     /* .set_tensor_async   = */ NULL,
     /* .get_tensor_async   = */ NULL,
-    /* .cpy_tensor_async   = */ NULL,
+    /* .cpy_tensor_async   = */ fg_backend_cpy_tensor_async,
     /* .synchronize        = */ NULL,
     /* .graph_plan_create  = */ NULL,
     /* .graph_plan_free    = */ NULL,
@@ -643,18 +656,15 @@ static bool fg_dev_supports_op(ggml_backend_dev_t dev, const struct ggml_tensor 
     if (!fg_dev_ctx.delegate) {
         return false;
     }
-    ggml_backend_dev_t cpu = __atomic_load_n(&fg_cpu_dev, __ATOMIC_ACQUIRE);
-    if (!cpu || !cpu->iface.supports_op) {
-        return false;
+    ggml_backend_t cpu = __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE);
+    if (!cpu || !cpu->device->iface.supports_op) {
+        return true;
     }
-    return cpu->iface.supports_op(cpu, op);
+    return cpu->device->iface.supports_op(cpu->device, op);
 }
 
 static bool fg_dev_supports_buft(ggml_backend_dev_t dev, ggml_backend_buffer_type_t buft) {
     (void) dev;
-    if (buft != &fg_buft) {
-        fg_capture_cpu(buft);
-    }
     return buft == &fg_buft;
 }
 
