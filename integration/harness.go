@@ -207,6 +207,12 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
+	if h := env["OLLAMA_HOST"]; h != s.Host {
+		// the caller chose the address
+		s.Host = strings.TrimPrefix(strings.TrimPrefix(h, "http://"), "https://")
+		s.URL = &url.URL{Scheme: "http", Host: s.Host}
+		s.Client = api.NewClient(s.URL, &http.Client{})
+	}
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)

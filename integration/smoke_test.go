@@ -4,7 +4,9 @@ package integration
 
 import (
 	"context"
+	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +84,25 @@ func TestSmokeTinyModelCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServerRefusesBusyPort: a server that cannot start reports it through
+// the harness (exit code and log).
+func TestServerRefusesBusyPort(t *testing.T) {
+	bin := OllamaBin()
+	RequireBinary(t, bin, "ollama")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s := StartServer(t, ServerOptions{Bin: bin, NoWait: true, Env: []string{"OLLAMA_HOST=" + l.Addr().String()}})
+	code, err := s.WaitExit(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 || !strings.Contains(s.Log(), "address already in use") {
+		t.Errorf("exit code %d, log:\n%s", code, s.Log())
+	}
+	t.Logf("refused with exit code %d: %s", code, strings.TrimSpace(tail(s.Log(), 1)))
 }
