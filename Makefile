@@ -58,6 +58,9 @@ build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/up
 run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to change)
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
 
+.PHONY: check
+check: test check-patches pr ## everything CI runs: unit tests, upstream's tests, patch round trip, the PR series
+
 .PHONY: test
 test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
 
