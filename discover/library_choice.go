@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
-	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
@@ -203,17 +202,6 @@ func LibraryChoices() []LibraryChoice {
 	defer libraryChoicesMu.Unlock()
 	return append([]LibraryChoice(nil), libraryChoices...)
 }
-
-// BootstrapEnv is the extra environment of the first discovery runners: in
-// the flat layout it keeps libraries the user did not ask for from loading.
-func BootstrapEnv() map[string]string {
-	backends := envconfig.LLMLibraryPreference().GGMLBackends()
-	if backends == nil {
-		return nil
-	}
-	return map[string]string{llm.RunnerBackendsEnv: strings.Join(backends, ",")}
-}
-
 // RunnerLibrary names the libraries of a runner's devices, each once, in
 // order ("Vulkan", "CUDA,Vulkan"); "" for a runner on the CPU only.
 func RunnerLibrary(ids []ml.DeviceID) string {

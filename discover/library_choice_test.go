@@ -34,6 +34,8 @@ func dev(layout, library, id, pci, compute string, integrated bool) ml.DeviceInf
 	switch compute {
 	case "gfx1200":
 		d.ComputeMajor, d.ComputeMinor = 0x12, 0x00
+	case "gfx1201":
+		d.ComputeMajor, d.ComputeMinor = 0x12, 0x01
 	case "gfx1100":
 		d.ComputeMajor, d.ComputeMinor = 0x11, 0x00
 	case "9.0":

@@ -3,6 +3,7 @@ package envconfig
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 )
@@ -298,4 +299,9 @@ func checkDenyComputeShape(lib, compute string) error {
 // isDenyMatchAll reports whether p matches every string without '/'.
 func isDenyMatchAll(p string) bool {
 	return p != "" && strings.Trim(p, "*") == ""
+}
+
+// BackendDenylistFromEnv reads and parses OLLAMA_BACKEND_DENYLIST.
+func BackendDenylistFromEnv() (BackendDenylist, error) {
+	return ParseBackendDenylist(strings.Trim(strings.TrimSpace(os.Getenv("OLLAMA_BACKEND_DENYLIST")), "\"'"))
 }

@@ -248,3 +248,14 @@ func (p LibraryPreference) LibraryNames() []string { return append([]string(nil)
 func (p LibraryPreference) WithNames(names ...string) LibraryPreference {
 	return LibraryPreference{names: append(append([]string(nil), p.names...), names...)}
 }
+
+// CheckBackendSelection validates every variable of backend selection
+// (OLLAMA_LLM_LIBRARY, OLLAMA_BACKEND_DENYLIST) for the server's start; the
+// first bad one is returned.
+func CheckBackendSelection() error {
+	if err := CheckLLMLibrary(); err != nil {
+		return err
+	}
+	_, err := BackendDenylistFromEnv()
+	return err
+}

@@ -50,3 +50,27 @@ func RunnerEnv(devices []ml.DeviceInfo, mustFilter bool) map[string]string {
 	env[RunnerBackendsEnv] = RunnerBackends(devices)
 	return env
 }
+
+// RunnerEnvHook adds variables to a model runner's environment from what is
+// known when the model loads: its devices and the model's architecture
+// (general.architecture). discover registers the quirk table's this way,
+// since llm cannot import discover.
+type RunnerEnvHook func(devices []ml.DeviceInfo, arch string) map[string]string
+
+var runnerEnvHooks []RunnerEnvHook
+
+// AddRunnerEnvHook registers h for every model runner started afterwards.
+// It is meant for package initialisation, before runners start.
+func AddRunnerEnvHook(h RunnerEnvHook) { runnerEnvHooks = append(runnerEnvHooks, h) }
+
+// ModelRunnerEnv is RunnerEnv for a runner that loads a model of
+// architecture arch, with what the hooks add.
+func ModelRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
+	env := RunnerEnv(devices, false)
+	for _, h := range runnerEnvHooks {
+		for k, v := range h(devices, arch) {
+			env[k] = v
+		}
+	}
+	return env
+}

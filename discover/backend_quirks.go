@@ -1,0 +1,156 @@
+package discover
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/ollama/ollama/ml"
+)
+
+// LearnedQuirkSource, when set, returns the rules the server learned at run
+// time (the idle-GPU watchdog, repeated runner deaths); they are merged with
+// the built-in and OLLAMA_BACKEND_DENYLIST rules at every model load.
+var LearnedQuirkSource func() []QuirkRule
+
+// BackendQuirkRules is the quirk table in force: the built-in rules (unless
+// OLLAMA_BACKEND_DENYLIST holds "none"), then the user's entries, then
+// what was learned. A malformed variable counts as empty here; `ollama
+// serve` refuses to start with one (envconfig.CheckBackendSelection).
+func BackendQuirkRules() []QuirkRule {
+	deny, _ := envconfig.BackendDenylistFromEnv()
+	var rules []QuirkRule
+	if !deny.DropBuiltins {
+		rules = append(rules, BuiltinQuirks()...)
+	}
+	for _, e := range deny.Entries {
+		rules = append(rules, QuirkRule{
+			Library:        e.Library,
+			ComputePattern: e.Compute,
+			ArchPatterns:   e.Archs,
+			Action:         QuirkAction(e.Action),
+			Reason:         "OLLAMA_BACKEND_DENYLIST",
+			Source:         QuirkSourceEnv,
+		})
+	}
+	if LearnedQuirkSource != nil {
+		rules = append(rules, LearnedQuirkSource()...)
+	}
+	return rules
+}
+
+// QuirkDecision is what the quirk table did to one GPU for one model.
+type QuirkDecision struct {
+	Device ml.DeviceInfo // as discovered (the chosen library)
+	Denied QuirkRule
+	// Replacement is the alternate library used instead; nil when the GPU
+	// was left out because no allowed alternate exists.
+	Replacement *ml.DeviceInfo
+}
+
+// ApplyQuirks returns the GPUs a model of architecture arch may use: each
+// GPU whose library is denied for arch is replaced by its best allowed
+// alternate (choices: what discovery found for the same physical device),
+// or left out when it has none. GPUs that are not denied stay as they are.
+func ApplyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []LibraryChoice) ([]ml.DeviceInfo, []QuirkDecision) {
+	if arch == "" {
+		return gpus, nil
+	}
+	out := make([]ml.DeviceInfo, 0, len(gpus))
+	var decisions []QuirkDecision
+	for _, gpu := range gpus {
+		rule, denied := DeniesLibrary(rules, gpu.Library, gpu.Compute(), arch)
+		if !denied {
+			out = append(out, gpu)
+			continue
+		}
+		d := QuirkDecision{Device: gpu, Denied: rule}
+		for _, alt := range alternatesOf(gpu, choices) {
+			// The alternate is the same memory seen through another
+			// library: the chosen device's numbers are the fresh ones.
+			alt.TotalMemory, alt.FreeMemory = gpu.TotalMemory, gpu.FreeMemory
+			if _, denied := DeniesLibrary(rules, alt.Library, alt.Compute(), arch); !denied {
+				d.Replacement = &alt
+				out = append(out, alt)
+				break
+			}
+		}
+		decisions = append(decisions, d)
+	}
+	return out, decisions
+}
+
+func alternatesOf(gpu ml.DeviceInfo, choices []LibraryChoice) []ml.DeviceInfo {
+	for _, c := range choices {
+		if c.Chosen.DeviceID == gpu.DeviceID && c.Chosen.PCIID == gpu.PCIID {
+			return append([]ml.DeviceInfo(nil), c.Alternates...)
+		}
+	}
+	return nil
+}
+
+// LogQuirkDecisions explains each decision in one line: INFO when another
+// library of the same GPU takes over, WARN when the GPU is left out.
+func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
+	for _, d := range decisions {
+		attrs := []any{
+			"model", model, "arch", arch,
+			"gpu", d.Device.Description, "pci_id", d.Device.PCIID, "compute", d.Device.Compute(),
+			"denied", d.Device.Library, "rule", d.Denied.String(), "source", string(d.Denied.Source), "reason", d.Denied.Reason,
+		}
+		if d.Replacement != nil {
+			slog.Info("backend quirk: model runs on another library of the same GPU", append(attrs, "library", d.Replacement.Library)...)
+			continue
+		}
+		slog.Warn("backend quirk: GPU left out for this model, no allowed library can drive it; install the Vulkan backend (ollama-vulkan) to use it",
+			attrs...)
+	}
+}
+
+// ApplyBackendQuirks is the model-load call site: the GPUs the scheduler
+// offers a model of architecture arch, after the quirk table in force.
+func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string) []ml.DeviceInfo {
+	out, decisions := ApplyQuirks(gpus, arch, BackendQuirkRules(), LibraryChoices())
+	LogQuirkDecisions(model, arch, decisions)
+	return out
+}
+
+// quirkRunnerEnv gives a model's runner the variables its quirk rules ask
+// for (GPU_MAX_HW_QUEUES=1 for the queues1 action); a variable the user set
+// in the server's environment is left as it is.
+func quirkRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
+	if arch == "" {
+		return nil
+	}
+	rules := BackendQuirkRules()
+	var matched []QuirkRule
+	for _, d := range devices {
+		matched = append(matched, MatchQuirks(rules, d.Library, d.Compute(), arch)...)
+	}
+	env := QuirkRunnerEnv(matched)
+	for k := range env {
+		if os.Getenv(k) != "" {
+			delete(env, k)
+		}
+	}
+	return env
+}
+
+var registerQuirkRunnerEnv sync.Once
+
+func init() {
+	registerQuirkRunnerEnv.Do(func() { llm.AddRunnerEnvHook(quirkRunnerEnv) })
+}
+
+// describeRules lists rules in the denylist syntax, for listings.
+func describeRules(rules []QuirkRule) string {
+	var parts []string
+	for _, r := range rules {
+		parts = append(parts, fmt.Sprintf("%s (%s)", r.String(), r.Source))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,98 @@
+package discover
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestPlanROCmDiscovery(t *testing.T) {
+	rdna4 := KFDNode{Node: 1, GfxTarget: "gfx1200", PCIID: "0000:03:00.0", UniqueID: 0x1234}
+	rdna3 := KFDNode{Node: 2, GfxTarget: "gfx1100", PCIID: "0000:04:00.0"}
+	type plan struct {
+		Denied     []string
+		Visible    []string
+		NeedVulkan bool
+		AllDenied  bool
+	}
+	cases := []struct {
+		name     string
+		denylist string
+		nodes    []KFDNode
+		want     plan
+	}{
+		{"no AMD GPU, built-ins", "", nil, plan{}},
+		{"gfx1200, built-ins: qwen3 only, twin needed", "", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}, NeedVulkan: true}},
+		{"gfx1100, built-ins: nothing applies", "", []KFDNode{rdna3}, plan{Visible: []string{"2"}}},
+		{"every use on gfx1200 denied", "rocm:gfx1200", []KFDNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200"}, Visible: []string{"2"}, NeedVulkan: true}},
+		{"every AMD GPU denied", "rocm:gfx1*", []KFDNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200", "gfx1100"}, NeedVulkan: true, AllDenied: true}},
+		{"none", "none", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
+		{"a CUDA rule needs the twins too", "none cuda:9.0:qwen3", nil, plan{NeedVulkan: true}},
+		{"queues1 keeps ROCm and needs no twin", "none rocm:gfx1200:*=queues1", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
+			p := PlanROCmDiscovery(tc.nodes, BackendQuirkRules())
+			got := plan{Visible: p.Visible, NeedVulkan: p.NeedVulkan, AllDenied: p.AllDenied()}
+			for _, n := range p.Denied {
+				got.Denied = append(got.Denied, n.GfxTarget)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestBootstrapEnvReadsKFD runs the whole first-pass decision on a fake KFD
+// tree: one gfx1200 and one gfx1100 GPU.
+func TestBootstrapEnvReadsKFD(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"sys/class/kfd/kfd/topology/nodes/0/properties": "cpu_cores_count 16\nsimd_count 0\ngfx_target_version 0\n",
+		"sys/class/kfd/kfd/topology/nodes/1/properties": "simd_count 64\ngfx_target_version 120000\nlocation_id 768\ndomain 0\nunique_id 4660\n",
+		"sys/class/kfd/kfd/topology/nodes/2/properties": "simd_count 96\ngfx_target_version 110000\nlocation_id 1024\ndomain 0\n",
+	})
+	cases := []struct {
+		denylist, llmLibrary string
+		want                 map[string]string
+	}{
+		{"", "", nil},
+		{"", "vulkan", map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"}},
+		{"rocm:gfx1200", "", map[string]string{"ROCR_VISIBLE_DEVICES": "2"}},
+		{"rocm:gfx1*", "", map[string]string{"OLLAMA_GGML_BACKENDS": "blas,zendnn,cann,cuda,metal,rpc,sycl,vulkan,opencl,hexagon,musa,cpu"}},
+		{"rocm:gfx1*", "rocm,vulkan", map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.denylist+"/"+tc.llmLibrary, func(t *testing.T) {
+			t.Setenv("OLLAMA_SYSFS_ROOT", root)
+			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
+			t.Setenv("OLLAMA_LLM_LIBRARY", tc.llmLibrary)
+			resetROCmPlan()
+			t.Cleanup(resetROCmPlan)
+			if diff := cmp.Diff(tc.want, BootstrapEnv()); diff != "" {
+				t.Errorf("BootstrapEnv() (-want +got):\n%s", diff)
+			}
+			wantSkip := tc.denylist == "rocm:gfx1*"
+			if got := SkipROCmLibraryDir("rocm"); got != wantSkip {
+				t.Errorf("SkipROCmLibraryDir(rocm) = %v, want %v", got, wantSkip)
+			}
+		})
+	}
+}
+
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
