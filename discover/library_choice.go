@@ -180,6 +180,7 @@ func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference)
 var (
 	libraryChoicesMu sync.Mutex
 	libraryChoices   []LibraryChoice
+	libraryExcluded  []ExcludedLibrary
 )
 
 // SelectLibraries is discovery's dedup: it chooses a library for every
@@ -191,7 +192,7 @@ func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	choices, excluded := ChooseLibraries(devices, pref)
 	LogLibraryChoices(choices, excluded, pref)
 	libraryChoicesMu.Lock()
-	libraryChoices = choices
+	libraryChoices, libraryExcluded = choices, excluded
 	libraryChoicesMu.Unlock()
 	return Devices(choices)
 }
@@ -202,6 +203,7 @@ func LibraryChoices() []LibraryChoice {
 	defer libraryChoicesMu.Unlock()
 	return append([]LibraryChoice(nil), libraryChoices...)
 }
+
 // RunnerLibrary names the libraries of a runner's devices, each once, in
 // order ("Vulkan", "CUDA,Vulkan"); "" for a runner on the CPU only.
 func RunnerLibrary(ids []ml.DeviceID) string {

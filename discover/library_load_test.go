@@ -1,0 +1,93 @@
+package discover
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	loadFailuresMu.Lock()
+	loadFailures = map[string]LibraryLoadFailure{}
+	loadFailuresMu.Unlock()
+
+	var passed bytes.Buffer
+	lines := []string{
+		"load_backend: loaded CPU backend from /usr/lib/ollama/libggml-cpu-haswell.so",
+		"ggml_backend_load_best: failed to load /usr/lib/ollama/libggml-vulkan.so: /usr/lib/ollama/libggml-vulkan.so: undefined symbol: matmul_id_subgroup_bf16_aligned_cm2_len",
+		"load_backend: failed to load /usr/lib/ollama/cuda_v13/libggml-cuda.so: libcuda.so.1: cannot open shared object file: No such file or directory",
+		// The same file again, from a second discovery runner: reported once.
+		"ggml_backend_load_best: failed to load /usr/lib/ollama/libggml-vulkan.so: /usr/lib/ollama/libggml-vulkan.so: undefined symbol: matmul_id_subgroup_bf16_aligned_cm2_len",
+	}
+	for i := 0; i < 2; i++ { // two runners
+		w := DiscoveryOutput(&passed)
+		for _, l := range lines[i*2 : i*2+2] {
+			// Lines arrive in pieces, as pipes deliver them.
+			fmt.Fprint(w, l[:10])
+			fmt.Fprintln(w, l[10:])
+		}
+	}
+
+	want := []LibraryLoadFailure{
+		{Library: "cuda", File: "/usr/lib/ollama/cuda_v13/libggml-cuda.so", Message: "libcuda.so.1: cannot open shared object file: No such file or directory"},
+		{Library: "vulkan", File: "/usr/lib/ollama/libggml-vulkan.so", Message: "/usr/lib/ollama/libggml-vulkan.so: undefined symbol: matmul_id_subgroup_bf16_aligned_cm2_len"},
+	}
+	if diff := cmp.Diff(want, LibraryLoadFailures()); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
+	if got := strings.Count(logs.String(), "level=ERROR"); got != 1 {
+		t.Errorf("%d ERROR lines, want 1 (the undefined symbol):\n%s", got, logs.String())
+	}
+	if got := strings.Count(logs.String(), "level=WARN"); got != 1 {
+		t.Errorf("%d WARN lines, want 1 (the missing driver library):\n%s", got, logs.String())
+	}
+	if !strings.Contains(passed.String(), "loaded CPU backend") {
+		t.Errorf("output not passed through: %q", passed.String())
+	}
+
+	listing := ListBackends()
+	failed := 0
+	for _, b := range listing.Backends {
+		if b.Status == BackendLoadFailed {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Errorf("listing has %d failed libraries, want 2: %+v", failed, listing.Backends)
+	}
+}
+
+func TestFormatBackends(t *testing.T) {
+	l := BackendListing{
+		LLMLibrary:   "vulkan,rocm",
+		DefaultOrder: "CUDA > ROCm > Vulkan",
+		Backends: []BackendStatus{
+			{Library: "Vulkan", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "0.0", TotalMemory: 16 << 30, Status: BackendChosen},
+			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: BackendAlternate,
+				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"}},
+			{Library: "cuda", File: "/usr/lib/ollama/libggml-cuda.so", Status: BackendLoadFailed, Reason: "libcuda.so.1: cannot open shared object file"},
+		},
+	}
+	var b bytes.Buffer
+	if err := formatBackends(&b, l); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"DEVICE", "0000:03:00.0  0.0      Vulkan", "chosen", "alternate", "lists Vulkan first",
+		"rocm:gfx1200:qwen3", "/usr/lib/ollama/libggml-cuda.so", "failed to load",
+		"OLLAMA_LLM_LIBRARY: vulkan,rocm; default order: CUDA > ROCm > Vulkan",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
