@@ -72,7 +72,7 @@ test-overlay: ## go vet and go test of this module (fast, no cgo build of upstre
 
 .PHONY: test-upstream
 test-upstream: src ## upstream's tests of the packages the fork touches (and the server), in build/ollama
-	cd $(TREE) && go test $(UPSTREAM_TEST_PKGS)
+	cd $(TREE) && go test -trimpath $(UPSTREAM_TEST_PKGS)
 
 .PHONY: patches
 patches: ## regenerate patches/ from the commits after fork-base in build/ollama
