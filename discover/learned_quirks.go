@@ -1,0 +1,573 @@
+package discover
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+)
+
+// LearnedQuirksFileName is the name of the learned-quirks state file in the
+// server's home directory (~/.ollama/backend-quirks.json).
+const LearnedQuirksFileName = "backend-quirks.json"
+
+// LearnedQuirksResetEnv is the environment variable that, set to a true
+// value when the server starts, clears what was learned (see
+// LearnedQuirks.Forget). Reading it is envconfig's job; the name lives here
+// so the log messages and docs can point at it.
+const LearnedQuirksResetEnv = "OLLAMA_BACKEND_QUIRKS_RESET"
+
+const (
+	// learnedQuirksVersion is the state file format this code reads and
+	// writes.
+	learnedQuirksVersion = 1
+
+	// learnedQuirksMaxSize bounds the state file. It holds a few entries a
+	// machine; a bigger file is not one this code wrote.
+	learnedQuirksMaxSize = 1 << 20
+
+	// learnedQuirksMaxEntries bounds the entries kept, oldest dropped
+	// first, so the file stays far below learnedQuirksMaxSize.
+	learnedQuirksMaxEntries = 256
+)
+
+// LearnedCause says what was observed before a quirk was learned.
+type LearnedCause string
+
+const (
+	// LearnedStuckBusy: the GPU stayed busy after the runner exited (see
+	// Watchdog).
+	LearnedStuckBusy LearnedCause = "stuck-busy"
+
+	// LearnedCrashes: the runner died several times in a row (see
+	// CrashCounter).
+	LearnedCrashes LearnedCause = "crashes"
+)
+
+// LearnedQuirk is one (library, compute, model architecture) triple this
+// machine has seen misbehave. As a rule (LearnedQuirk.Rule) it keeps the
+// library off matching devices for that architecture.
+type LearnedQuirk struct {
+	// Library is the library as upstream names it: "ROCm", "CUDA",
+	// "Vulkan".
+	Library string `json:"library"`
+
+	// Compute is the device's ml.DeviceInfo.Compute() under that library,
+	// exactly ("gfx1200"); it is not a pattern.
+	Compute string `json:"compute"`
+
+	// Arch is the model's GGUF general.architecture, exactly ("qwen3").
+	Arch string `json:"arch"`
+
+	// Cause says what was observed.
+	Cause LearnedCause `json:"cause"`
+
+	// Evidence is a short human-readable account of the observation.
+	Evidence string `json:"evidence,omitempty"`
+
+	// Model and PCIID name the model and GPU of the observation, for the
+	// record.
+	Model string `json:"model,omitempty"`
+	PCIID string `json:"pci_id,omitempty"`
+
+	// LearnedAt is when the quirk was recorded.
+	LearnedAt time.Time `json:"learned_at"`
+}
+
+// Rule returns the quirk as a rule of the quirk table: the library is not
+// used for the architecture on devices of that compute.
+func (q LearnedQuirk) Rule() QuirkRule {
+	reason := fmt.Sprintf("learned on this machine on %s (%s", q.LearnedAt.UTC().Format(time.DateOnly), q.Cause)
+	if q.Evidence != "" {
+		reason += ": " + q.Evidence
+	}
+	reason += "); clear with " + LearnedQuirksResetEnv + "=1"
+	return QuirkRule{
+		Library:        q.Library,
+		ComputePattern: q.Compute,
+		ArchPatterns:   []string{q.Arch},
+		Action:         QuirkUseOtherLibrary,
+		Reason:         reason,
+		Source:         QuirkSourceLearned,
+	}
+}
+
+// normalize makes the library canonical and compute and arch lower-case,
+// and checks that the triple is an exact, valid OLLAMA_BACKEND_DENYLIST
+// entry, so what is learned can also be written by hand. Errors name the
+// bad value.
+func (q LearnedQuirk) normalize() (LearnedQuirk, error) {
+	lib, ok := canonicalQuirkLibrary(q.Library)
+	if !ok {
+		return LearnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", kfdTruncate(q.Library))
+	}
+	q.Library = lib
+	q.Compute = strings.ToLower(q.Compute)
+	q.Arch = strings.ToLower(q.Arch)
+	for _, v := range []struct{ what, s string }{{"compute", q.Compute}, {"arch", q.Arch}} {
+		if v.s == "" {
+			return LearnedQuirk{}, fmt.Errorf("empty %s", v.what)
+		}
+		if strings.ContainsAny(v.s, "*?[]^") {
+			return LearnedQuirk{}, fmt.Errorf("%s %q: a learned %s is exact, not a pattern", v.what, kfdTruncate(v.s), v.what)
+		}
+		if i := strings.IndexFunc(v.s, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r))
+		}); i >= 0 {
+			return LearnedQuirk{}, fmt.Errorf("%s %q: only letters, digits, '.', '_', '-' and '+' are accepted", v.what, kfdTruncate(v.s))
+		}
+	}
+	entry := q.Rule().String()
+	d, err := envconfig.ParseBackendDenylist(entry)
+	if err != nil {
+		return LearnedQuirk{}, fmt.Errorf("%q is not a denylist entry: %w", kfdTruncate(entry), err)
+	}
+	if len(d.Entries) != 1 || d.Entries[0].Compute != q.Compute || len(d.Entries[0].Archs) != 1 || d.Entries[0].Archs[0] != q.Arch {
+		return LearnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", kfdTruncate(entry))
+	}
+	switch q.Cause {
+	case LearnedStuckBusy, LearnedCrashes:
+	default:
+		return LearnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s", kfdTruncate(string(q.Cause)), LearnedStuckBusy, LearnedCrashes)
+	}
+	return q, nil
+}
+
+func (q LearnedQuirk) key() string { return q.Library + ":" + q.Compute + ":" + q.Arch }
+
+// learnedStuck is a GPU the watchdog found stuck, kept across server
+// restarts of the same boot: the GPU stays stuck until reboot, so a model
+// run on it later must not be blamed.
+type learnedStuck struct {
+	BootID  string  `json:"boot_id"`
+	Finding Finding `json:"finding"`
+}
+
+// learnedQuirksState is the state file's content.
+type learnedQuirksState struct {
+	Version   int            `json:"version"`
+	Quirks    []LearnedQuirk `json:"quirks"`
+	StuckGPUs []learnedStuck `json:"stuck_gpus,omitempty"`
+}
+
+// decodeLearnedQuirks decodes a state file. A structural problem (not JSON,
+// truncated, wrong types, trailing data, unknown version) is an error and
+// the whole file is ignored. Entries that decode but are not valid are left
+// out and each reported in problems; the rest are kept.
+func decodeLearnedQuirks(data []byte) (state learnedQuirksState, problems []error, err error) {
+	if len(data) > learnedQuirksMaxSize {
+		return learnedQuirksState{}, nil, fmt.Errorf("%d bytes, larger than the %d accepted", len(data), learnedQuirksMaxSize)
+	}
+	// Find the version first, so that a newer format with other field
+	// types is reported as a newer format, not as corrupt.
+	var head struct {
+		Version *json.RawMessage `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return learnedQuirksState{}, nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if head.Version == nil {
+		return learnedQuirksState{}, nil, errors.New("no \"version\" field")
+	}
+	var version int
+	if err := json.Unmarshal(*head.Version, &version); err != nil {
+		return learnedQuirksState{}, nil, fmt.Errorf("version %s: want a whole number", kfdTruncate(string(*head.Version)))
+	}
+	if version != learnedQuirksVersion {
+		return learnedQuirksState{}, nil, &learnedVersionError{version}
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var raw learnedQuirksState
+	if err := dec.Decode(&raw); err != nil {
+		return learnedQuirksState{}, nil, fmt.Errorf("version %d content: %w", version, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return learnedQuirksState{}, nil, errors.New("data after the JSON object")
+	}
+
+	state.Version = version
+	seen := make(map[string]bool)
+	for i, q := range raw.Quirks {
+		n, err := q.normalize()
+		if err != nil {
+			problems = append(problems, fmt.Errorf("quirks[%d]: %w", i, err))
+			continue
+		}
+		if seen[n.key()] {
+			continue
+		}
+		seen[n.key()] = true
+		state.Quirks = append(state.Quirks, n)
+	}
+	seenGPU := make(map[string]bool)
+	for i, s := range raw.StuckGPUs {
+		id, err := normalizePCIID(s.Finding.PCIID)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("stuck_gpus[%d]: %w", i, err))
+			continue
+		}
+		if s.BootID == "" {
+			problems = append(problems, fmt.Errorf("stuck_gpus[%d]: empty boot_id", i))
+			continue
+		}
+		if seenGPU[id] {
+			continue
+		}
+		seenGPU[id] = true
+		s.Finding.PCIID = id
+		state.StuckGPUs = append(state.StuckGPUs, s)
+	}
+	return state, problems, nil
+}
+
+// learnedVersionError is a state file written in a format this code does
+// not know, most likely by a newer version. It is not overwritten.
+type learnedVersionError struct{ version int }
+
+func (e *learnedVersionError) Error() string {
+	return fmt.Sprintf("version %d, this server reads version %d (written by a newer Ollama?); it is ignored and left as it is", e.version, learnedQuirksVersion)
+}
+
+// encodeLearnedQuirks encodes the state as the file holds it.
+func encodeLearnedQuirks(state learnedQuirksState) ([]byte, error) {
+	state.Version = learnedQuirksVersion
+	if state.Quirks == nil {
+		state.Quirks = []LearnedQuirk{}
+	}
+	data, err := json.MarshalIndent(state, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// LearnedQuirks is the learned-quirks state file of one server: the
+// (library, compute, architecture) triples this machine has seen misbehave,
+// and the GPUs found stuck during the current boot. It is safe for
+// concurrent use. A nil *LearnedQuirks holds nothing and records nothing.
+//
+// The file is read once when opened and again whenever it changed on disk
+// (checked with one stat at each Rules call), so deleting it takes effect
+// at the next model load. Problems with the file are logged as one WARN
+// naming the file and never stop the server.
+type LearnedQuirks struct {
+	path   string
+	logger *slog.Logger
+	now    func() time.Time
+
+	// writeHook replaces the write of the temporary file in tests.
+	writeHook func(w io.Writer, data []byte) error
+
+	mu    sync.Mutex
+	state learnedQuirksState
+	// stamp is the file as last read or written; a different stamp on disk
+	// means someone else changed it.
+	stamp learnedStamp
+	// keep is set while the file holds a version this code does not
+	// know: it is neither used nor overwritten (Forget still removes it).
+	keep bool
+}
+
+// learnedStamp identifies one state of the file on disk, or the error that
+// kept it from being stat'ed.
+type learnedStamp struct {
+	exists  bool
+	regular bool
+	size    int64
+	modTime time.Time
+	statErr string
+}
+
+// OpenLearnedQuirks reads the learned-quirks file at path (usually
+// LearnedQuirksFileName in the server's home). A missing file holds
+// nothing. A file that is unreadable, too big, corrupt, truncated, of the
+// wrong shape or of an unknown version is logged once as a WARN through
+// logger (slog.Default() when nil) and treated as empty; it never fails.
+func OpenLearnedQuirks(path string, logger *slog.Logger) *LearnedQuirks {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &LearnedQuirks{path: path, logger: logger, now: time.Now}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reloadLocked()
+	return s
+}
+
+// Path returns the state file's path.
+func (s *LearnedQuirks) Path() string {
+	if s == nil {
+		return ""
+	}
+	return s.path
+}
+
+// statLocked returns the file's stamp, and the error when it cannot be
+// stat'ed for another reason than not existing.
+func (s *LearnedQuirks) statLocked() (learnedStamp, error) {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return learnedStamp{}, nil
+	}
+	if err != nil {
+		return learnedStamp{statErr: err.Error()}, err
+	}
+	return learnedStamp{exists: true, regular: fi.Mode().IsRegular(), size: fi.Size(), modTime: fi.ModTime()}, nil
+}
+
+// refreshLocked reloads the file if it changed on disk since it was last
+// read or written. A file that stays broken is reported once.
+func (s *LearnedQuirks) refreshLocked() {
+	if st, _ := s.statLocked(); st == s.stamp {
+		return
+	}
+	s.reloadLocked()
+}
+
+// reloadLocked reads the file, replacing the state. Problems are logged.
+func (s *LearnedQuirks) reloadLocked() {
+	s.state, s.keep = learnedQuirksState{}, false
+	st, err := s.statLocked()
+	s.stamp = st
+	if err != nil {
+		s.warn(err)
+		return
+	}
+	if !st.exists {
+		return
+	}
+	if !st.regular {
+		s.warn(errors.New("not a regular file"))
+		return
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		s.warn(err)
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, learnedQuirksMaxSize+1))
+	if err != nil {
+		s.warn(err)
+		return
+	}
+	state, problems, err := decodeLearnedQuirks(data)
+	if err != nil {
+		var ve *learnedVersionError
+		s.keep = errors.As(err, &ve)
+		s.warn(err)
+		return
+	}
+	if len(problems) > 0 {
+		s.warn(fmt.Errorf("entries left out: %w", errors.Join(problems...)))
+	}
+	s.state = state
+}
+
+func (s *LearnedQuirks) warn(err error) {
+	s.logger.Warn("ignoring learned backend quirks file", "file", s.path, "error", err,
+		"reset", "remove the file or set "+LearnedQuirksResetEnv+"=1 and restart")
+}
+
+// Quirks returns the learned quirks, oldest first.
+func (s *LearnedQuirks) Quirks() []LearnedQuirk {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	return slices.Clone(s.state.Quirks)
+}
+
+// Rules returns the learned quirks as quirk rules (Source
+// QuirkSourceLearned, Action QuirkUseOtherLibrary), to be merged with
+// BuiltinQuirks and OLLAMA_BACKEND_DENYLIST's rules when a model is loaded.
+// It re-reads the file when it changed on disk.
+func (s *LearnedQuirks) Rules() []QuirkRule {
+	var rules []QuirkRule
+	for _, q := range s.Quirks() {
+		rules = append(rules, q.Rule())
+	}
+	return rules
+}
+
+// Record adds a quirk and writes the file. It returns false, with a nil
+// error, when the same triple is already recorded. The quirk's library is
+// made canonical and its compute and arch lower-case; a triple that is not
+// an exact OLLAMA_BACKEND_DENYLIST entry is an error naming the bad value.
+// A zero LearnedAt is set to now.
+func (s *LearnedQuirks) Record(q LearnedQuirk) (added bool, err error) {
+	if s == nil {
+		return false, nil
+	}
+	q, err = q.normalize()
+	if err != nil {
+		return false, fmt.Errorf("learned quirk: %w", err)
+	}
+	if q.LearnedAt.IsZero() {
+		q.LearnedAt = s.now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	for _, have := range s.state.Quirks {
+		if have.key() == q.key() {
+			return false, nil
+		}
+	}
+	next := s.state
+	next.Quirks = append(slices.Clone(s.state.Quirks), q)
+	if over := len(next.Quirks) - learnedQuirksMaxEntries; over > 0 {
+		next.Quirks = next.Quirks[over:]
+	}
+	if err := s.writeLocked(next); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// hasStuck reports whether any stuck GPU is recorded, of any boot.
+func (s *LearnedQuirks) hasStuck() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	return len(s.state.StuckGPUs) > 0
+}
+
+// stuckGPUs returns the stuck GPUs recorded during the boot bootID.
+func (s *LearnedQuirks) stuckGPUs(bootID string) []Finding {
+	if s == nil || bootID == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	var out []Finding
+	for _, st := range s.state.StuckGPUs {
+		if st.BootID == bootID {
+			out = append(out, st.Finding)
+		}
+	}
+	return out
+}
+
+// setStuck records (f set) or clears (f nil) the stuck state of a GPU for
+// the boot bootID, dropping records of other boots.
+func (s *LearnedQuirks) setStuck(bootID, pciID string, f *Finding) error {
+	if s == nil || bootID == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	next := s.state
+	next.StuckGPUs = nil
+	changed := false
+	for _, st := range s.state.StuckGPUs {
+		if st.BootID != bootID || st.Finding.PCIID == pciID {
+			changed = true
+			continue
+		}
+		next.StuckGPUs = append(next.StuckGPUs, st)
+	}
+	if f != nil {
+		next.StuckGPUs = append(next.StuckGPUs, learnedStuck{BootID: bootID, Finding: *f})
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return s.writeLocked(next)
+}
+
+// writeLocked writes next to the file and makes it the state.
+func (s *LearnedQuirks) writeLocked(next learnedQuirksState) error {
+	if s.keep {
+		return fmt.Errorf("%s holds a format this server does not know; not overwriting it (remove it, or set %s=1, to start over)", s.path, LearnedQuirksResetEnv)
+	}
+	data, err := encodeLearnedQuirks(next)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", s.path, err)
+	}
+	write := s.writeHook
+	if write == nil {
+		write = func(w io.Writer, data []byte) error { _, err := w.Write(data); return err }
+	}
+	if err := writeFileAtomic(s.path, data, write); err != nil {
+		return err
+	}
+	s.state = next
+	s.state.Version = learnedQuirksVersion
+	s.stamp, _ = s.statLocked()
+	return nil
+}
+
+// Forget removes every learned quirk and stuck-GPU record by removing the
+// file, whatever its content. It returns how many quirks were removed.
+// This is what LearnedQuirksResetEnv does at server start.
+func (s *LearnedQuirks) Forget() (int, error) {
+	if s == nil {
+		return 0, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	n := len(s.state.Quirks)
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("forgetting learned backend quirks: %w", err)
+	}
+	s.state, s.keep, s.stamp = learnedQuirksState{}, false, learnedStamp{}
+	s.logger.Info("forgot learned backend quirks", "file", s.path, "quirks", n)
+	return n, nil
+}
+
+// writeFileAtomic replaces path with data: it writes a temporary file in
+// the same directory, syncs it and renames it over path, so readers see the
+// old file or the new one, never a part. On any error the temporary file is
+// removed and path is left as it was.
+func writeFileAtomic(path string, data []byte, write func(w io.Writer, data []byte) error) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := write(f, data); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

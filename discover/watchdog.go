@@ -1,0 +1,803 @@
+package discover
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ollama/ollama/ml"
+)
+
+// Watchdog defaults.
+const (
+	DefaultWatchdogWindow        = 10 * time.Second
+	DefaultWatchdogInterval      = 500 * time.Millisecond
+	DefaultWatchdogBusyThreshold = 95
+)
+
+// watchdogMaxSuspects bounds the runners remembered per GPU between two
+// idle observations.
+const watchdogMaxSuspects = 8
+
+// RunnerGPU is one GPU a runner used, as the watchdog needs it.
+type RunnerGPU struct {
+	// PCIID is ml.DeviceInfo.PCIID ("0000:03:00.0"); "" when the library
+	// does not report it, and then the GPU is not watched.
+	PCIID string `json:"pci_id,omitempty"`
+
+	// Library is ml.DeviceInfo.Library ("ROCm").
+	Library string `json:"library"`
+
+	// Compute is ml.DeviceInfo.Compute() ("gfx1200" under ROCm, "0.0"
+	// under Vulkan).
+	Compute string `json:"compute"`
+}
+
+// RunnerGPUs returns the GPUs of a runner: for each device id the runner
+// reported (llm.LlamaServer.Load's result, runnerRef.gpus), the matching
+// device of the list the runner was loaded with. CPU devices and ids not in
+// the list are left out.
+func RunnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []RunnerGPU {
+	var out []RunnerGPU
+	for _, id := range ids {
+		if id.Library == "" || strings.EqualFold(id.Library, "cpu") {
+			continue
+		}
+		for _, d := range devices {
+			if d.DeviceID != id {
+				continue
+			}
+			g := RunnerGPU{Library: d.Library, Compute: d.Compute()}
+			if pci, err := normalizePCIID(d.PCIID); err == nil {
+				g.PCIID = pci
+			}
+			out = append(out, g)
+			break
+		}
+	}
+	return out
+}
+
+// RunnerExit describes a runner that has exited: unloaded (keep_alive
+// expiry, keep_alive 0, eviction) or dead on its own.
+type RunnerExit struct {
+	// Model names the model for logs ("qwen3:8b").
+	Model string
+
+	// Arch is the model's GGUF general.architecture ("qwen3").
+	Arch string
+
+	// GPUs are the GPUs the runner used (RunnerGPUs).
+	GPUs []RunnerGPU
+
+	// Crashed is set when the runner process exited on its own (a crash
+	// while loading or serving) rather than being stopped by the
+	// scheduler.
+	Crashed bool
+}
+
+// UsesPCIID reports whether the runner used the GPU at the PCI address.
+// Callers implementing Watchdog.RunnerAlive can keep a RunnerExit (or its
+// GPUs) for every live runner and ask it.
+func (e RunnerExit) UsesPCIID(pciID string) bool {
+	want, err := normalizePCIID(pciID)
+	if err != nil {
+		return false
+	}
+	for _, g := range e.GPUs {
+		if g.PCIID == want {
+			return true
+		}
+	}
+	return false
+}
+
+// Finding is a GPU that stayed busy for the whole watch window after its
+// runners exited, with no runner left on it.
+type Finding struct {
+	// PCIID and Card identify the GPU ("0000:03:00.0", "card1").
+	PCIID string `json:"pci_id"`
+	Card  string `json:"card"`
+
+	// GfxTarget is the AMD gfx target ("gfx1200") when known.
+	GfxTarget string `json:"gfx_target,omitempty"`
+
+	// Library, Compute, Arch and Model describe the runner that last ran
+	// on the GPU.
+	Library string `json:"library"`
+	Compute string `json:"compute,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Model   string `json:"model,omitempty"`
+
+	// OtherRunners lists other runners ("ROCm gemma3 (gemma3:4b)") that
+	// used the GPU since it was last seen idle. When there are any, the
+	// blame is uncertain and nothing is learned.
+	OtherRunners []string `json:"other_runners,omitempty"`
+
+	// DetectedAt is when the window ended.
+	DetectedAt time.Time `json:"detected_at"`
+
+	// Window is how long the GPU was watched, Samples how many readings
+	// were taken, BusyMin and BusyMax the range of gpu_busy_percent.
+	Window  time.Duration `json:"window_ns"`
+	Samples int           `json:"samples"`
+	BusyMin int           `json:"busy_min"`
+	BusyMax int           `json:"busy_max"`
+
+	// ClockMHz is the core clock at the end of the window and MaxClockMHz
+	// the top clock level (pp_dpm_sclk), PowerMicrowatts the power draw
+	// (hwmon); -1 when the GPU does not report it.
+	ClockMHz        int   `json:"sclk_mhz"`
+	MaxClockMHz     int   `json:"sclk_max_mhz"`
+	PowerMicrowatts int64 `json:"power_uw"`
+
+	// DenylistEntry is the OLLAMA_BACKEND_DENYLIST entry that keeps the
+	// library off this GPU for the model's architecture
+	// ("rocm:gfx1200:qwen3"); "" when none can be written.
+	DenylistEntry string `json:"denylist_entry,omitempty"`
+
+	// Remedy tells the user what to do, in one sentence or two.
+	Remedy string `json:"remedy"`
+
+	// Learned is set when the triple was recorded as a learned quirk.
+	Learned bool `json:"learned"`
+
+	// Restored is set for a finding of an earlier server process during
+	// this boot, read back from the learned-quirks file.
+	Restored bool `json:"restored,omitempty"`
+}
+
+// Watchdog notices GPUs left busy after their runners exit, the RDNA4
+// (gfx1200) symptom where Qwen3 models on ROCm leave the GPU at 100% busy
+// and top clock until reboot.
+//
+// After a runner exits (RunnerExited), it watches each GPU the runner used
+// that has DRM sysfs, for Window, reading gpu_busy_percent every Interval
+// while RunnerAlive says no runner is on that GPU. If every reading is at or
+// above BusyThreshold, it reports a Finding as one ERROR log line, keeps it
+// for StuckGPUs, and records the triple in Quirks so the next load of that
+// architecture avoids the library. A reading below the threshold, or a
+// runner starting on the GPU, ends the watch early.
+//
+// It costs nothing while idle: nothing runs and nothing is read unless a
+// runner exited; DRM sysfs is looked for once, and on a machine without it
+// (or not Linux) nothing under it is ever read. Configure the exported
+// fields before the first RunnerExited; zero values take the defaults.
+type Watchdog struct {
+	// Root is the filesystem root sysfs is read under; "" means "/".
+	Root string
+
+	// Window is how long the GPU must stay busy; Interval the time between
+	// readings; BusyThreshold the gpu_busy_percent counted as busy.
+	Window        time.Duration
+	Interval      time.Duration
+	BusyThreshold int
+
+	// RunnerAlive reports whether a runner is loaded or loading on the GPU
+	// at the PCI address. It is called from the watchdog's goroutines,
+	// never from RunnerExited, so RunnerExited may be called with the
+	// scheduler's locks held. A nil RunnerAlive turns sampling off: a busy
+	// GPU could not be told from one a new runner uses.
+	RunnerAlive func(pciID string) bool
+
+	// Quirks records what was learned; nil learns nothing.
+	Quirks *LearnedQuirks
+
+	// Crashes counts consecutive runner deaths; at its limit the triple
+	// becomes a learned quirk. Nil counts nothing.
+	Crashes *CrashCounter
+
+	// Logger is where findings go; nil means slog.Default().
+	Logger *slog.Logger
+
+	// Now and Sleep stand in for the clock in tests. Sleep returns early
+	// with ctx's error when ctx ends.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	// fsys and goos stand in for the filesystem and runtime.GOOS in tests.
+	fsys watchdogFS
+	goos string
+
+	wg sync.WaitGroup
+
+	drmOnce  sync.Once
+	drmKnown bool // guarded by mu
+	drmOK    bool // guarded by mu
+
+	mu          sync.Mutex
+	cards       map[string]string // PCI id to card, nil until scanned
+	noCard      map[string]bool   // PCI ids without a DRM card
+	unsupported map[string]bool   // PCI ids whose card has no usable gpu_busy_percent
+	watches     map[string]*gpuWatch
+	findings    map[string]Finding
+	restored    bool
+	bootID      *string
+}
+
+// gpuWatch is the watch state of one GPU.
+type gpuWatch struct {
+	gen      int
+	cancel   context.CancelFunc
+	suspects []RunnerSuspect // most recent first
+}
+
+// RunnerSuspect is a runner that used a GPU since it was last seen idle.
+type RunnerSuspect struct {
+	Library, Compute, Arch, Model string
+}
+
+func (s RunnerSuspect) String() string {
+	out := s.Library + " " + cmp.Or(s.Arch, "unknown-arch")
+	if s.Model != "" {
+		out += " (" + s.Model + ")"
+	}
+	return out
+}
+
+func (s RunnerSuspect) same(o RunnerSuspect) bool {
+	return sameQuirkLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
+}
+
+func (w *Watchdog) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()) }
+func (w *Watchdog) window() time.Duration {
+	return cmp.Or(max(w.Window, 0), DefaultWatchdogWindow)
+}
+func (w *Watchdog) interval() time.Duration {
+	return cmp.Or(max(w.Interval, 0), DefaultWatchdogInterval)
+}
+func (w *Watchdog) threshold() int {
+	if w.BusyThreshold <= 0 || w.BusyThreshold > 100 {
+		return DefaultWatchdogBusyThreshold
+	}
+	return w.BusyThreshold
+}
+
+func (w *Watchdog) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Watchdog) sleep(ctx context.Context, d time.Duration) error {
+	if w.Sleep != nil {
+		return w.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (w *Watchdog) fs() watchdogFS {
+	if w.fsys != nil {
+		return w.fsys
+	}
+	return osWatchdogFS{root: cmp.Or(w.Root, "/")}
+}
+
+func (w *Watchdog) root() string { return cmp.Or(w.Root, "/") }
+
+// RunnerExited tells the watchdog that a runner exited. Call it after the
+// runner's process is gone and the runner is no longer counted by
+// RunnerAlive, with a context that lives as long as the server (not a
+// request's): ending it stops the watch. It counts crashes at once and
+// returns; watching happens in goroutines.
+func (w *Watchdog) RunnerExited(ctx context.Context, exit RunnerExit) {
+	w.countCrash(exit)
+
+	if w.RunnerAlive == nil || cmp.Or(w.goos, runtime.GOOS) != "linux" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.drmKnown && !w.drmOK {
+		return
+	}
+	seen := make(map[string]bool)
+	for _, g := range exit.GPUs {
+		pci, err := normalizePCIID(g.PCIID)
+		if err != nil || seen[pci] || w.noCard[pci] || w.unsupported[pci] {
+			continue
+		}
+		seen[pci] = true
+		if w.watches == nil {
+			w.watches = make(map[string]*gpuWatch)
+		}
+		gw := w.watches[pci]
+		if gw == nil {
+			gw = &gpuWatch{}
+			w.watches[pci] = gw
+		}
+		s := RunnerSuspect{Library: g.Library, Compute: g.Compute, Arch: exit.Arch, Model: exit.Model}
+		gw.suspects = slices.DeleteFunc(gw.suspects, s.same)
+		gw.suspects = append([]RunnerSuspect{s}, gw.suspects...)
+		if len(gw.suspects) > watchdogMaxSuspects {
+			gw.suspects = gw.suspects[:watchdogMaxSuspects]
+		}
+		if gw.cancel != nil {
+			gw.cancel()
+		}
+		gw.gen++
+		wctx, cancel := context.WithCancel(ctx)
+		gw.cancel = cancel
+		w.wg.Add(1)
+		go w.watch(wctx, pci, gw.gen)
+	}
+}
+
+// Wait blocks until every watch started so far has ended.
+func (w *Watchdog) Wait() { w.wg.Wait() }
+
+// StuckGPUs returns the GPUs found stuck and not seen recovered since,
+// sorted by PCI address, including those an earlier server process found
+// during this boot.
+func (w *Watchdog) StuckGPUs() []Finding {
+	w.restore()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Finding, 0, len(w.findings))
+	for _, f := range w.findings {
+		f.OtherRunners = slices.Clone(f.OtherRunners)
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b Finding) int { return strings.Compare(a.PCIID, b.PCIID) })
+	return out
+}
+
+// countCrash feeds the crash counter and learns the triple at its limit.
+func (w *Watchdog) countCrash(exit RunnerExit) {
+	if w.Crashes == nil {
+		return
+	}
+	for _, g := range exit.GPUs {
+		if !exit.Crashed {
+			w.Crashes.Succeeded(g.Library, g.Compute, exit.Arch)
+			continue
+		}
+		n, reached := w.Crashes.Crashed(g.Library, g.Compute, exit.Arch)
+		if !reached {
+			continue
+		}
+		q := LearnedQuirk{
+			Library:  g.Library,
+			Compute:  g.Compute,
+			Arch:     exit.Arch,
+			Cause:    LearnedCrashes,
+			Evidence: fmt.Sprintf("the runner died %d times in a row", n),
+			Model:    exit.Model,
+			PCIID:    g.PCIID,
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.learnFromCrashes(q)
+		}()
+	}
+}
+
+func (w *Watchdog) learnFromCrashes(q LearnedQuirk) {
+	entry := ""
+	if n, err := q.normalize(); err == nil {
+		entry = n.Rule().String()
+	}
+	added, err := w.Quirks.Record(q)
+	attrs := []any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "evidence", q.Evidence}
+	switch {
+	case err != nil:
+		w.logger().Warn("runner keeps dying; could not record a learned backend quirk", append(attrs, "error", err,
+			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
+	case added:
+		w.logger().Warn("runner keeps dying; learned a backend quirk", append(attrs, "file", w.Quirks.Path(),
+			"remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+	}
+}
+
+// drmAvailable reports, looking once, whether the root has DRM sysfs.
+func (w *Watchdog) drmAvailable() bool {
+	w.drmOnce.Do(func() {
+		fi, err := w.fs().Stat(watchdogDRMDir)
+		ok := err == nil && fi.IsDir()
+		w.mu.Lock()
+		w.drmKnown, w.drmOK = true, ok
+		w.mu.Unlock()
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.drmOK
+}
+
+// cardFor returns the DRM card of a PCI address, scanning the DRM class on
+// the first use and again once for an address not found.
+func (w *Watchdog) cardFor(pci string) (string, bool) {
+	w.mu.Lock()
+	card, ok := w.cards[pci]
+	scanned := w.cards != nil
+	w.mu.Unlock()
+	if ok {
+		return card, true
+	}
+	cards, err := scanDRMCards(w.fs())
+	if err != nil {
+		w.logger().Debug("GPU watchdog: cannot list DRM cards", "error", err)
+		cards = nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cards != nil {
+		w.cards = cards
+	}
+	card, ok = w.cards[pci]
+	if !ok && (scanned || cards != nil) {
+		if w.noCard == nil {
+			w.noCard = make(map[string]bool)
+		}
+		w.noCard[pci] = true
+	}
+	return card, ok
+}
+
+// watchOutcome is how a watch ended.
+type watchOutcome int
+
+const (
+	watchAborted watchOutcome = iota // a runner is on the GPU, or no reading
+	watchIdle                        // a reading below the threshold
+	watchStuck                       // busy for the whole window
+)
+
+// watch samples one GPU for the window. gen identifies this watch among the
+// GPU's watches; a newer RunnerExited supersedes it.
+func (w *Watchdog) watch(ctx context.Context, pci string, gen int) {
+	defer w.wg.Done()
+	log := w.logger()
+	n := max(1, int(w.window()/w.interval()))
+	threshold := w.threshold()
+	fsys := w.fs()
+
+	var (
+		card     string
+		f        Finding
+		outcome  = watchAborted
+		finished = false
+	)
+	for i := 0; i < n; i++ {
+		if err := w.sleep(ctx, w.interval()); err != nil {
+			return // superseded or server stopping: the newer watch owns the state
+		}
+		if w.RunnerAlive(pci) {
+			log.Debug("GPU watchdog: a runner is on the GPU, not watching it", "pci_id", pci)
+			finished = true
+			break
+		}
+		if card == "" {
+			if !w.drmAvailable() {
+				break
+			}
+			var ok bool
+			if card, ok = w.cardFor(pci); !ok {
+				log.Debug("GPU watchdog: no DRM card for the GPU", "pci_id", pci)
+				break
+			}
+		}
+		busy, err := readBusy(fsys, card)
+		if err != nil {
+			w.markUnsupported(pci)
+			if errors.Is(err, fs.ErrNotExist) {
+				log.Debug("GPU watchdog: the GPU reports no busy percentage, not watching it", "pci_id", pci, "card", card)
+			} else {
+				log.Warn("GPU watchdog: cannot read GPU busy percentage; not watching this GPU", "pci_id", pci, "card", card, "error", err)
+			}
+			card = ""
+			break
+		}
+		if f.Samples == 0 {
+			f.BusyMin, f.BusyMax = busy, busy
+		}
+		f.Samples++
+		f.BusyMin, f.BusyMax = min(f.BusyMin, busy), max(f.BusyMax, busy)
+		if busy < threshold {
+			outcome, finished = watchIdle, true
+			break
+		}
+	}
+	if !finished && card != "" {
+		if w.RunnerAlive(pci) {
+			log.Debug("GPU watchdog: a runner is on the GPU, not watching it", "pci_id", pci)
+		} else {
+			outcome = watchStuck
+		}
+	}
+	if outcome == watchStuck {
+		f.PCIID, f.Card = pci, card
+		f.Window = time.Duration(f.Samples) * w.interval()
+		f.ClockMHz, f.MaxClockMHz = -1, -1
+		if cur, top, err := readClock(fsys, card); err == nil {
+			f.ClockMHz, f.MaxClockMHz = cur, top
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			log.Debug("GPU watchdog: cannot read the clock", "pci_id", pci, "error", err)
+		}
+		f.PowerMicrowatts = -1
+		if name := findPowerFile(fsys, card); name != "" {
+			if p, err := readPower(fsys, name); err == nil {
+				f.PowerMicrowatts = p
+			} else {
+				log.Debug("GPU watchdog: cannot read the power draw", "pci_id", pci, "error", err)
+			}
+		}
+	}
+	w.finish(pci, gen, outcome, f)
+}
+
+func (w *Watchdog) markUnsupported(pci string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.unsupported == nil {
+		w.unsupported = make(map[string]bool)
+	}
+	w.unsupported[pci] = true
+}
+
+// finish records how a watch ended.
+func (w *Watchdog) finish(pci string, gen int, outcome watchOutcome, f Finding) {
+	if outcome != watchAborted {
+		w.restore()
+	}
+	w.mu.Lock()
+	gw := w.watches[pci]
+	if gw == nil || gw.gen != gen {
+		w.mu.Unlock()
+		return
+	}
+	gw.cancel()
+	gw.cancel = nil
+	suspects := gw.suspects
+	if outcome != watchAborted {
+		delete(w.watches, pci)
+	}
+	prev, wasStuck := w.findings[pci]
+	switch outcome {
+	case watchIdle:
+		delete(w.findings, pci)
+	case watchStuck:
+		if w.findings == nil {
+			w.findings = make(map[string]Finding)
+		}
+		if wasStuck {
+			// Stuck before these runners ran: keep the first attribution.
+			prev.DetectedAt, prev.Window, prev.Samples = w.now(), f.Window, f.Samples
+			prev.BusyMin, prev.BusyMax = f.BusyMin, f.BusyMax
+			prev.ClockMHz, prev.MaxClockMHz, prev.PowerMicrowatts = f.ClockMHz, f.MaxClockMHz, f.PowerMicrowatts
+			w.findings[pci] = prev
+		}
+	}
+	w.mu.Unlock()
+
+	switch {
+	case outcome == watchIdle && wasStuck:
+		w.logger().Info("GPU watchdog: the GPU is idle again", "pci_id", pci, "card", prev.Card, "busy", f.BusyMin)
+		w.persistStuck(pci, nil)
+	case outcome == watchStuck && wasStuck:
+		w.logger().Warn("GPU watchdog: the GPU is still busy with no runner on it; not blaming the runners since",
+			"pci_id", pci, "card", prev.Card, "busy_min", f.BusyMin, "busy_max", f.BusyMax,
+			"stuck_since", prev.DetectedAt, "stuck_after", RunnerSuspect{prev.Library, prev.Compute, prev.Arch, prev.Model}.String(),
+			"since", joinSuspects(suspects), "remedy", prev.Remedy)
+	case outcome == watchStuck:
+		w.report(pci, f, suspects)
+	}
+}
+
+// report completes, records and logs a new finding.
+func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
+	last := RunnerSuspect{}
+	if len(suspects) > 0 {
+		last = suspects[0]
+	}
+	f.Library, f.Compute, f.Arch, f.Model = last.Library, last.Compute, last.Arch, last.Model
+	for _, s := range suspects[min(1, len(suspects)):] {
+		f.OtherRunners = append(f.OtherRunners, s.String())
+	}
+	f.GfxTarget = w.gfxTarget(pci, last.Compute)
+	f.DetectedAt = w.now()
+
+	q := LearnedQuirk{
+		Library:  last.Library,
+		Compute:  last.Compute,
+		Arch:     last.Arch,
+		Cause:    LearnedStuckBusy,
+		Evidence: stuckEvidence(f),
+		Model:    last.Model,
+		PCIID:    pci,
+	}
+	var learnErr error
+	if n, err := q.normalize(); err == nil {
+		f.DenylistEntry = n.Rule().String()
+		// Vulkan reports compute "0.0" for every device, so its entry
+		// would cover every GPU; and with several suspects the blame is
+		// uncertain. Neither is learned; the user is told.
+		if len(f.OtherRunners) == 0 && !sameQuirkLibrary(n.Library, "Vulkan") && w.Quirks != nil {
+			f.Learned, learnErr = w.Quirks.Record(q)
+			if learnErr == nil && !f.Learned {
+				// Already learned earlier: still in force.
+				f.Learned = true
+			}
+		}
+	}
+	f.Remedy = remedyText(f.DenylistEntry, f.Arch, f.Library, f.GfxTarget, f.Learned)
+	if len(f.OtherRunners) > 0 {
+		f.Remedy = "several runners used this GPU since it was last idle (" + joinSuspects(suspects) +
+			"), so nothing was learned; if it happens again with one of them, " + f.Remedy
+	}
+
+	w.mu.Lock()
+	if w.findings == nil {
+		w.findings = make(map[string]Finding)
+	}
+	w.findings[pci] = f
+	w.mu.Unlock()
+	w.persistStuck(pci, &f)
+
+	attrs := []any{
+		"pci_id", f.PCIID, "card", f.Card, "gfx_target", f.GfxTarget,
+		"library", f.Library, "compute", f.Compute, "arch", f.Arch, "model", f.Model,
+		"busy_min", f.BusyMin, "busy_max", f.BusyMax, "window", f.Window,
+		"sclk_mhz", f.ClockMHz, "sclk_max_mhz", f.MaxClockMHz, "power_w", powerWatts(f.PowerMicrowatts),
+	}
+	if len(f.OtherRunners) > 0 {
+		attrs = append(attrs, "other_runners", strings.Join(f.OtherRunners, "; "))
+	}
+	attrs = append(attrs, "learned", f.Learned)
+	if f.Learned {
+		attrs = append(attrs, "file", w.Quirks.Path())
+	}
+	if learnErr != nil {
+		attrs = append(attrs, "learn_error", learnErr)
+	}
+	attrs = append(attrs, "remedy", f.Remedy)
+	w.logger().Error("GPU stayed busy after its runner exited; it may stay stuck until reboot", attrs...)
+}
+
+// gfxTarget returns the AMD gfx target of the GPU: the compute string
+// under ROCm, else the KFD topology's name for the PCI address.
+func (w *Watchdog) gfxTarget(pci, compute string) string {
+	if strings.HasPrefix(strings.ToLower(compute), "gfx") {
+		return strings.ToLower(compute)
+	}
+	nodes, _ := ReadKFDNodes(w.root())
+	for _, n := range nodes {
+		if n.PCIID == pci {
+			return n.GfxTarget
+		}
+	}
+	return ""
+}
+
+// restore loads, once, the stuck GPUs an earlier server process recorded
+// during this boot. Nothing is read when none were recorded.
+func (w *Watchdog) restore() {
+	w.mu.Lock()
+	if w.restored {
+		w.mu.Unlock()
+		return
+	}
+	w.restored = true
+	w.mu.Unlock()
+	if w.Quirks == nil || !w.Quirks.hasStuck() {
+		return
+	}
+	for _, f := range w.Quirks.stuckGPUs(w.currentBootID()) {
+		f.Restored = true
+		w.mu.Lock()
+		if w.findings == nil {
+			w.findings = make(map[string]Finding)
+		}
+		if _, ok := w.findings[f.PCIID]; !ok {
+			w.findings[f.PCIID] = f
+		}
+		w.mu.Unlock()
+	}
+}
+
+// currentBootID reads the kernel's boot id once.
+func (w *Watchdog) currentBootID() string {
+	w.mu.Lock()
+	cached := w.bootID
+	w.mu.Unlock()
+	if cached != nil {
+		return *cached
+	}
+	id := readBootID(w.fs())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bootID = &id
+	return id
+}
+
+// persistStuck records (f set) or clears the stuck state of a GPU in the
+// learned-quirks file, for later server processes of this boot.
+func (w *Watchdog) persistStuck(pci string, f *Finding) {
+	if w.Quirks == nil {
+		return
+	}
+	if f == nil && !w.Quirks.hasStuck() {
+		return
+	}
+	if err := w.Quirks.setStuck(w.currentBootID(), pci, f); err != nil {
+		w.logger().Warn("GPU watchdog: cannot record the stuck GPU", "pci_id", pci, "error", err)
+	}
+}
+
+func joinSuspects(suspects []RunnerSuspect) string {
+	parts := make([]string, len(suspects))
+	for i, s := range suspects {
+		parts[i] = s.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// stuckEvidence summarizes a finding's readings for the learned quirk.
+func stuckEvidence(f Finding) string {
+	s := fmt.Sprintf("GPU %s stayed %d-%d%% busy for %s after the runner exited", f.PCIID, f.BusyMin, f.BusyMax, f.Window)
+	if f.ClockMHz >= 0 {
+		s += fmt.Sprintf(", core clock %d MHz", f.ClockMHz)
+		if f.MaxClockMHz > 0 {
+			s += fmt.Sprintf(" of %d", f.MaxClockMHz)
+		}
+	}
+	if f.PowerMicrowatts >= 0 {
+		s += fmt.Sprintf(", %.1f W", powerWatts(f.PowerMicrowatts))
+	}
+	return s
+}
+
+// powerWatts converts microwatts to watts, -1 staying -1.
+func powerWatts(uw int64) float64 {
+	if uw < 0 {
+		return -1
+	}
+	return float64(uw) / 1e6
+}
+
+// remedyText tells the user how to keep the library off the GPU for the
+// architecture, or off the machine, and how to forget what was learned.
+func remedyText(entry, arch, library, gfx string, learned bool) string {
+	var parts []string
+	if learned {
+		parts = append(parts, fmt.Sprintf("learned: %s models will not use %s on this GPU from their next load (to forget: %s=1 and restart)",
+			cmp.Or(arch, "these"), library, LearnedQuirksResetEnv))
+	}
+	var fixes []string
+	if entry != "" {
+		fixes = append(fixes, fmt.Sprintf("OLLAMA_BACKEND_DENYLIST=%s keeps %s off this GPU for %s models", entry, library, cmp.Or(arch, "these")))
+	}
+	switch {
+	case !sameQuirkLibrary(library, "Vulkan"):
+		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model")
+	case strings.HasPrefix(gfx, "gfx"):
+		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=rocm uses ROCm for every model")
+	}
+	if len(fixes) > 0 {
+		verb := "set "
+		if learned {
+			verb = "to make it permanent, set "
+		}
+		parts = append(parts, verb+strings.Join(fixes, ", or "))
+	}
+	if gfx != "" {
+		parts = append(parts, "the GPU itself recovers only after a reboot or an amdgpu module reload")
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,379 @@
+package discover
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// DRM sysfs layout, relative to the filesystem root. Every card directory
+// (sys/class/drm/card1) links to its PCI function through "device"; the
+// amdgpu driver puts its counters there.
+const (
+	watchdogDRMDir     = "sys/class/drm"
+	watchdogBusyFile   = "gpu_busy_percent"
+	watchdogSclkFile   = "pp_dpm_sclk"
+	watchdogUeventFile = "uevent"
+	watchdogHwmonDir   = "hwmon"
+	watchdogBootIDFile = "proc/sys/kernel/random/boot_id"
+)
+
+// watchdogPowerFiles are the hwmon power readings tried in order: amdgpu
+// has power1_average on most GPUs and power1_input on some newer ones.
+var watchdogPowerFiles = []string{"power1_average", "power1_input"}
+
+// watchdogSysfsMax bounds what is read of one sysfs file. sysfs files are at
+// most a page; anything longer is not the file the watchdog expects.
+const watchdogSysfsMax = 4096
+
+// Plausibility bounds for readings. Values outside them are junk (a file that
+// is not what its name says), not a GPU state.
+const (
+	watchdogMaxMHz        = 100_000        // 100 GHz
+	watchdogMaxMicrowatts = 10_000_000_000 // 10 kW
+)
+
+// watchdogFS is the part of the filesystem the watchdog reads. Names are
+// slash-separated and relative to the filesystem root ("sys/class/drm").
+// Production code uses osWatchdogFS; tests wrap it to count and script reads.
+type watchdogFS interface {
+	// ReadFile returns at most max+1 bytes of the file, so a caller can
+	// tell a file longer than max.
+	ReadFile(name string, max int) ([]byte, error)
+	ReadDir(name string) ([]fs.DirEntry, error)
+	Readlink(name string) (string, error)
+	Stat(name string) (fs.FileInfo, error)
+}
+
+// osWatchdogFS reads the real filesystem under root.
+type osWatchdogFS struct{ root string }
+
+func (o osWatchdogFS) path(name string) string {
+	return filepath.Join(o.root, filepath.FromSlash(name))
+}
+
+func (o osWatchdogFS) ReadFile(name string, max int) ([]byte, error) {
+	f, err := os.Open(o.path(name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, int64(max)+1))
+}
+
+func (o osWatchdogFS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(o.path(name)) }
+func (o osWatchdogFS) Readlink(name string) (string, error)       { return os.Readlink(o.path(name)) }
+func (o osWatchdogFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(o.path(name)) }
+
+// readWatchdogFile reads a small sysfs file, refusing one longer than
+// watchdogSysfsMax. Errors name the file.
+func readWatchdogFile(fsys watchdogFS, name string) ([]byte, error) {
+	data, err := fsys.ReadFile(name, watchdogSysfsMax)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > watchdogSysfsMax {
+		return nil, fmt.Errorf("%s: longer than %d bytes, not a sysfs value", name, watchdogSysfsMax)
+	}
+	return data, nil
+}
+
+// parseGPUBusyPercent parses the content of gpu_busy_percent: a decimal
+// integer from 0 to 100 and a newline.
+func parseGPUBusyPercent(data []byte) (int, error) {
+	s := strings.TrimSpace(string(data))
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 || v > 100 {
+		return 0, fmt.Errorf("gpu_busy_percent %q: want a whole percentage from 0 to 100", kfdTruncate(s))
+	}
+	return v, nil
+}
+
+// parseHwmonPower parses the content of an hwmon power file: a decimal
+// count of microwatts and a newline.
+func parseHwmonPower(data []byte) (uint64, error) {
+	s := strings.TrimSpace(string(data))
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v > watchdogMaxMicrowatts {
+		return 0, fmt.Errorf("hwmon power %q: want microwatts, a whole number from 0 to %d", kfdTruncate(s), uint64(watchdogMaxMicrowatts))
+	}
+	return v, nil
+}
+
+// parsePPDPMSclk parses the content of pp_dpm_sclk, the GPU core clock
+// levels one a line:
+//
+//	0: 500Mhz
+//	1: 2350Mhz *
+//	2: 3470Mhz
+//
+// The line marked '*' is the current clock. The label is a level number or
+// a letter ("S:" for the sleep clock on some GPUs); the unit is "Mhz" in any
+// letter case. It returns every level's clock in file order, and the current
+// clock or -1 when no line is marked. A malformed line, a clock above 100
+// GHz, two marked lines or more than a page of text is an error naming the
+// line.
+func parsePPDPMSclk(data []byte) (levels []int, current int, err error) {
+	current = -1
+	if len(data) > watchdogSysfsMax {
+		return nil, -1, fmt.Errorf("pp_dpm_sclk is %d bytes long, at most %d accepted", len(data), watchdogSysfsMax)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 256), watchdogSysfsMax+1)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		f := strings.Fields(text)
+		if len(f) < 2 || len(f) > 3 || len(f[0]) < 2 || !strings.HasSuffix(f[0], ":") || !isWatchdogLabel(f[0][:len(f[0])-1]) {
+			return nil, -1, fmt.Errorf("pp_dpm_sclk line %d %q: want \"N: <clock>Mhz\" with an optional '*'", line, kfdTruncate(text))
+		}
+		mhz, ok := strings.CutSuffix(strings.ToLower(f[1]), "mhz")
+		v, convErr := strconv.Atoi(mhz)
+		if !ok || convErr != nil || v < 0 || v > watchdogMaxMHz || mhz[0] == '+' || mhz[0] == '-' {
+			return nil, -1, fmt.Errorf("pp_dpm_sclk line %d clock %q: want whole MHz from 0 to %d, like \"500Mhz\"", line, kfdTruncate(f[1]), watchdogMaxMHz)
+		}
+		if len(f) == 3 {
+			if f[2] != "*" {
+				return nil, -1, fmt.Errorf("pp_dpm_sclk line %d %q: unexpected %q after the clock", line, kfdTruncate(text), kfdTruncate(f[2]))
+			}
+			if current >= 0 {
+				return nil, -1, fmt.Errorf("pp_dpm_sclk line %d: a second line marked '*'", line)
+			}
+			current = v
+		}
+		levels = append(levels, v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, -1, fmt.Errorf("pp_dpm_sclk after line %d: %w", line, err)
+	}
+	if len(levels) == 0 {
+		return nil, -1, errors.New("pp_dpm_sclk is empty")
+	}
+	return levels, current, nil
+}
+
+func isWatchdogLabel(s string) bool {
+	if s == "" || len(s) > 8 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizePCIID normalizes a PCI address to the form upstream uses for
+// ml.DeviceInfo.PCIID: lower-case hex "domain:bus:device.function" with a
+// domain of at least four digits, "0000:03:00.0". It accepts any letter case
+// and leading zeros left out ("0:3:0.0"). A malformed address, or a device
+// above 0x1f or function above 7, is an error naming the value.
+func normalizePCIID(s string) (string, error) {
+	bad := func() (string, error) {
+		return "", fmt.Errorf("PCI address %q: want domain:bus:device.function in hex, like \"0000:03:00.0\"", kfdTruncate(s))
+	}
+	head, fn, ok := strings.Cut(s, ".")
+	if !ok {
+		return bad()
+	}
+	parts := strings.Split(head, ":")
+	if len(parts) != 3 {
+		return bad()
+	}
+	domain, ok1 := parseWatchdogHex(parts[0], 8, 1<<32-1)
+	bus, ok2 := parseWatchdogHex(parts[1], 2, 0xff)
+	dev, ok3 := parseWatchdogHex(parts[2], 2, 0x1f)
+	fun, ok4 := parseWatchdogHex(fn, 1, 7)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return bad()
+	}
+	return fmt.Sprintf("%04x:%02x:%02x.%x", domain, bus, dev, fun), nil
+}
+
+// parseWatchdogHex parses 1 to digits hex digits (no sign, no prefix) of a
+// value at most max.
+func parseWatchdogHex(s string, digits int, max uint64) (uint64, bool) {
+	if s == "" || len(s) > digits {
+		return 0, false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	return v, err == nil && v <= max
+}
+
+// parseUeventPCISlot returns the PCI_SLOT_NAME of a device's uevent file
+// (KEY=VALUE lines), normalized by normalizePCIID.
+func parseUeventPCISlot(data []byte) (string, error) {
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "PCI_SLOT_NAME="); ok {
+			return normalizePCIID(v)
+		}
+	}
+	return "", errors.New("uevent has no PCI_SLOT_NAME")
+}
+
+// isDRMCardName reports whether name is a DRM card directory ("card0"),
+// not a connector ("card0-DP-1") or render node ("renderD128").
+func isDRMCardName(name string) bool {
+	n, ok := strings.CutPrefix(name, "card")
+	if !ok || n == "" || len(n) > 6 {
+		return false
+	}
+	for _, r := range n {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// drmCardPCIID returns the PCI address of a DRM card: the last element of
+// where its "device" link points (".../0000:03:00.0"), or else the
+// PCI_SLOT_NAME of its device's uevent. ok is false for a card that is not
+// a PCI device (a virtual or platform GPU).
+func drmCardPCIID(fsys watchdogFS, card string) (string, bool) {
+	dev := path.Join(watchdogDRMDir, card, "device")
+	if target, err := fsys.Readlink(dev); err == nil {
+		if id, err := normalizePCIID(path.Base(filepath.ToSlash(target))); err == nil {
+			return id, true
+		}
+	}
+	data, err := readWatchdogFile(fsys, path.Join(dev, watchdogUeventFile))
+	if err != nil {
+		return "", false
+	}
+	id, err := parseUeventPCISlot(data)
+	return id, err == nil
+}
+
+// scanDRMCards maps the PCI address of every DRM card under the root to its
+// card directory name. A missing DRM class gives an empty map.
+func scanDRMCards(fsys watchdogFS) (map[string]string, error) {
+	entries, err := fsys.ReadDir(watchdogDRMDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return map[string]string{}, nil
+		}
+		return nil, err
+	}
+	cards := make(map[string]string)
+	for _, e := range entries {
+		if !isDRMCardName(e.Name()) {
+			continue
+		}
+		if id, ok := drmCardPCIID(fsys, e.Name()); ok {
+			if _, dup := cards[id]; !dup {
+				cards[id] = e.Name()
+			}
+		}
+	}
+	return cards, nil
+}
+
+// gpuSample is one reading of a card's counters. Clock and power are -1 when
+// the card does not report them.
+type gpuSample struct {
+	busy        int
+	clockMHz    int
+	maxClockMHz int
+	microwatts  int64
+}
+
+// readBusy reads a card's gpu_busy_percent. The error names the file.
+func readBusy(fsys watchdogFS, card string) (int, error) {
+	name := path.Join(watchdogDRMDir, card, "device", watchdogBusyFile)
+	data, err := readWatchdogFile(fsys, name)
+	if err != nil {
+		return 0, err
+	}
+	v, err := parseGPUBusyPercent(data)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return v, nil
+}
+
+// readClock reads a card's current and top core clock from pp_dpm_sclk;
+// -1 for what is unknown.
+func readClock(fsys watchdogFS, card string) (current, top int, err error) {
+	name := path.Join(watchdogDRMDir, card, "device", watchdogSclkFile)
+	data, err := readWatchdogFile(fsys, name)
+	if err != nil {
+		return -1, -1, err
+	}
+	levels, current, err := parsePPDPMSclk(data)
+	if err != nil {
+		return -1, -1, fmt.Errorf("%s: %w", name, err)
+	}
+	top = -1
+	for _, l := range levels {
+		top = max(top, l)
+	}
+	return current, top, nil
+}
+
+// findPowerFile returns the hwmon power file of a card, or "" when it has
+// none.
+func findPowerFile(fsys watchdogFS, card string) string {
+	dir := path.Join(watchdogDRMDir, card, "device", watchdogHwmonDir)
+	entries, err := fsys.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "hwmon") {
+			continue
+		}
+		for _, f := range watchdogPowerFiles {
+			name := path.Join(dir, e.Name(), f)
+			if _, err := fsys.Stat(name); err == nil {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// readPower reads an hwmon power file in microwatts. The error names the
+// file.
+func readPower(fsys watchdogFS, name string) (int64, error) {
+	data, err := readWatchdogFile(fsys, name)
+	if err != nil {
+		return -1, err
+	}
+	v, err := parseHwmonPower(data)
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", name, err)
+	}
+	return int64(v), nil
+}
+
+// readBootID returns the kernel's boot id, or "" when it cannot be read.
+func readBootID(fsys watchdogFS) string {
+	data, err := readWatchdogFile(fsys, watchdogBootIDFile)
+	if err != nil {
+		return ""
+	}
+	id := strings.TrimSpace(string(data))
+	if len(id) > 64 {
+		return ""
+	}
+	return id
+}
