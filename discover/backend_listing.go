@@ -54,7 +54,7 @@ type BackendListing struct {
 func ListBackends() BackendListing {
 	pref := envconfig.LLMLibraryPreference()
 	rules := BackendQuirkRules()
-	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder()}
+	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []BackendStatus{}}
 	row := func(d ml.DeviceInfo, status, reason string) BackendStatus {
 		s := BackendStatus{
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
