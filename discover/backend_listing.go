@@ -46,6 +46,9 @@ type BackendListing struct {
 	LLMLibrary   string          `json:"llm_library,omitempty"`
 	DefaultOrder string          `json:"default_order"`
 	Backends     []BackendStatus `json:"backends"`
+	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
+	// left them.
+	StuckGPUs []Finding `json:"stuck_gpus,omitempty"`
 }
 
 // ListBackends lists every device x library discovery found, with what was
@@ -82,6 +85,7 @@ func ListBackends() BackendListing {
 	for _, f := range LibraryLoadFailures() {
 		l.Backends = append(l.Backends, BackendStatus{Library: f.Library, File: f.File, Status: BackendLoadFailed, Reason: f.Message})
 	}
+	l.StuckGPUs = StuckGPUs()
 	return l
 }
 
@@ -136,8 +140,15 @@ func formatBackends(w io.Writer, l BackendListing) error {
 	if l.LLMLibrary != "" {
 		pref = l.LLMLibrary
 	}
-	_, err := fmt.Fprintf(w, "\nOLLAMA_LLM_LIBRARY: %s; default order: %s\n", pref, l.DefaultOrder)
-	return err
+	if _, err := fmt.Fprintf(w, "\nOLLAMA_LLM_LIBRARY: %s; default order: %s\n", pref, l.DefaultOrder); err != nil {
+		return err
+	}
+	for _, f := range l.StuckGPUs {
+		if _, err := fmt.Fprintf(w, "GPU %s stayed %d%%-%d%% busy after %s (%s) unloaded; %s\n", f.PCIID, f.BusyMin, f.BusyMax, f.Model, f.Library, f.Remedy); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func dash(s string) string {
