@@ -1,0 +1,23 @@
+# mk/arch.mk: the Arch Linux packages (packaging/arch), built by a real
+# makepkg.  Included by the top-level Makefile.
+#
+# makepkg refuses to run as root; as root, packaging/arch/ci-makepkg.sh runs
+# it as an unprivileged build user it creates.  On Debian (CI) the PKGBUILD's
+# OBS_PREBUILT hook packages what `make build` and `make install LAYOUT=flat`
+# built; on Arch, `makepkg -si` in packaging/arch is the real build.
+
+ARCH_PKG_DIR := packaging/arch
+ARCH_ROOT    ?= build/arch/root
+
+.PHONY: arch-check arch-srcinfo arch-pkg arch-root
+arch-check: ## Arch PKGBUILD: shellcheck, makepkg's lint, b2sums and .SRCINFO in sync (seconds)
+	@$(ARCH_PKG_DIR)/ci-makepkg.sh check
+
+arch-srcinfo: ## rewrite packaging/arch/.SRCINFO and the PKGBUILD's b2sums after editing them
+	@$(ARCH_PKG_DIR)/ci-makepkg.sh srcinfo
+
+arch-pkg: ## makepkg the split Arch packages from this checkout into build/arch/pkg and check their contents
+	@$(ARCH_PKG_DIR)/ci-makepkg.sh build
+
+arch-root: ## unpack build/arch/pkg into ARCH_ROOT (default build/arch/root), a scratch root to run the server in
+	@$(ARCH_PKG_DIR)/ci-makepkg.sh root $(ARCH_ROOT)
