@@ -108,7 +108,7 @@ func (q LearnedQuirk) Rule() QuirkRule {
 // entry, so what is learned can also be written by hand. Errors name the
 // bad value.
 func (q LearnedQuirk) normalize() (LearnedQuirk, error) {
-	lib, ok := canonicalQuirkLibrary(q.Library)
+	lib, ok := envconfig.CanonicalLibraryName(q.Library)
 	if !ok {
 		return LearnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", kfdTruncate(q.Library))
 	}

@@ -3,6 +3,8 @@ package discover
 import (
 	"strings"
 	"sync"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // DefaultCrashLimit is how many consecutive runner deaths of one model
@@ -26,7 +28,7 @@ type CrashCounter struct {
 // arch. ok is false for what cannot become a quirk: a library outside the
 // quirk table (the CPU) or an empty compute or arch.
 func crashKey(library, compute, arch string) (string, bool) {
-	lib, ok := canonicalQuirkLibrary(library)
+	lib, ok := envconfig.CanonicalLibraryName(library)
 	if !ok || compute == "" || arch == "" {
 		return "", false
 	}

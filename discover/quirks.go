@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path"
 	"strings"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // QuirkAction says what to do when a quirk rule matches a device and model.
@@ -121,7 +123,7 @@ func ParseQuirkAction(s string) (QuirkAction, error) {
 // well-formed non-empty globs and a known action. Reason and Source are not
 // checked.
 func (r QuirkRule) Validate() error {
-	if _, ok := canonicalQuirkLibrary(r.Library); !ok {
+	if _, ok := envconfig.CanonicalLibraryName(r.Library); !ok {
 		return fmt.Errorf("quirk rule %s: unknown library %q; accepted: ROCm (or hip), CUDA, Vulkan", r, r.Library)
 	}
 	if r.ComputePattern == "" {
@@ -159,7 +161,7 @@ func ValidateQuirks(rules []QuirkRule) error {
 // library:compute[:arch,...][=queues1].
 func (r QuirkRule) String() string {
 	var b strings.Builder
-	lib, ok := canonicalQuirkLibrary(r.Library)
+	lib, ok := envconfig.CanonicalLibraryName(r.Library)
 	if !ok {
 		lib = r.Library
 	}
@@ -291,26 +293,13 @@ func QuirkRunnerEnv(matched []QuirkRule) map[string]string {
 	return nil
 }
 
-// canonicalQuirkLibrary maps a library spelling to upstream's name.
-func canonicalQuirkLibrary(s string) (string, bool) {
-	switch strings.ToLower(s) {
-	case "rocm", "hip":
-		return "ROCm", true
-	case "cuda":
-		return "CUDA", true
-	case "vulkan":
-		return "Vulkan", true
-	}
-	return "", false
-}
-
 // sameQuirkLibrary compares library names case-insensitively, with "hip"
 // standing for "ROCm". Libraries outside the known set compare as written.
 func sameQuirkLibrary(a, b string) bool {
-	if ca, ok := canonicalQuirkLibrary(a); ok {
+	if ca, ok := envconfig.CanonicalLibraryName(a); ok {
 		a = ca
 	}
-	if cb, ok := canonicalQuirkLibrary(b); ok {
+	if cb, ok := envconfig.CanonicalLibraryName(b); ok {
 		b = cb
 	}
 	return strings.EqualFold(a, b)

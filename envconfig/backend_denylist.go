@@ -194,7 +194,7 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 		return BackendDenyEntry{}, fmt.Errorf("%d ':'-separated fields, at most 3 accepted", len(fields))
 	}
 
-	lib, ok := canonicalDenyLibrary(fields[0])
+	lib, ok := CanonicalLibraryName(fields[0])
 	if !ok {
 		if fields[0] == "" {
 			return BackendDenyEntry{}, errors.New("empty library")
@@ -243,9 +243,10 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 	return e, nil
 }
 
-// canonicalDenyLibrary maps the user's spelling of a library to the name
-// upstream reports in ml.DeviceInfo.Library.
-func canonicalDenyLibrary(s string) (string, bool) {
+// CanonicalLibraryName maps a user's spelling of a GPU library ("rocm" or
+// "hip", "cuda", "vulkan", any case) to the name upstream reports in
+// ml.DeviceInfo.Library ("ROCm", "CUDA", "Vulkan").
+func CanonicalLibraryName(s string) (string, bool) {
 	switch strings.ToLower(s) {
 	case "rocm", "hip":
 		return "ROCm", true
