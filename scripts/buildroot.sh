@@ -121,7 +121,13 @@ done
 
 log "debootstrap --variant=minbase $suite -> $new (mirror $mirror)"
 t0=$(date +%s)
-debootstrap --variant=minbase "$suite" "$new" "$mirror"
+for try in 1 2 3; do
+	debootstrap --variant=minbase "$suite" "$new" "$mirror" && break
+	[ "$try" -lt 3 ] || die "debootstrap $suite failed"
+	log "debootstrap failed (try $try), retrying"
+	rm -rf --one-file-system "$new"
+	sleep 5
+done
 
 # apt configuration inside the root
 rm -f "$new/etc/apt/sources.list"
@@ -150,6 +156,7 @@ done
 cat >"$new/etc/apt/apt.conf.d/99obs" <<'EOF'
 Acquire::Check-Valid-Until "false";
 Acquire::Check-Date "false";
+Acquire::Retries "5";
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 EOF
@@ -175,8 +182,13 @@ rm -rf "$new/var/lib/apt/lists/"*
 # keep the list of what went in, for the record
 in_new dpkg-query -W -f '${Package} ${Version}\n' >"$new/.obs-packages"
 
-# swap in
+# swap in, unless something still runs inside the old root
 if [ -d "$root" ]; then
+	for p in /proc/[0-9]*; do
+		if [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ]; then
+			die "$root is in use (pid ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" | cut -c1-80)); rerun when it is idle"
+		fi
+	done
 	grep -F " $root/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l || true
 	mv "$root" "$old"
 fi

@@ -10,9 +10,10 @@
 # hip: sid), since they need that root's glibc/libstdc++ at run time:
 #   1. `ldd -r` of the module: every DT_NEEDED found (through the module's own
 #      RUNPATH, LD_LIBRARY_PATH unset) and no undefined symbol;
-#   2. obs-loadcheck: dlopen(RTLD_NOW) next to libggml-base, as ollama does;
-#      for Vulkan also ggml_backend_init() and the device list (lavapipe is
-#      offered through GGML_VK_VISIBLE_DEVICES=0 when no GPU shows up);
+#   2. obs-loadcheck: dlopen(RTLD_NOW) next to libggml-base, as ollama does,
+#      then ggml_backend_init() and the device list (Vulkan: lavapipe is
+#      offered through GGML_VK_VISIBLE_DEVICES=0 when no GPU shows up; HIP
+#      without /dev/kfd reports 0 devices, which passes);
 #   3. hip: the gfx code objects bundled in libggml-hip.so, listed with the sid
 #      root's clang-offload-bundler; with EXPECT_GFX="gfx1200 ..." each must be
 #      present.
@@ -79,7 +80,8 @@ list_gfx() { # LIB -> one "hipv4-amdgcn-amd-amdhsa--gfxNNN" line per code object
 check_hip_lib() { # LIB LOADCHECK
 	local lib=$1 lc=$2 objs n g
 	lddcheck sid "$lib"
-	"$inroot" sid "$lc" "$lib" || die "obs-loadcheck $lib"
+	# --init: the ROCm runtime loads; without a GPU it reports 0 devices
+	"$inroot" sid "$lc" --init "$lib" || die "obs-loadcheck $lib"
 	objs=$(list_gfx "$lib")
 	n=$(grep -c gfx <<<"$objs" || true)
 	say "$lib carries $n gfx code object(s):"
