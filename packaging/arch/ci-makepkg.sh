@@ -26,7 +26,10 @@
 # that costs seconds and leaves the host's caches untouched.
 #
 # Environment: OBS_ARCH_WORK (work folder, default
-# /var/tmp/ollama-backend-select-arch), OBS_ARCH_USER.
+# /var/tmp/ollama-backend-select-arch), OBS_ARCH_USER, and OBS_ARCH_PREBUILT=0
+# for the PKGBUILD's real build from this checkout on an Arch machine with the
+# makedepends installed (no OBS_PREBUILT, makepkg checks dependencies;
+# untested here: there is no Arch machine in this project's CI).
 # single quotes hold what other shells expand (bash -c, pkgbuild_eval, grep)
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -355,6 +358,10 @@ cmd_build() {
 	ensure_tools
 	setup_builder
 	local t0 t1 ver tag url head mirror with_rocm=0 prebuilt=$work/prebuilt
+	local real=0 hook=(OBS_PREBUILT="$work/prebuilt") depflag=--nodeps
+	if [ "${OBS_ARCH_PREBUILT:-1}" = 0 ]; then
+		real=1 hook=() depflag=--syncdeps with_rocm=1
+	fi
 	t0=$(date +%s)
 	ver=$(pkgbuild_eval '$pkgver')
 	tag=v${ver/_/-}
@@ -364,19 +371,23 @@ cmd_build() {
 	url=${url%%#*}
 
 	# 1. what the hook stages: the Makefile's binary and flat install tree
-	say "make build; make install PREFIX=$prebuilt LAYOUT=flat"
-	make -C "$repo" --no-print-directory build
-	rm -rf "$prebuilt"
-	make -C "$repo" --no-print-directory install PREFIX="$prebuilt" LAYOUT=flat
-	install -Dm755 "$repo/dist/bin/ollama" "$prebuilt/bin/ollama"
-	if [ -e "$prebuilt/lib/ollama/libggml-hip.so" ]; then
-		with_rocm=1
+	if [ "$real" = 1 ]; then
+		say "OBS_ARCH_PREBUILT=0: the PKGBUILD's real build (Arch makedepends needed)"
 	else
-		say "SKIP ollama-backend-select-rocm: build/native/hip has no libggml-hip.so ('make rocm-check' builds one for gfx1200, ~16 min)"
+		say "make build; make install PREFIX=$prebuilt LAYOUT=flat"
+		make -C "$repo" --no-print-directory build
+		rm -rf "$prebuilt"
+		make -C "$repo" --no-print-directory install PREFIX="$prebuilt" LAYOUT=flat
+		install -Dm755 "$repo/dist/bin/ollama" "$prebuilt/bin/ollama"
+		if [ -e "$prebuilt/lib/ollama/libggml-hip.so" ]; then
+			with_rocm=1
+		else
+			say "SKIP ollama-backend-select-rocm: build/native/hip has no libggml-hip.so ('make rocm-check' builds one for gfx1200, ~16 min)"
+		fi
+		[ "$(id -u)" = 0 ] && chown -R "$user:" "$prebuilt"
+		t1=$(date +%s)
+		say "prebuilt tree ready in $((t1 - t0)) s"
 	fi
-	[ "$(id -u)" = 0 ] && chown -R "$user:" "$prebuilt"
-	t1=$(date +%s)
-	say "prebuilt tree ready in $((t1 - t0)) s"
 
 	# 2. the source: HEAD of this checkout, as the tag, in a mirror named like the git source
 	head=$(git -C "$repo" rev-parse HEAD)
@@ -411,9 +422,9 @@ cmd_build() {
 		SRCDEST="$work/srcdest" BUILDDIR="$work/build" PKGDEST="$work/pkg" \
 		GOCACHE="$work/go-build" GOMODCACHE="$work/gomod" \
 		GOPROXY="$(go env GOPROXY)" GOSUMDB="$(go env GOSUMDB)" \
-		OBS_PREBUILT="$prebuilt" \
-		bash -c 'cd "$1" && makepkg --config "$2" --nodeps --holdver --cleanbuild --force --noconfirm --nocolor' \
-		sh "$work/startdir" "$work/makepkg.conf"
+		"${hook[@]}" \
+		bash -c 'cd "$1" && makepkg --config "$2" "$3" --holdver --cleanbuild --force --noconfirm --nocolor' \
+		sh "$work/startdir" "$work/makepkg.conf" "$depflag"
 	local t2
 	t2=$(date +%s)
 	say "makepkg took $((t2 - t1)) s"
@@ -450,7 +461,7 @@ ci)
 	cmd_build
 	;;
 *)
-	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	awk 'NR > 1 && /^#/ { if (/^# build, in short/) exit; sub(/^# ?/, ""); print }' "$0" >&2
 	exit 2
 	;;
 esac
