@@ -100,7 +100,7 @@ func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
 		attrs := []any{
 			"model", model, "arch", arch,
 			"gpu", d.Device.Description, "pci_id", d.Device.PCIID, "compute", d.Device.Compute(),
-			"denied", d.Device.Library, "rule", d.Denied.String(), "source", string(d.Denied.Source), "reason", d.Denied.Reason,
+			"denied", d.Device.Library, "rule", d.Denied.String(), "rule_source", string(d.Denied.Source), "reason", d.Denied.Reason,
 		}
 		if d.Replacement != nil {
 			slog.Info("backend quirk: model runs on another library of the same GPU", append(attrs, "library", d.Replacement.Library)...)

@@ -190,7 +190,7 @@ func (r QuirkRule) LogValue() slog.Value {
 	}
 	attrs = append(attrs,
 		slog.String("action", string(r.Action)),
-		slog.String("source", string(r.Source)),
+		slog.String("from", string(r.Source)),
 	)
 	if r.Reason != "" {
 		attrs = append(attrs, slog.String("reason", r.Reason))

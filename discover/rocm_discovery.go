@@ -96,7 +96,7 @@ func currentROCmPlan() ROCmDiscoveryPlan {
 		for i, n := range rocmPlan.Denied {
 			slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
 				"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", rocmPlan.Rules[i].String(),
-				"source", string(rocmPlan.Rules[i].Source), "reason", rocmPlan.Rules[i].Reason)
+				"rule_source", string(rocmPlan.Rules[i].Source), "reason", rocmPlan.Rules[i].Reason)
 		}
 	})
 	return rocmPlan
