@@ -340,13 +340,13 @@ func TestQuirkRuleStringAndLogValue(t *testing.T) {
 			name:    "deny with archs",
 			rule:    QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3", "qwen35"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceBuiltin, Reason: "why"},
 			want:    "rocm:gfx1200:qwen3,qwen35",
-			wantLog: "library=ROCm compute=gfx1200 archs=qwen3,qwen35 action=use-other-library source=builtin reason=why",
+			wantLog: "library=ROCm compute=gfx1200 archs=qwen3,qwen35 action=use-other-library from=builtin reason=why",
 		},
 		{
 			name:    "queues1, hip spelling",
 			rule:    QuirkRule{Library: "hip", ComputePattern: "gfx1201", Action: QuirkQueues1, Source: QuirkSourceEnv},
 			want:    "rocm:gfx1201=queues1",
-			wantLog: "library=hip compute=gfx1201 action=queues1 source=env",
+			wantLog: "library=hip compute=gfx1201 action=queues1 from=env",
 		},
 	}
 	for _, tt := range tests {
