@@ -59,7 +59,11 @@ run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to 
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
 
 .PHONY: check
-check: test check-patches pr ## everything CI runs: unit tests, upstream's tests, patch round trip, the PR series
+check: test check-patches pr integration ## everything CI runs: unit tests, upstream's tests, patch round trip, the PR series, the integration suite
+
+.PHONY: integration
+integration: build build-upstream ## the integration suite: the built servers as black boxes (fake GPU twin, tiny models)
+	go test -tags integration -count=1 -timeout 40m ./integration/...
 
 .PHONY: test
 test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
