@@ -532,21 +532,3 @@ func forkRefuseToServe(t *testing.T, bin string, env []string, prefix string, co
 	}
 	return lines[0]
 }
-
-// ---------------------------------------------------------------------------
-// known fork bugs
-
-// forkBugSourceKey is a fork bug found by these scenarios (see forkBlocked).
-const forkBugSourceKey = `fork bug: the quirk log lines (discover.LogQuirkDecisions, discover.currentROCmPlan) ` +
-	`carry an attribute named "source", which upstream's logutil.NewLogger ReplaceAttr casts to *slog.Source: ` +
-	`the server panics "interface conversion: interface {} is string, not *slog.Source" ` +
-	`when a quirk sends a model to another library or denies a GPU at discovery`
-
-// forkBlocked skips the rest of a test that a known fork bug makes fail. Set
-// OBS_RUN_BLOCKED=1 to run it anyway (to check a fix).
-func forkBlocked(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("OBS_RUN_BLOCKED") != "1" {
-		t.Skip("blocked: " + bug + " (OBS_RUN_BLOCKED=1 runs it)")
-	}
-}

@@ -47,7 +47,6 @@ func TestForkQuirkBuiltin(t *testing.T) {
 			}
 			s.checkRunnerLibs(t, r2, "libggml-hip.so")
 
-			forkBlocked(t, forkBugSourceKey)
 			forkGenerate(t, s.Server, q3)
 			rec = forkOneRecord(t, s.Server, forkQuirkMsg)
 			forkCheckFields(t, "quirk", rec, map[string]string{
@@ -130,7 +129,6 @@ func TestForkDenylist(t *testing.T) {
 	// or by any runner, and both models run on Vulkan.
 	for _, layout := range forkLayouts {
 		t.Run("rocm:gfx1200/"+layout.String(), func(t *testing.T) {
-			forkBlocked(t, forkBugSourceKey)
 			s := beds[layout].start(t, "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t), "OLLAMA_BACKEND_DENYLIST=rocm:gfx1200")
 			rec := forkOneRecord(t, s.Server, "backend quirk: ROCm kept away from GPU at discovery, every use is denied")
 			forkCheckFields(t, "discovery quirk", rec, map[string]string{
@@ -162,7 +160,6 @@ func TestForkDenylist(t *testing.T) {
 	for _, layout := range forkLayouts {
 		t.Run("rocm:gfx1200+gfx1100/"+layout.String(), func(t *testing.T) {
 			const otherID = 0x00c0ffee00001100
-			forkBlocked(t, forkBugSourceKey)
 			root := forkWriteFakeSysfs(t, t.TempDir(),
 				forkKFDGPU{GfxVersion: 120000, Bus: forkBus, UniqueID: forkHIPUniqueID},
 				forkKFDGPU{GfxVersion: 110000, Bus: 4, UniqueID: otherID})
@@ -302,7 +299,6 @@ func TestForkQuirkNoVulkan(t *testing.T) {
 		t.Errorf("/api/ps qwen2 library %q, want ROCm", e.Library)
 	}
 
-	forkBlocked(t, forkBugSourceKey)
 	forkGenerate(t, s.Server, q3)
 	const leftOut = "backend quirk: GPU left out for this model, no allowed library can drive it; install the Vulkan backend (ollama-vulkan) to use it"
 	rec = forkOneRecord(t, s.Server, leftOut)

@@ -88,7 +88,6 @@ func TestForkWatchdog(t *testing.T) {
 	})
 
 	t.Run("next-load-uses-vulkan", func(t *testing.T) {
-		forkBlocked(t, forkBugSourceKey)
 		forkGenerate(t, s.Server, q3)
 		rec := forkOneRecord(t, s.Server, forkQuirkMsg)
 		forkCheckFields(t, "quirk", rec, map[string]string{"arch": "qwen3", "denied": "ROCm", "library": "Vulkan", "rule": "~rocm:gfx1200:qwen3"})
