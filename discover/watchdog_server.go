@@ -39,10 +39,9 @@ func StartIdleWatchdog() {
 	}
 	learned := OpenLearnedQuirks(filepath.Join(home, ".ollama", LearnedQuirksFileName), nil)
 	if reset, _ := strconv.ParseBool(os.Getenv(LearnedQuirksResetEnv)); reset {
-		if n, err := learned.Forget(); err != nil {
+		// Forget logs what it removed.
+		if _, err := learned.Forget(); err != nil {
 			slog.Warn("forgetting learned backend quirks", "file", learned.Path(), "error", err)
-		} else {
-			slog.Info("forgot learned backend quirks", "file", learned.Path(), "count", n, "because", LearnedQuirksResetEnv)
 		}
 	}
 	serverWatchdogMu.Lock()

@@ -107,22 +107,12 @@ func TestForkWatchdog(t *testing.T) {
 			t.Skipf("no state file to forget: %v", err)
 		}
 		s2 := bed.start(t, append(env, "HOME="+home, "OLLAMA_BACKEND_QUIRKS_RESET=1")...)
-		// The server logs the reset with count=; the state file code logs
-		// it too (quirks=), so two lines say the same today.
+		// One line says what the reset removed.
 		recs := s2.LogRecords("forgot learned backend quirks")
-		var rec LogRecord
-		for _, r := range recs {
-			if _, ok := r["count"]; ok {
-				rec = r
-			}
+		if len(recs) != 1 {
+			t.Fatalf("want one \"forgot learned backend quirks\" line for one reset, got %d: %v", len(recs), recs)
 		}
-		if rec == nil {
-			t.Fatalf("no forgot learned backend quirks line with count=: %v", recs)
-		}
-		forkCheckFields(t, "reset", rec, map[string]string{"level": "INFO", "count": "1", "file": state})
-		if len(recs) > 1 {
-			t.Logf("note: %d \"forgot learned backend quirks\" lines for one reset: %v", len(recs), recs)
-		}
+		forkCheckFields(t, "reset", recs[0], map[string]string{"level": "INFO", "quirks": "1", "file": state})
 		if _, err := os.Stat(state); !os.IsNotExist(err) {
 			t.Errorf("state file still there after OLLAMA_BACKEND_QUIRKS_RESET=1: %v", err)
 		}
