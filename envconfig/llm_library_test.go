@@ -187,3 +187,34 @@ func TestCheckLLMLibraryReadsEnvironment(t *testing.T) {
 		t.Error("an invalid value must not select libraries")
 	}
 }
+
+func FuzzParseLLMLibrary(f *testing.F) {
+	for _, seed := range []string{"", "vulkan", "Vulkan,ROCM", "cuda_v13,cuda_v12,vulkan,cpu", "vulkn", "../x", "vulkan,,cpu", " , ", "cuda_jetpack6", "\x00"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		p, err := ParseLLMLibrary(value)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+			if p.IsSet() {
+				t.Errorf("ParseLLMLibrary(%q) failed but selected %q", value, p)
+			}
+			return
+		}
+		// An accepted value names only known libraries and round-trips.
+		for _, n := range p.LibraryNames() {
+			if !isLLMLibraryName(n) {
+				t.Errorf("ParseLLMLibrary(%q) accepted unknown name %q", value, n)
+			}
+		}
+		again, err := ParseLLMLibrary(p.String())
+		if err != nil || again.String() != p.String() {
+			t.Errorf("round trip of %q: %q, %v", p, again, err)
+		}
+		if strings.ContainsAny(p.String(), "/\\. ") {
+			t.Errorf("accepted value %q could be used as a path", p)
+		}
+	})
+}
