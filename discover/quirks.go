@@ -160,23 +160,12 @@ func ValidateQuirks(rules []QuirkRule) error {
 // String formats the rule in OLLAMA_BACKEND_DENYLIST syntax,
 // library:compute[:arch,...][=queues1].
 func (r QuirkRule) String() string {
-	var b strings.Builder
 	lib, ok := envconfig.CanonicalLibraryName(r.Library)
 	if !ok {
 		lib = r.Library
 	}
-	b.WriteString(strings.ToLower(lib))
-	b.WriteByte(':')
-	b.WriteString(r.ComputePattern)
-	if len(r.ArchPatterns) > 0 {
-		b.WriteByte(':')
-		b.WriteString(strings.Join(r.ArchPatterns, ","))
-	}
-	if r.Action != "" && r.Action != QuirkUseOtherLibrary {
-		b.WriteByte('=')
-		b.WriteString(string(r.Action))
-	}
-	return b.String()
+	// One formatter for both: a rule is written as the entry that makes it.
+	return envconfig.BackendDenyEntry{Library: lib, Compute: r.ComputePattern, Archs: r.ArchPatterns, Action: string(r.Action)}.String()
 }
 
 // LogValue implements slog.LogValuer.
