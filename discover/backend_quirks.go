@@ -1,10 +1,8 @@
 package discover
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
@@ -144,13 +142,4 @@ var registerQuirkRunnerEnv sync.Once
 
 func init() {
 	registerQuirkRunnerEnv.Do(func() { llm.AddRunnerEnvHook(quirkRunnerEnv) })
-}
-
-// describeRules lists rules in the denylist syntax, for listings.
-func describeRules(rules []QuirkRule) string {
-	var parts []string
-	for _, r := range rules {
-		parts = append(parts, fmt.Sprintf("%s (%s)", r.String(), r.Source))
-	}
-	return strings.Join(parts, "; ")
 }
