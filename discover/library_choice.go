@@ -165,9 +165,7 @@ func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference)
 		found := false
 		for _, c := range choices {
 			for _, d := range append([]ml.DeviceInfo{c.Chosen}, c.Alternates...) {
-				if _, ok := (envconfig.LibraryPreference{}).WithNames(name).Rank(d.Library, libraryDir(d)); ok {
-					found = true
-				}
+				found = found || envconfig.LibraryNameMatches(name, d.Library, libraryDir(d))
 			}
 		}
 		if !found {

@@ -78,14 +78,17 @@ func (p LibraryPreference) String() string { return strings.Join(p.names, ",") }
 // cuda or cuda_vNN item selects.
 func (p LibraryPreference) Rank(library, libDir string) (int, bool) {
 	for i, n := range p.names {
-		if libraryMatches(n, library, libDir) {
+		if LibraryNameMatches(n, library, libDir) {
 			return i, true
 		}
 	}
 	return 0, false
 }
 
-func libraryMatches(name, library, libDir string) bool {
+// LibraryNameMatches reports whether the OLLAMA_LLM_LIBRARY name (canonical,
+// e.g. "cuda_v13") selects a library as ml.DeviceInfo names it, loaded from
+// libDir; see Rank.
+func LibraryNameMatches(name, library, libDir string) bool {
 	switch strings.ToLower(library) {
 	case "cuda":
 		if name == "cuda" {
@@ -242,12 +245,6 @@ func (o LibraryOption) libraryDir() string {
 
 // LibraryNames lists the requested names, most preferred first.
 func (p LibraryPreference) LibraryNames() []string { return append([]string(nil), p.names...) }
-
-// WithNames returns the preference with names (canonical, already
-// validated) appended; for callers that rank against a single name.
-func (p LibraryPreference) WithNames(names ...string) LibraryPreference {
-	return LibraryPreference{names: append(append([]string(nil), p.names...), names...)}
-}
 
 // CheckBackendSelection validates every variable of backend selection
 // (OLLAMA_LLM_LIBRARY, OLLAMA_BACKEND_DENYLIST) for the server's start; the
