@@ -59,7 +59,7 @@ run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to 
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
 
 .PHONY: check
-check: test check-patches pr vulkan native-check integration arch-check arch-pkg ## everything CI runs (Debian host, root): unit and upstream tests, patch round trip, PR series, integration suite, Vulkan build + load check, Arch packages
+check: arch-check test check-patches pr vulkan rocm-check native-check integration arch-pkg ## everything CI runs (Debian host, root): PKGBUILD lint, unit and upstream tests, patch round trip, PR series, Vulkan and ROCm (gfx1200) builds + checks, integration suite, the three Arch packages
 
 .PHONY: integration
 integration: build build-upstream ## the integration suite: the built servers as black boxes (fake GPU twin, tiny models)
