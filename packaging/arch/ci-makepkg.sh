@@ -19,14 +19,23 @@
 # makepkg --holdver never fetches.  Arch's makedepends do not exist on Debian,
 # so the PKGBUILD's OBS_PREBUILT hook stages what the Makefile built instead of
 # compiling: `make build` (dist/bin/ollama) and `make install LAYOUT=flat`
-# (libggml-base + libggml-vulkan, built first if missing; libggml-hip.so when
-# build/native/hip has one; without it the -rocm package is left out, and
-# this says so).  check() runs: `ollama --version` and the overlay's
-# `go test ./...`.  The Go caches are hard-linked copies of the host's, so
-# that costs seconds and leaves the host's caches untouched.
+# (libggml-base + libggml-vulkan, built first if missing, and libggml-hip.so
+# from build/native/hip, which must exist: `make rocm-check` builds it for
+# gfx1200 only; OBS_ARCH_ROCM=0 leaves the -rocm package out instead).  The
+# HIP build's targets (its CMakeCache.txt) reach makepkg as AMDGPU_TARGETS,
+# the variable the PKGBUILD narrows its target list with; check() then
+# requires a code object for exactly those targets.  check() also runs
+# `ollama --version` and the overlay's `go test ./...`.  The Go caches are
+# hard-linked copies of the host's, so that costs seconds and leaves the
+# host's caches untouched; nothing is compiled that the Makefile built.
+# Last, the packages are unpacked into a scratch root where the integration
+# scenario TestForkArchPackages runs the packaged server with the fake GPU
+# twin and compares its selection with a `make install` tree's
+# (integration/fork_archpkg_test.go).
 #
 # Environment: OBS_ARCH_WORK (work folder, default
-# /var/tmp/ollama-backend-select-arch), OBS_ARCH_USER, and OBS_ARCH_PREBUILT=0
+# /var/tmp/ollama-backend-select-arch), OBS_ARCH_USER, NATIVE_DIR (default
+# build/native), OBS_ARCH_ROCM=0 (no -rocm package), and OBS_ARCH_PREBUILT=0
 # for the PKGBUILD's real build from this checkout on an Arch machine with the
 # makedepends installed (no OBS_PREBUILT, makepkg checks dependencies;
 # untested here: there is no Arch machine in this project's CI).
@@ -39,6 +48,8 @@ repo=$(cd "$here/../.." && pwd)
 work=${OBS_ARCH_WORK:-/var/tmp/ollama-backend-select-arch}
 user=${OBS_ARCH_USER:-obs-makepkg}
 outdir=$repo/build/arch/pkg
+native=${NATIVE_DIR:-$repo/build/native}
+case $native in /*) ;; *) native=$repo/$native ;; esac
 
 say() { echo "arch: $*"; }
 die() { echo "arch: FAIL: $*" >&2; exit 1; }
@@ -354,13 +365,30 @@ check_packages() { # PKGDIR WITH_ROCM
 	rm -rf "$tmp"
 }
 
+# hip_targets: the GPU targets build/native/hip was configured for, as the
+# cmake list (gfx1200 or gfx1200;gfx1201); empty for CMakeLists.txt's default
+hip_targets() {
+	sed -n 's/^AMDGPU_TARGETS:[A-Z]*=//p' "$native/hip/CMakeCache.txt" 2>/dev/null
+}
+
 cmd_build() {
 	ensure_tools
 	setup_builder
-	local t0 t1 ver tag url head mirror with_rocm=0 prebuilt=$work/prebuilt
+	local t0 t1 ver tag url head mirror with_rocm=1 prebuilt=$work/prebuilt targets=${AMDGPU_TARGETS:-}
 	local real=0 hook=(OBS_PREBUILT="$work/prebuilt") depflag=--nodeps
 	if [ "${OBS_ARCH_PREBUILT:-1}" = 0 ]; then
-		real=1 hook=() depflag=--syncdeps with_rocm=1
+		real=1 hook=() depflag=--syncdeps
+	fi
+	if [ "${OBS_ARCH_ROCM:-1}" = 0 ]; then
+		with_rocm=0
+		say "OBS_ARCH_ROCM=0: no ollama-backend-select-rocm package"
+	elif [ "$real" = 0 ]; then
+		# A missing ROCm library is a failure, not a skip: CI (make check)
+		# builds it first with make rocm-check, and must make three packages.
+		[ -e "$native/hip/lib/ollama/libggml-hip.so" ] ||
+			die "no $native/hip/lib/ollama/libggml-hip.so for ollama-backend-select-rocm: run 'make rocm-check' first (gfx1200 only; about 16 min cold on 2 cores, plus 4 min for the sid root), or 'make arch-pkg OBS_ARCH_ROCM=0' to make the other two packages only"
+		targets=$(hip_targets)
+		[ -n "$targets" ] || die "$native/hip/CMakeCache.txt names no AMDGPU_TARGETS"
 	fi
 	t0=$(date +%s)
 	ver=$(pkgbuild_eval '$pkgver')
@@ -372,17 +400,19 @@ cmd_build() {
 
 	# 1. what the hook stages: the Makefile's binary and flat install tree
 	if [ "$real" = 1 ]; then
-		say "OBS_ARCH_PREBUILT=0: the PKGBUILD's real build (Arch makedepends needed)"
+		say "OBS_ARCH_PREBUILT=0: the PKGBUILD's real build (Arch makedepends needed); make build for the scratch-root scenario's reference"
+		make -C "$repo" --no-print-directory build
 	else
 		say "make build; make install PREFIX=$prebuilt LAYOUT=flat"
 		make -C "$repo" --no-print-directory build
 		rm -rf "$prebuilt"
 		make -C "$repo" --no-print-directory install PREFIX="$prebuilt" LAYOUT=flat
 		install -Dm755 "$repo/dist/bin/ollama" "$prebuilt/bin/ollama"
-		if [ -e "$prebuilt/lib/ollama/libggml-hip.so" ]; then
-			with_rocm=1
+		if [ "$with_rocm" = 1 ]; then
+			[ -e "$prebuilt/lib/ollama/libggml-hip.so" ] || die "make install put no libggml-hip.so into $prebuilt/lib/ollama"
+			say "libggml-hip.so built for AMDGPU_TARGETS=$targets ($native/hip)"
 		else
-			say "SKIP ollama-backend-select-rocm: build/native/hip has no libggml-hip.so ('make rocm-check' builds one for gfx1200, ~16 min)"
+			rm -f "$prebuilt/lib/ollama/libggml-hip.so"
 		fi
 		[ "$(id -u)" = 0 ] && chown -R "$user:" "$prebuilt"
 		t1=$(date +%s)
@@ -415,14 +445,17 @@ cmd_build() {
 	builder_dir "$work/build"
 	builder_dir "$work/pkg"
 
-	# 5. makepkg
+	# 5. makepkg; AMDGPU_TARGETS narrows (real build) or names (prebuilt)
+	# the ROCm module's GPU targets
+	local target_env=()
+	[ -z "$targets" ] || target_env=(AMDGPU_TARGETS="$targets")
 	t1=$(date +%s)
 	say "makepkg as $(if [ "$(id -u)" = 0 ]; then echo "$user"; else id -un; fi), source $tag = $head"
 	as_builder env \
 		SRCDEST="$work/srcdest" BUILDDIR="$work/build" PKGDEST="$work/pkg" \
 		GOCACHE="$work/go-build" GOMODCACHE="$work/gomod" \
 		GOPROXY="$(go env GOPROXY)" GOSUMDB="$(go env GOSUMDB)" \
-		"${hook[@]}" \
+		"${hook[@]}" "${target_env[@]}" \
 		bash -c 'cd "$1" && makepkg --config "$2" "$3" --holdver --cleanbuild --force --noconfirm --nocolor' \
 		sh "$work/startdir" "$work/makepkg.conf" "$depflag"
 	local t2
@@ -435,9 +468,36 @@ cmd_build() {
 	mkdir -p "$outdir"
 	cp "$work"/pkg/*.pkg.tar.zst "$outdir/"
 	(cd "$outdir" && for p in *.pkg.tar.zst; do echo "  $p $(du -h "$p" | cut -f1)"; done)
+
+	# 7. the packaged server in a scratch root vs. a make install tree
+	if [ "$with_rocm" = 1 ]; then
+		scratch_root_scenario
+	else
+		say "scratch-root scenario not run: it needs all three packages (OBS_ARCH_ROCM=0)"
+	fi
 	say "build took $(($(date +%s) - t0)) s in all (makepkg $((t2 - t1)) s)"
 	echo "arch-packages: $passes passed, $fails failed"
 	[ "$fails" = 0 ]
+}
+
+# The packages unpacked into a scratch root, the fake GPU twin in place of
+# the real modules, the packaged server against a make install tree
+# (integration/fork_archpkg_test.go); a skip counts as a failure here.
+scratch_root_scenario() {
+	local log=$repo/build/arch/scratch-root.log t rc=0
+	t=$(date +%s)
+	say "scratch root: go test -tags integration -run '^TestForkArchPackages\$' ./integration/ (log: build/arch/scratch-root.log)"
+	(cd "$repo" && OBS_ARCH_PKG_DIR="$outdir" OBS_ARCH_PKG_REQUIRED=1 \
+		go test -tags integration -count=1 -timeout 10m -run '^TestForkArchPackages$' -v ./integration/) >"$log" 2>&1 || rc=$?
+	# the comparison table and the verdicts
+	sed -n '/packaged root = make install tree:/,/^---/{/^---/!p;}; /^ *--- /p' "$log" || true
+	if [ "$rc" = 0 ] && grep -q '^--- PASS: TestForkArchPackages ' "$log"; then
+		ok
+	else
+		bad "TestForkArchPackages did not pass (exit $rc); last lines of build/arch/scratch-root.log:"
+		tail -n 40 "$log" >&2
+	fi
+	say "scratch-root scenario took $(($(date +%s) - t)) s"
 }
 
 cmd_root() {
