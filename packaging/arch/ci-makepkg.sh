@@ -308,8 +308,8 @@ expect_info() { # PKG "key = value"...
 	done
 }
 
-check_packages() { # PKGDIR WITH_ROCM
-	local dir=$1 with_rocm=$2 ver rel base server vulkan rocm tmp out
+check_packages() { # PKGDIR WITH_ROCM [AMDGPU_TARGETS]
+	local dir=$1 with_rocm=$2 targets=${3:-} ver rel base server vulkan rocm tmp out
 	ver=$(pkgbuild_eval '$pkgver')
 	rel=$(pkgbuild_eval '$pkgrel')
 	local version=${ver/_/-} upver=${ver%%_*}
@@ -362,6 +362,14 @@ check_packages() { # PKGDIR WITH_ROCM
 			bad "$(basename "$m"): wants libggml-base.so.0 with RUNPATH \$ORIGIN; readelf -d says: $(grep -E 'NEEDED|RUNPATH' <<<"$out" | tr -s ' ' | tr '\n' ';')"
 		fi
 	done
+	# after makepkg's strip: the ROCm module still holds a code object for
+	# exactly the targets it was built for
+	if [ "$with_rocm" = 1 ] && [ -n "$targets" ]; then
+		local have want
+		have=$(grep -aoE 'amdgcn-amd-amdhsa-[a-z]*-gfx[0-9a-f]+' "$tmp/usr/lib/ollama/libggml-hip.so" | grep -oE 'gfx[0-9a-f]+$' | sort -u | xargs)
+		want=$(tr ';' ' ' <<<"$targets" | xargs -n1 | sort -u | xargs)
+		if [ "$have" = "$want" ]; then ok; else bad "packaged libggml-hip.so has code objects for '$have', want '$want'"; fi
+	fi
 	rm -rf "$tmp"
 }
 
@@ -463,7 +471,7 @@ cmd_build() {
 	say "makepkg took $((t2 - t1)) s"
 
 	# 6. the packages
-	check_packages "$work/pkg" "$with_rocm"
+	check_packages "$work/pkg" "$with_rocm" "$targets"
 	rm -rf "$outdir"
 	mkdir -p "$outdir"
 	cp "$work"/pkg/*.pkg.tar.zst "$outdir/"
