@@ -1,15 +1,44 @@
 package discover
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/ollama/ollama/ml"
 )
 
 // DefaultCrashLimit is how many consecutive runner deaths of one model
 // architecture on one library and compute make a learned quirk.
 const DefaultCrashLimit = 3
+
+// CrashQuirkMsg is the one ERROR line of a runner that died
+// DefaultCrashLimit times in a row: the triple is learned, and the next load
+// of the architecture goes to the library its "next" field names.
+const CrashQuirkMsg = "runner keeps dying; the model's next load uses another library of this GPU"
+
+// nextLibrary names where a model of q's architecture loads next on q's GPU
+// under rules: the first library of the GPU (chosen, then alternates) that
+// the rules allow, or "CPU" when none does.
+func nextLibrary(q LearnedQuirk, rules []QuirkRule, choices []LibraryChoice) string {
+	want, _ := normalizePCIID(q.PCIID)
+	for _, c := range choices {
+		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
+		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
+			pci, _ := normalizePCIID(d.PCIID)
+			return sameQuirkLibrary(d.Library, q.Library) && strings.EqualFold(d.Compute(), q.Compute) && pci == want
+		}) {
+			continue
+		}
+		for _, d := range devs {
+			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), q.Arch); !denied {
+				return d.Library
+			}
+		}
+	}
+	return "CPU"
+}
 
 // CrashCounter counts consecutive runner deaths per (library, compute,
 // model architecture). A runner that exits normally resets its count. It is

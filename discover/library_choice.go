@@ -181,13 +181,14 @@ var (
 	libraryExcluded  []ExcludedLibrary
 )
 
-// SelectLibraries is discovery's dedup: it chooses a library for every
+// SelectLibraries is discovery's dedup: it leaves out devices with
+// impossible properties (CheckDevices), chooses a library for every
 // physical device by the user's preference, explains the choice in the log,
 // remembers the alternates for later per-model decisions, and returns the
 // chosen devices.
 func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
-	choices, excluded := ChooseLibraries(devices, pref)
+	choices, excluded := ChooseLibraries(checkedDevices(devices), pref)
 	LogLibraryChoices(choices, excluded, pref)
 	libraryChoicesMu.Lock()
 	libraryChoices, libraryExcluded = choices, excluded

@@ -30,12 +30,30 @@ func DiscoveryOutput(next io.Writer) io.Writer {
 	return &discoveryOutput{next: next}
 }
 
+// loadedBackend matches ggml's line for a backend library it loaded and
+// initialised: "load_backend: loaded <name> backend from <path>".
+var loadedBackend = regexp.MustCompile(`loaded \S+ backend from (\S+\.(?:so|dll|dylib))\s*$`)
+
 // discoveryOutput splits what a runner writes into lines. The runner's
 // stdout and stderr are copied into it from two goroutines, hence the lock.
 type discoveryOutput struct {
 	mu      sync.Mutex
 	next    io.Writer
 	partial []byte
+	// loaded are the base names of the backend libraries the runner
+	// reported initialised, so a crash or hang can be put on the next one.
+	loaded map[string]bool
+}
+
+// loadedFiles returns the base names of the libraries the runner loaded.
+func (o *discoveryOutput) loadedFiles() map[string]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]bool, len(o.loaded))
+	for k := range o.loaded {
+		out[k] = true
+	}
+	return out
 }
 
 // maxDiscoveryLine bounds a line kept for scanning; longer ones are passed
@@ -58,6 +76,11 @@ func (o *discoveryOutput) Write(p []byte) (int, error) {
 		}
 		if m := loaderFailure.FindSubmatch(o.partial[:i]); m != nil {
 			RecordLibraryLoadFailure(string(m[1]), string(m[2]))
+		} else if m := loadedBackend.FindSubmatch(o.partial[:i]); m != nil {
+			if o.loaded == nil {
+				o.loaded = make(map[string]bool)
+			}
+			o.loaded[filepath.Base(string(m[1]))] = true
 		}
 		o.partial = o.partial[i+1:]
 	}

@@ -401,8 +401,8 @@ func (w *Watchdog) learnFromCrashes(q LearnedQuirk) {
 		w.logger().Warn("runner keeps dying; could not record a learned backend quirk", append(attrs, "error", err,
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
 	case added:
-		w.logger().Warn("runner keeps dying; learned a backend quirk", append(attrs, "file", w.Quirks.Path(),
-			"remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+		w.logger().Error(CrashQuirkMsg, append(attrs, "next", nextLibrary(q, BackendQuirkRules(), LibraryChoices()),
+			"file", w.Quirks.Path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
 }
 

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -38,7 +38,7 @@ func StartIdleWatchdog() {
 		return
 	}
 	learned := OpenLearnedQuirks(filepath.Join(home, ".ollama", LearnedQuirksFileName), nil)
-	if reset, _ := strconv.ParseBool(os.Getenv(LearnedQuirksResetEnv)); reset {
+	if envconfig.BackendQuirksReset() {
 		// Forget logs what it removed.
 		if _, err := learned.Forget(); err != nil {
 			slog.Warn("forgetting learned backend quirks", "file", learned.Path(), "error", err)

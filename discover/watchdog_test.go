@@ -804,6 +804,16 @@ func ruleStrings(rules []QuirkRule) []string {
 }
 
 func TestWatchdogCrashes(t *testing.T) {
+	// No discovery ran: no alternate library is known.
+	libraryChoicesMu.Lock()
+	saved := libraryChoices
+	libraryChoices = nil
+	libraryChoicesMu.Unlock()
+	t.Cleanup(func() {
+		libraryChoicesMu.Lock()
+		libraryChoices = saved
+		libraryChoicesMu.Unlock()
+	})
 	crash := qwen3OnROCm
 	crash.Crashed = true
 	tests := []struct {
@@ -834,9 +844,10 @@ func TestWatchdogCrashes(t *testing.T) {
 				t.Errorf("learned rules mismatch (-want +got):\n%s", diff)
 			}
 			if tt.wantIn != "" {
-				warns := logs.At(slog.LevelWarn)
-				if len(warns) != 1 || !strings.Contains(warns[0].Attrs["evidence"], tt.wantIn) || warns[0].Attrs["remedy"] == "" {
-					t.Errorf("WARN lines %+v, want one with %q and a remedy", warns, tt.wantIn)
+				errs := logs.At(slog.LevelError)
+				if len(errs) != 1 || errs[0].Msg != CrashQuirkMsg || !strings.Contains(errs[0].Attrs["evidence"], tt.wantIn) ||
+					errs[0].Attrs["remedy"] == "" || errs[0].Attrs["next"] != "CPU" {
+					t.Errorf("ERROR lines %+v, want one %q with %q, a remedy and next=CPU (no alternate known)", errs, CrashQuirkMsg, tt.wantIn)
 				}
 				if q := w.Quirks.Quirks(); q[0].Cause != LearnedCrashes || q[0].PCIID != "0000:03:00.0" || q[0].Model != "qwen3:8b" {
 					t.Errorf("learned %+v", q[0])

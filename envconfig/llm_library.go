@@ -247,12 +247,15 @@ func (o LibraryOption) libraryDir() string {
 func (p LibraryPreference) LibraryNames() []string { return append([]string(nil), p.names...) }
 
 // CheckBackendSelection validates every variable of backend selection
-// (OLLAMA_LLM_LIBRARY, OLLAMA_BACKEND_DENYLIST) for the server's start; the
-// first bad one is returned.
+// (OLLAMA_LLM_LIBRARY, OLLAMA_BACKEND_DENYLIST, OLLAMA_BACKEND_QUIRKS_RESET)
+// for the server's start; the first bad one is returned.
 func CheckBackendSelection() error {
 	if err := CheckLLMLibrary(); err != nil {
 		return err
 	}
-	_, err := BackendDenylistFromEnv()
+	if _, err := BackendDenylistFromEnv(); err != nil {
+		return err
+	}
+	_, err := ParseBackendQuirksReset(os.Getenv(BackendQuirksResetEnv))
 	return err
 }

@@ -59,6 +59,11 @@
 //                   hang-validate  hang in init when GGML_CUDA_INIT=1
 //                   crash-alloc    abort() on the first non-empty allocation
 //                   oom            every non-empty allocation fails
+//                   nolibname      props.library is "" (the registry keeps
+//                                  its name)
+//                   dup-pci        register a second device with its own id
+//                                  (ID with the last character changed) but
+//                                  the same PCI id: one GPU reported twice
 //   INIT_DELAY_MS sleep this long in ggml_backend_init
 //   COMPUTE_MODE  host (default) | delegate
 //   TRACE         path of a file to append one line per event to
@@ -260,6 +265,13 @@ struct fg_device_ctx {
 };
 
 static struct fg_device_ctx fg_dev_ctx;
+
+// fg_device2 is the second device of FAULT=dup-pci: same context (memory,
+// PCI id, buffer type), its own name and id.
+static struct ggml_backend_device fg_device2;
+static char fg_dup_id[128];
+static char fg_dup_name[80];
+
 static char fg_lib_name[64] = "";
 
 static const char *fg_library(void) {
@@ -372,7 +384,7 @@ static int fg_visible(void) {
             while (*tok == ' ') {
                 tok++;
             }
-            if (strcmp(tok, "0") == 0 || strcmp(tok, fg_dev_ctx.id) == 0) {
+            if (strcmp(tok, "0") == 0 || strcmp(tok, fg_dev_ctx.id) == 0 || (fg_fault("dup-pci") && strcmp(tok, fg_dup_id) == 0)) {
                 found = 1;
             }
         }
@@ -592,8 +604,7 @@ static ggml_guid fg_guid = { 0xfa, 0x4e, 0x69, 0x70, 0x75, 0x00, 0x00, 0x00,
 // device
 
 static const char *fg_dev_get_name(ggml_backend_dev_t dev) {
-    (void) dev;
-    return fg_dev_ctx.name;
+    return dev == &fg_device2 ? fg_dup_name : fg_dev_ctx.name;
 }
 
 static const char *fg_dev_get_description(ggml_backend_dev_t dev) {
@@ -629,7 +640,11 @@ static void fg_dev_get_props(ggml_backend_dev_t dev, struct ggml_backend_dev_pro
     props->compute_major = fg_dev_ctx.compute_major;
     props->compute_minor = fg_dev_ctx.compute_minor;
     props->integrated = fg_dev_ctx.integrated;
-    props->library = fg_dev_ctx.library;
+    props->library = fg_fault("nolibname") ? "" : fg_dev_ctx.library;
+    if (dev == &fg_device2) {
+        props->name = fg_dup_name;
+        props->id = fg_dup_id;
+    }
 }
 
 static ggml_backend_t fg_dev_init_backend(ggml_backend_dev_t dev, const char *params) {
@@ -693,7 +708,6 @@ static const struct ggml_backend_device_i fg_device_iface = {
 };
 
 static struct ggml_backend_device fg_device;
-
 // ---------------------------------------------------------------------------
 // registry
 
@@ -715,7 +729,7 @@ static ggml_backend_dev_t fg_reg_get_device(ggml_backend_reg_t reg, size_t index
         fprintf(stderr, "fakegpu: invalid device index %zu\n", index);
         abort();
     }
-    return &fg_device;
+    return index == 1 ? &fg_device2 : &fg_device;
 }
 
 static struct ggml_backend_feature fg_features[] = {
@@ -826,7 +840,17 @@ FG_EXPORT ggml_backend_reg_t ggml_backend_init(void) {
     fg_device.context = &fg_dev_ctx;
     fg_buft.device = &fg_device;
 
+    snprintf(fg_dup_id, sizeof(fg_dup_id), "%s", fg_dev_ctx.id);
+    size_t idlen = strlen(fg_dup_id);
+    if (idlen > 0) {
+        fg_dup_id[idlen - 1] = fg_dup_id[idlen - 1] == '2' ? '3' : '2';
+    }
+    snprintf(fg_dup_name, sizeof(fg_dup_name), "%.60s1", fg_dev_ctx.library);
     fg_dev_count = (fg_fault("nodevices") || !fg_visible()) ? 0 : 1;
+    if (fg_dev_count == 1 && fg_fault("dup-pci")) {
+        fg_device2 = fg_device;
+        fg_dev_count = 2;
+    }
     if (fg_fault("badapi")) {
         fg_reg.api_version = GGML_BACKEND_API_VERSION + 100;
     }

@@ -1,0 +1,225 @@
+package discover
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ollama/ollama/ml"
+)
+
+func faultDevice(lib, id, pci string, totalMiB uint64) ml.DeviceInfo {
+	return ml.DeviceInfo{
+		DeviceID:    ml.DeviceID{ID: id, Library: lib},
+		Name:        lib + "0",
+		PCIID:       pci,
+		TotalMemory: totalMiB << 20,
+		FreeMemory:  totalMiB << 20,
+	}
+}
+
+func TestCheckDevices(t *testing.T) {
+	rocm := faultDevice("ROCm", "GPU-1", "0000:03:00.0", 16384)
+	vk := faultDevice("Vulkan", "vk-1", "0000:03:00.0", 16384)
+	noLib := faultDevice("", "GPU-1", "0000:03:00.0", 16384)
+	noLib.Name = "ROCm0"
+	zero := faultDevice("ROCm", "GPU-1", "0000:03:00.0", 0)
+	huge := faultDevice("ROCm", "GPU-1", "0000:03:00.0", 1<<30)
+	overFree := rocm
+	overFree.FreeMemory = rocm.TotalMemory * 2
+	dup := faultDevice("ROCm", "GPU-2", "0000:03:00.0", 16384)
+	vkNoPCI := faultDevice("Vulkan", "vk-1", "", 16384)
+	vkOther := faultDevice("Vulkan", "vk-2", "", 8192)
+
+	tests := []struct {
+		name     string
+		in       []ml.DeviceInfo
+		keep     []string // library/id kept
+		problems []string // "library: problem -> instead"
+	}{
+		{name: "healthy twin", in: []ml.DeviceInfo{rocm, vk}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-1"}},
+		{name: "no library name", in: []ml.DeviceInfo{noLib, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: no library name -> device left out"}},
+		{name: "zero memory", in: []ml.DeviceInfo{zero, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: 0 bytes of memory -> device left out"}},
+		{name: "absurd memory", in: []ml.DeviceInfo{huge, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: 1048576.0 GiB of memory, more than the 65536.0 GiB accepted -> device left out"}},
+		{name: "free above total", in: []ml.DeviceInfo{overFree}, keep: []string{"ROCm/GPU-1"},
+			problems: []string{"ROCm: 32.0 GiB free of 16.0 GiB -> free memory taken as the total"}},
+		{name: "same PCI id twice", in: []ml.DeviceInfo{rocm, dup, vk}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-1"},
+			problems: []string{"ROCm: PCI id 0000:03:00.0 already reported for device GPU-1 -> device left out, the GPU is counted once"}},
+		{name: "no PCI id, twin of the same size", in: []ml.DeviceInfo{rocm, vkNoPCI}, keep: []string{"ROCm/GPU-1"},
+			problems: []string{"Vulkan: no PCI id -> device left out: taken to be the ROCm GPU 0000:03:00.0 of the same size, so that it is not counted twice"}},
+		{name: "no PCI id, no twin", in: []ml.DeviceInfo{rocm, vkOther}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-2"},
+			problems: []string{"Vulkan: no PCI id -> used as a GPU of its own; it cannot be matched with the same GPU under another library"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, faults := CheckDevices(tt.in)
+			var keep, problems []string
+			for _, d := range ok {
+				keep = append(keep, d.Library+"/"+d.ID)
+				if d.FreeMemory > d.TotalMemory {
+					t.Errorf("%s kept with %d free of %d", d.ID, d.FreeMemory, d.TotalMemory)
+				}
+			}
+			for _, f := range faults {
+				problems = append(problems, fmt.Sprintf("%s: %s -> %s", deviceLibraryName(f.Device), f.Problem, f.Instead))
+			}
+			if diff := cmp.Diff(tt.keep, keep); diff != "" {
+				t.Errorf("kept (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.problems, problems); diff != "" {
+				t.Errorf("faults (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// captureWarns sends slog's default logger to a buffer for the test.
+func captureWarns(t *testing.T) *bytes.Buffer {
+	t.Helper()
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	discoveryFaultsMu.Lock()
+	discoveryFaults = map[string]bool{}
+	discoveryFaultsMu.Unlock()
+	return &logs
+}
+
+func TestDiscoveryRunnerFailed(t *testing.T) {
+	flat := t.TempDir()
+	for _, f := range []string{"libggml-base.so", "libggml-cpu-haswell.so", "libggml-vulkan.so", "libggml-hip.so", "libollama-other.so"} {
+		if err := os.WriteFile(filepath.Join(flat, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rocmDir := filepath.Join(t.TempDir(), "rocm")
+	if err := os.MkdirAll(rocmDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rocmDir, "libggml-hip.so"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name             string
+		dirs             []string
+		env              map[string]string
+		output           string // what the runner printed before it failed
+		exited, timedOut bool
+		retry            map[string]string
+		warn             string // the WARN line's library, fault and instead ("" = no line)
+	}{
+		{name: "flat, HIP crashes first", dirs: []string{flat}, exited: true,
+			retry: map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"},
+			warn:  "hip crashed: discovering vulkan again without it"},
+		{name: "flat, HIP loaded, Vulkan hangs", dirs: []string{flat}, timedOut: true,
+			output: "load_backend: loaded ROCm backend from " + filepath.Join(flat, "libggml-hip.so") + "\n",
+			env:    map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1"},
+			retry:  map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1", "OLLAMA_GGML_BACKENDS": "hip,cpu"},
+			warn:   "vulkan hung: discovering hip again without it"},
+		{name: "subdir, HIP alone", dirs: []string{flat + "-none", rocmDir}, exited: true,
+			warn: "hip crashed: its GPUs are not used through it"},
+		{name: "allowlist leaves only HIP", dirs: []string{flat}, env: map[string]string{"OLLAMA_GGML_BACKENDS": "hip,cpu"}, exited: true,
+			warn: "hip crashed: its GPUs are not used through it"},
+		{name: "not a crash or hang", dirs: []string{flat}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := captureWarns(t)
+			out := DiscoveryOutput(nil)
+			fmt.Fprint(out, tt.output)
+			retry, ok := DiscoveryRunnerFailed(out, tt.dirs, tt.env, tt.exited, tt.timedOut, 1500*time.Millisecond)
+			if diff := cmp.Diff(tt.retry, retry); diff != "" {
+				t.Errorf("retry env (-want +got):\n%s", diff)
+			}
+			if ok != (tt.retry != nil) {
+				t.Errorf("retry %v, want %v", ok, tt.retry != nil)
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if tt.warn == "" {
+				if logs.Len() != 0 {
+					t.Errorf("logged %q, want nothing", logs.String())
+				}
+				return
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], DiscoveryFaultMsg) {
+				t.Fatalf("want one WARN %q, got %q", DiscoveryFaultMsg, logs.String())
+			}
+			lib, rest, _ := strings.Cut(tt.warn, " ")
+			fault, instead, _ := strings.Cut(rest, ": ")
+			for _, want := range []string{"library=" + lib, "fault=" + fault, fmt.Sprintf("instead=%q", instead), "took=1.5s"} {
+				if !strings.Contains(lines[0], want) {
+					t.Errorf("WARN %q lacks %s", lines[0], want)
+				}
+			}
+			// The same library failing again (a refresh, the second pass)
+			// is not reported again.
+			DiscoveryRunnerFailed(out, tt.dirs, tt.env, tt.exited, tt.timedOut, time.Second)
+			if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+				t.Errorf("%d WARN lines after the second failure, want 1", n)
+			}
+		})
+	}
+}
+
+func TestNextLibrary(t *testing.T) {
+	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
+	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
+	choices := []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}}
+	q := LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen2", Cause: LearnedCrashes, PCIID: "0000:03:00.0"}
+	denyROCm := []QuirkRule{q.Rule()}
+	denyBoth := append(denyROCm, QuirkRule{Library: "Vulkan", ComputePattern: "*", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary})
+	for _, tt := range []struct {
+		name    string
+		rules   []QuirkRule
+		choices []LibraryChoice
+		want    string
+	}{
+		{"the Vulkan twin", denyROCm, choices, "Vulkan"},
+		{"both denied", denyBoth, choices, "CPU"},
+		{"no twin known", denyROCm, nil, "CPU"},
+	} {
+		if got := nextLibrary(q, tt.rules, tt.choices); got != tt.want {
+			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// FuzzDiscoveryOutput: any runner output, in any pieces, is passed through
+// unchanged; what it records as loaded are file base names only.
+func FuzzDiscoveryOutput(f *testing.F) {
+	f.Add([]byte("load_backend: loaded ROCm backend from /usr/lib/ollama/libggml-hip.so\n"))
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.Cleanup(func() { slog.SetDefault(prev) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var passed bytes.Buffer
+		w := DiscoveryOutput(&passed)
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 1+len(rest)/3)
+			if _, err := w.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if !bytes.Equal(passed.Bytes(), data) {
+			t.Errorf("output changed in passing")
+		}
+		for name := range w.(*discoveryOutput).loadedFiles() {
+			if name == "" || strings.ContainsRune(name, '/') {
+				t.Errorf("recorded %q as a loaded file, want a base name", name)
+			}
+		}
+	})
+}
