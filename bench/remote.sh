@@ -10,7 +10,7 @@
 #             smoke test: ggml-base built there, the Vulkan module loaded by
 #             the fork's discovery, a tiny model generated on Vulkan
 #   setup     unpack; install the Vulkan loader; build libggml-base.so and
-#             libggml-cuda.so (sm_90) with bench/cuda/CMakeLists.txt while the
+#             libggml-cuda.so (sm_90) with CMakeLists.txt (-DOBS_CUDA=ON) while the
 #             two 4B-class random-weight models are written (tinygguf) and
 #             imported with `ollama create -q q4_K_M`; assemble the install
 #             trees; sample the GPU at rest. Cached in $BENCH_WORK.
@@ -89,7 +89,7 @@ cuda_build() { # -> $W/cuda/lib/ollama/{libggml-base.so*,libggml-cuda.so}
 	[ "${BENCH_NO_CUDA:-0}" = 1 ] && target=ggml-base # Vulkan-only rerun: libggml-base.so alone
 	[ -f "$W/cuda/lib/ollama/lib$target.so" ] && [ -f "$W/cuda/.done" ] && return 0
 	local t=$(date +%s)
-	cmake -S "$ROOT/bench/cuda" -B "$W/cuda" -G Ninja -DGGML_DIR="$W/pkg/ggml" \
+	cmake -S "$ROOT" -B "$W/cuda" -G Ninja -DGGML_DIR="$W/pkg/ggml" -DOBS_CUDA=ON -DOBS_LOADCHECK=OFF \
 		-DCMAKE_CUDA_ARCHITECTURES=${BENCH_CUDA_ARCH:-90} >"$W/logs/cuda-configure.log" 2>&1 ||
 		{ tail -30 "$W/logs/cuda-configure.log"; return 1; }
 	cmake --build "$W/cuda" --target $target -j "$JOBS" >"$W/logs/cuda-build.log" 2>&1 ||
@@ -219,7 +219,7 @@ setup() {
 	unpack || return 1
 	vulkan_loader || return 1
 	[ -f "$W/results/baseline.json" ] || "$PY" "$ROOT/bench/bench.py" baseline
-	log "CUDA build (bench/cuda, sm_${BENCH_CUDA_ARCH:-90}, -j$JOBS) and models, in parallel"
+	log "CUDA build (CMakeLists.txt OBS_CUDA, sm_${BENCH_CUDA_ARCH:-90}, -j$JOBS) and models, in parallel"
 	cuda_build &
 	local pc=$!
 	models &
@@ -258,9 +258,10 @@ envcheck() {
 	vulkan_loader || return 1
 	ldconfig -p | grep -E 'libvulkan|libGLdispatch|libGLX' | cat
 	for f in $(ldconfig -p | awk '/libGLX_nvidia.so.0/ {print $NF}'); do ldd "$f" | grep -E 'not found|GLdispatch' | sed "s|^|$f: |"; done
-	log "configure bench/cuda and build ggml-base"
+	log "configure CMakeLists.txt (OBS_CUDA) and build ggml-base"
 	local t=$(date +%s)
-	cmake -S "$ROOT/bench/cuda" -B "$W/cuda" -G Ninja -DGGML_DIR="$W/pkg/ggml" -DCMAKE_CUDA_ARCHITECTURES=90 2>&1 | tail -15
+	cmake -S "$ROOT" -B "$W/cuda" -G Ninja -DGGML_DIR="$W/pkg/ggml" -DOBS_CUDA=ON -DOBS_LOADCHECK=OFF \
+		-DCMAKE_CUDA_ARCHITECTURES=90 2>&1 | tail -15
 	cmake --build "$W/cuda" --target ggml-base -j "$JOBS" 2>&1 | tail -3
 	log "ggml-base: $(($(date +%s) - t)) s"
 	objdump -T "$W/cuda/lib/ollama/libggml-base.so" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1

@@ -14,7 +14,7 @@
 #
 # The bundle: both binaries stripped and xz'd; libggml-vulkan.so stripped
 # and xz'd (built here in the trixie root: the GPU machine has no glslc);
-# the GGML sources that bench/cuda/CMakeLists.txt needs for libggml-base.so
+# the GGML sources that CMakeLists.txt (-DOBS_CUDA=ON) needs for libggml-base.so
 # and libggml-cuda.so (ggml-quants.c includes ggml-cpu/ headers) (built there: nvcc is there, and the 161 MB module
 # would not travel); tinygguf, the model writer, built static here (no Go
 # there); Debian's libvulkan1 and glvnd .debs (that machine has no Vulkan
