@@ -7,16 +7,31 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 MODULE      := github.com/ollama/ollama
-# The pin lives in go.mod's require line; UPSTREAM=vX.Y.Z overrides it for one run.
-UPSTREAM    ?= $(shell go list -m -f '{{.Version}}' $(MODULE))
+# The pin lives in go.mod's require line; UPSTREAM=vX.Y.Z overrides it for one
+# run without editing go.mod: that release is assembled in its own tree
+# (build/ollama-vX.Y.Z, with the series patches/ranges gives it) and built into
+# dist/vX.Y.Z/, so the pinned build/ollama and dist/bin stay as they are.
+PIN         := $(shell go list -m -f '{{.Version}}' $(MODULE))
+UPSTREAM    ?= $(PIN)
 # The fork's own release number, appended to the upstream version.
 FORK_RELEASE := 1
 VERSION     ?= $(patsubst v%,%,$(UPSTREAM))-bs$(FORK_RELEASE)
 
 OVERLAY_PKGS := discover envconfig llm ml
 BUILD       := build
+ifeq ($(UPSTREAM),$(PIN))
 TREE        := $(BUILD)/ollama
 DIST        := dist
+UPSTREAM_WT := $(BUILD)/upstream
+# A 3-way merge starts a conflict resolution on the pin (check-patches proves
+# the result); on any other release patches must apply strictly.
+SRC_ENV     := ASSEMBLE_3WAY=1
+else
+TREE        := $(BUILD)/ollama-$(UPSTREAM)
+DIST        := dist/$(UPSTREAM)
+UPSTREAM_WT := $(BUILD)/upstream-$(UPSTREAM)
+SRC_ENV     :=
+endif
 OLLAMA_SRC  ?= $(TREE)
 
 # Packages of upstream whose tests run in the assembled tree: those the fork
@@ -35,8 +50,9 @@ help: ## list the targets
 
 .PHONY: src
 src: ## materialize the pinned upstream in build/ollama with the overlay and patches as commits
-	@scripts/assemble.sh $(TREE) $(UPSTREAM) $(OVERLAY_PKGS)
-	@scripts/vendor-headers.sh $(TREE)/llama/llama.cpp/vendor $(BUILD)/deps >/dev/null 2>$(BUILD)/deps.log || \
+	@$(SRC_ENV) scripts/assemble.sh $(TREE) $(UPSTREAM) $(OVERLAY_PKGS)
+	@# llama.cpp lives in the module up to v0.2x; later releases fetch it with CMake
+	@test ! -d $(TREE)/llama/llama.cpp || scripts/vendor-headers.sh $(TREE)/llama/llama.cpp/vendor $(BUILD)/deps >/dev/null 2>$(BUILD)/deps.log || \
 		{ cat $(BUILD)/deps.log >&2; exit 1; }
 
 .PHONY: build
@@ -46,11 +62,11 @@ build: src ## build the patched ollama (CPU backend built in) into dist/bin/olla
 
 .PHONY: build-upstream
 build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/upstream/bin/ollama, for baselines
-	rm -rf $(BUILD)/upstream
+	rm -rf $(UPSTREAM_WT)
 	git -C $(TREE) worktree prune
-	git -C $(TREE) worktree add -q --detach $(CURDIR)/$(BUILD)/upstream upstream
-	cp -a $(TREE)/llama/llama.cpp/vendor $(BUILD)/upstream/llama/llama.cpp/
-	cd $(BUILD)/upstream && go build $(GOBUILDFLAGS) -ldflags='-X=$(MODULE)/version.Version=$(patsubst v%,%,$(UPSTREAM))' \
+	git -C $(TREE) worktree add -q --detach $(CURDIR)/$(UPSTREAM_WT) upstream
+	test ! -d $(TREE)/llama/llama.cpp || cp -a $(TREE)/llama/llama.cpp/vendor $(UPSTREAM_WT)/llama/llama.cpp/
+	cd $(UPSTREAM_WT) && go build $(GOBUILDFLAGS) -ldflags='-X=$(MODULE)/version.Version=$(patsubst v%,%,$(UPSTREAM))' \
 		-o $(CURDIR)/$(DIST)/upstream/bin/ollama .
 	@echo "built $(DIST)/upstream/bin/ollama (pristine $(UPSTREAM))"
 
@@ -95,6 +111,19 @@ check-patches: src ## prove the patch round trip: regenerating patches/ from bui
 .PHONY: pr
 pr: src ## an upstream-ready series in dist/pr, proven by git am on a pristine tree and its tests
 	scripts/make-pr.sh $(TREE) $(DIST)/pr "$(UPSTREAM_TEST_PKGS)"
+
+.PHONY: bump
+bump: ## move the pin to UPSTREAM=vX.Y.Z: bump commit, conflict-resolved patches, mechanical refresh, drops (docs/upstream.md)
+	@test "$(UPSTREAM)" != "$(PIN)" || { echo "bump: UPSTREAM=vX.Y.Z, another release than the pin $(PIN)"; exit 1; }
+	scripts/bump.sh --pin $(UPSTREAM)
+
+.PHONY: variant
+variant: ## port the series to UPSTREAM=vX.Y.Z as variants in patches/vX.Y.Z (RANGE="first last" to widen)
+	scripts/bump.sh --variant $(UPSTREAM) $(RANGE)
+
+.PHONY: upstream-matrix
+upstream-matrix: ## on demand: does the series apply, build, test on each served release (docs/upstream.md); FULL="v..." also builds and tests those
+	nice -n 15 scripts/upstream-matrix.sh $(FULL)
 
 .PHONY: clean
 clean: ## remove build/ and dist/ (caches outside the repo stay)

@@ -4,7 +4,14 @@
 #
 #   upstream   the module zip's content, verified by go.sum (tag "upstream")
 #   fork-base  this repository's overlay files, added (tag "fork-base")
-#   ...        one commit per file in patches/, applied with git am -3
+#   ...        one commit per patch of the release's series (scripts/series.sh:
+#              patches/*.patch, with the variant folder of the release's range
+#              in patches/ranges laid over them), applied with git am
+#
+# Patches apply strictly (no fuzz, no 3-way merge) unless ASSEMBLE_3WAY=1,
+# which the Makefile sets for the pinned release only: there a 3-way merge is
+# the start of resolving a conflict (make check-patches proves the result),
+# on any other release it would be a silent fuzzy apply.
 #
 # The tree is rebuilt only when an input changed (upstream version, overlay
 # files, patches, this script). Local commits or edits in the tree are never
@@ -32,7 +39,8 @@ inputs_hash() {
 		echo "$version"
 		sha256sum "$repo/scripts/assemble.sh" "$repo/tools/overlay/main.go"
 		find "${pkgs[@]}" -type f -print0 | sort -z | xargs -0 -r sha256sum
-		find patches -name '*.patch' -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum
+		"$repo/scripts/series.sh" "$version" | tr '\n' '\0' | xargs -0 -r sha256sum
+		sha256sum "$repo/scripts/series.sh" "$repo/patches/ranges"
 	} | sha256sum | cut -d' ' -f1
 }
 
@@ -90,19 +98,29 @@ g commit -q --no-verify --allow-empty -m "Add the backend-select overlay" \
 	-m "New files from ollama-backend-select: ${pkgs[*]}."
 g tag -f fork-base >/dev/null
 
-shopt -s nullglob
-patches=("$repo"/patches/*.patch)
+mapfile -t patches < <("$repo/scripts/series.sh" "$version")
+folder=$("$repo/scripts/series.sh" --folder "$version")
+am_args=(-q --committer-date-is-author-date)
+[ "${ASSEMBLE_3WAY:-0}" = 1 ] && am_args+=(-3)
 if [ ${#patches[@]} -gt 0 ]; then
-	say "applying ${#patches[@]} patches"
+	say "applying ${#patches[@]} patches${folder:+ (variants: patches/$folder)}$([ "${ASSEMBLE_3WAY:-0}" = 1 ] && echo " (3-way allowed)")"
 	# --committer-date-is-author-date keeps the commits, and so the
 	# regenerated patches, identical from one assembly to the next.
-	if ! g am -q -3 --committer-date-is-author-date "${patches[@]}"; then
-		cat >&2 <<MSG
+	if ! g am "${am_args[@]}" "${patches[@]}"; then
+		if [ "${ASSEMBLE_3WAY:-0}" = 1 ]; then
+			cat >&2 <<MSG
 src: a patch does not apply to $version (no fuzz is allowed).
      Resolve it in $tree: edit the conflicting files, 'git add' them,
      'git -C $tree am --continue', then 'make patches' to write the result back.
      Or give up with 'git -C $tree am --abort'.
 MSG
+		else
+			cat >&2 <<MSG
+src: $(cat "$tree/.git/rebase-apply/next" 2>/dev/null || echo ?)th patch of the series does not apply to $version strictly.
+     A release other than the pin needs a variant of that patch: see
+     docs/upstream.md ("Variants"); scripts/bump.sh --variant $version writes one.
+MSG
+		fi
 		exit 1
 	fi
 fi

@@ -1,18 +1,46 @@
 #!/usr/bin/env bash
 # Proves the patch round trip: the patches regenerated from the assembled tree
-# are byte for byte the files in patches/ (so none was edited by hand, and the
-# tree holds exactly the series).
+# are byte for byte the files they came from (so none was edited by hand, and
+# the tree holds exactly the series). On the pinned tree that is every
+# top-level patches/*.patch; on the tree of another release (build/ollama-vX.Y.Z)
+# it is the variants of that release's range (patches/ranges), position by
+# position in the release's series (scripts/series.sh); top-level patches
+# there differ in line numbers and index lines by nature.
 # usage: check-patches.sh TREE
 set -euo pipefail
 tree=${1:?usage: check-patches.sh TREE}
+here=$(dirname "$0")
+version=$(cat "$tree/.git/fork-state/upstream")
+"$here/series.sh" --check
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$(dirname "$0")/format-patches.sh" "$tree" "$tmp"
-if ! diff -ru --exclude=README.md patches "$tmp" >"$tmp.diff"; then
-	cat "$tmp.diff" >&2
-	rm -f "$tmp.diff"
-	echo "check-patches: patches/ is not what build/ollama regenerates; edit upstream files in $tree and run 'make patches'" >&2
+"$here/format-patches.sh" "$tree" "$tmp"
+folder=$("$here/series.sh" --folder "$version")
+mapfile -t series < <("$here/series.sh" "$version")
+mapfile -t regen < <(cd "$tmp" && ls)
+if [ ${#series[@]} != ${#regen[@]} ]; then
+	echo "check-patches: $tree holds ${#regen[@]} commits after fork-base, the series of $version has ${#series[@]}; run 'make src' (or 'make patches')" >&2
 	exit 1
 fi
+bad=0 checked=0
+for i in "${!series[@]}"; do
+	want=${series[$i]}
+	if [ -z "$folder" ] || [[ $want == */patches/$folder/* ]]; then
+		checked=$((checked + 1))
+		if ! diff -u "$want" "$tmp/${regen[$i]}" >"$tmp.diff"; then
+			cat "$tmp.diff" >&2
+			echo "check-patches: ${want#*/patches/} is not what $tree regenerates" >&2
+			bad=1
+		fi
+	fi
+done
 rm -f "$tmp.diff"
-echo "check-patches: $(find patches -name '*.patch' | wc -l) patches regenerate byte for byte"
+if [ -z "$folder" ] && [ "$(cd "$tmp" && ls)" != "$(cd "$here/../patches" && ls ./*.patch | sed 's|^\./||')" ]; then
+	echo "check-patches: the regenerated file names differ from patches/*.patch" >&2
+	bad=1
+fi
+if [ $bad = 1 ]; then
+	echo "check-patches: patches are not what $tree regenerates; edit upstream files in $tree and run 'make patches'" >&2
+	exit 1
+fi
+echo "check-patches: $checked patches of $version${folder:+ (variants in patches/$folder)} regenerate byte for byte"
