@@ -381,11 +381,9 @@ func (w *Watchdog) countCrash(exit RunnerExit) {
 			Model:    exit.Model,
 			PCIID:    g.PCIID,
 		}
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			w.learnFromCrashes(q)
-		}()
+		// At once, not in a goroutine: the scheduler loads the model again
+		// right after this runner is stopped, and that load must see it.
+		w.learnFromCrashes(q)
 	}
 }
 

@@ -1,10 +1,15 @@
 package discover
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -78,8 +83,26 @@ func NoteRunnerExiting(pid int, hasExited func() bool) {
 	if !ok || w == nil {
 		return
 	}
-	exit.Crashed = hasExited != nil && hasExited()
+	exit.Crashed = (hasExited != nil && hasExited()) || processGone(pid)
 	w.RunnerExited(context.Background(), exit)
+}
+
+// processGone reports whether a process has ended (reaped, or a zombie).
+// The scheduler asks before it stops a runner, so a runner already gone
+// died by itself; upstream's HasExited misses a death by a signal (SIGKILL
+// from the OOM killer, SIGSEGV), whose exit code is -1. Only Linux's /proc
+// is read; elsewhere it reports false.
+func processGone(pid int) bool {
+	if runtime.GOOS != "linux" || pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	// The state follows the command name, which may hold spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
 }
 
 // StuckGPUs lists what the server's watchdog found, for listings.

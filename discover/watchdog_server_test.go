@@ -1,6 +1,9 @@
 package discover
 
 import (
+	"os"
+	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -32,5 +35,40 @@ func TestRunnerAliveOn(t *testing.T) {
 	NoteRunnerExiting(43, nil) // unknown pid: nothing happens
 	if got := StuckGPUs(); got != nil {
 		t.Errorf("StuckGPUs() = %v without a watchdog", got)
+	}
+}
+
+func TestProcessGone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	if processGone(os.Getpid()) {
+		t.Error("this process reported gone")
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	pid := cmd.Process.Pid
+	if processGone(pid) {
+		t.Error("a running child reported gone")
+	}
+	// Killed by a signal: a zombie until reaped, then no /proc entry.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !processGone(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !processGone(pid) {
+		t.Error("a killed child (zombie) not reported gone")
+	}
+	_ = cmd.Wait()
+	if !processGone(pid) {
+		t.Error("a reaped child not reported gone")
+	}
+	if processGone(0) || processGone(-1) {
+		t.Error("no pid reported gone")
 	}
 }
