@@ -221,3 +221,20 @@ func RunnerLibrary(ids []ml.DeviceID) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// TwinDeviceIDs returns the other libraries' ids of the physical device
+// that discovery chose id for: the same GPU and memory, which a runner
+// sent to an alternate library (a quirk) uses. The scheduler counts such a
+// runner's memory against the chosen device too.
+func TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
+	var out []ml.DeviceID
+	for _, c := range LibraryChoices() {
+		if c.Chosen.DeviceID != id {
+			continue
+		}
+		for _, a := range c.Alternates {
+			out = append(out, a.DeviceID)
+		}
+	}
+	return out
+}

@@ -236,3 +236,27 @@ func TestRunnerLibrary(t *testing.T) {
 		}
 	}
 }
+
+func TestTwinDeviceIDs(t *testing.T) {
+	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0"}
+	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
+	other := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-2", Library: "ROCm"}, PCIID: "0000:04:00.0"}
+	libraryChoicesMu.Lock()
+	saved := libraryChoices
+	libraryChoices = []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
+	libraryChoicesMu.Unlock()
+	t.Cleanup(func() {
+		libraryChoicesMu.Lock()
+		libraryChoices = saved
+		libraryChoicesMu.Unlock()
+	})
+	if diff := cmp.Diff([]ml.DeviceID{vk.DeviceID}, TwinDeviceIDs(rocm.DeviceID)); diff != "" {
+		t.Errorf("twins of the ROCm device (-want +got):\n%s", diff)
+	}
+	if got := TwinDeviceIDs(other.DeviceID); len(got) != 0 {
+		t.Errorf("twins of a device without alternates: %v", got)
+	}
+	if got := TwinDeviceIDs(vk.DeviceID); len(got) != 0 {
+		t.Errorf("an alternate is not a chosen device: %v", got)
+	}
+}
