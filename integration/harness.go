@@ -831,3 +831,45 @@ func (w *procWatcher) scan() {
 		p.Alive = live[key]
 	}
 }
+
+// StopGracefully asks the server alone (not its process group) to stop with
+// SIGTERM, waits up to timeout for it to exit, then gives its runners two
+// seconds to follow and returns the processes of its group still alive:
+// what the server left behind. Stop then kills whatever remains.
+func (s *Server) StopGracefully(timeout time.Duration) ([]Proc, error) {
+	if s.stopped {
+		return nil, errors.New("server already stopped")
+	}
+	pgid := s.cmd.Process.Pid
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		s.Stop()
+		return nil, fmt.Errorf("server still running %s after SIGTERM", timeout)
+	}
+	var left []Proc
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		s.watch.scan()
+		left = left[:0]
+		alive := map[int]bool{}
+		for _, pid := range processesInGroup(pgid) {
+			alive[pid] = true
+		}
+		for _, p := range s.watch.all() {
+			if alive[p.PID] || processAlive(p.PID, p.Start) {
+				left = append(left, p)
+				delete(alive, p.PID)
+			}
+		}
+		for pid := range alive {
+			left = append(left, Proc{PID: pid})
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Stop()
+	return left, nil
+}
