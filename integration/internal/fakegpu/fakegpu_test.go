@@ -149,6 +149,13 @@ func TestFaults(t *testing.T) {
 	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "nullreg")}, 0), map[string]string{"reg": "null"})
 	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "badapi")}, 0), map[string]string{"api_version": "102"})
 	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "score0,oom")}, 64), map[string]string{"score": "0", "dev0.alloc_ok": "0"})
+	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "nolibname")}, 0), map[string]string{"reg_name": "ROCm", "dev0.library": "", "dev0.name": "ROCm0"})
+	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "dup-pci")}, 0), map[string]string{
+		"devices": "2", "dev0.id": "GPU-fa4e000000000001", "dev1.id": "GPU-fa4e000000000002",
+		"dev0.device_id": "0000:03:00.0", "dev1.device_id": "0000:03:00.0", "dev1.name": "ROCm1",
+	})
+	// the second id passes a visibility filter too (the validation pass)
+	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FAULT", "dup-pci"), "ROCR_VISIBLE_DEVICES=GPU-fa4e000000000002"}, 0), map[string]string{"devices": "2"})
 	expect(t, probeOK(t, probe, hip, []string{HIP.Env("FREE_MIB", "1")}, 2<<20), map[string]string{"dev0.alloc_ok": "0"})
 
 	evs, err := ReadTrace(trace)
