@@ -122,10 +122,19 @@ func DiscoveryRunnerFailed(out io.Writer, dirs []string, env map[string]string, 
 		rest = append(rest, f.name)
 	}
 	if culprit == nil {
-		key := strings.Join(dirs, string(os.PathListSeparator))
-		if reportOnce(key) {
-			slog.Warn("GPU discovery runner failed and no backend library can be blamed; its GPUs are not used",
-				"fault", fault, "took", took.Round(time.Millisecond), "libdirs", key)
+		// Every library initialised: the runner failed later, e.g. on a
+		// device it then filtered out; nothing to leave out.
+		slog.Debug("GPU discovery runner failed after loading its backend libraries",
+			"fault", fault, "took", took.Round(time.Millisecond), "libdirs", strings.Join(dirs, string(os.PathListSeparator)))
+		return nil, false
+	}
+	if env["GGML_CUDA_INIT"] == "1" {
+		// Upstream's second pass initialises one device deeply precisely
+		// so that an unsupported GPU crashes there and is filtered out:
+		// expected, and about that device only.
+		if reportOnce("validation\x00" + culprit.path) {
+			slog.Info("GPU failed the deep initialisation check of discovery; that device is not used", "library", culprit.name,
+				"file", culprit.path, "fault", fault, "took", took.Round(time.Millisecond), "device_env", deviceFilterEnv(env))
 		}
 		return nil, false
 	}
@@ -143,6 +152,18 @@ func DiscoveryRunnerFailed(out io.Writer, dirs []string, env map[string]string, 
 			"took", took.Round(time.Millisecond), "instead", instead)
 	}
 	return retry, len(rest) > 0
+}
+
+// deviceFilterEnv renders the device-visibility variables of a runner's
+// environment ("ROCR_VISIBLE_DEVICES=GPU-1"), for naming the device.
+func deviceFilterEnv(env map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if strings.HasSuffix(k, "_VISIBLE_DEVICES") {
+			parts = append(parts, k+"="+env[k])
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // DeviceFault is a device that discovery found with impossible properties.

@@ -119,6 +119,7 @@ func TestDiscoveryRunnerFailed(t *testing.T) {
 		exited, timedOut bool
 		retry            map[string]string
 		warn             string // the WARN line's library, fault and instead ("" = no line)
+		info             string // the INFO line expected instead
 	}{
 		{name: "flat, HIP crashes first", dirs: []string{flat}, exited: true,
 			retry: map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"},
@@ -133,6 +134,11 @@ func TestDiscoveryRunnerFailed(t *testing.T) {
 		{name: "allowlist leaves only HIP", dirs: []string{flat}, env: map[string]string{"OLLAMA_GGML_BACKENDS": "hip,cpu"}, exited: true,
 			warn: "hip crashed: its GPUs are not used through it"},
 		{name: "not a crash or hang", dirs: []string{flat}},
+		{name: "every library loaded: not blamed", dirs: []string{rocmDir}, exited: true,
+			output: "load_backend: loaded ROCm backend from " + filepath.Join(rocmDir, "libggml-hip.so") + "\n"},
+		{name: "validation pass: expected, INFO", dirs: []string{rocmDir}, exited: true,
+			env:  map[string]string{"GGML_CUDA_INIT": "1", "ROCR_VISIBLE_DEVICES": "GPU-1", "OLLAMA_GGML_BACKENDS": "hip,cpu"},
+			info: "GPU failed the deep initialisation check of discovery; that device is not used"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +153,13 @@ func TestDiscoveryRunnerFailed(t *testing.T) {
 				t.Errorf("retry %v, want %v", ok, tt.retry != nil)
 			}
 			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if tt.info != "" {
+				if len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], tt.info) ||
+					!strings.Contains(lines[0], `device_env="ROCR_VISIBLE_DEVICES=GPU-1"`) {
+					t.Errorf("want one INFO %q naming the device, got %q", tt.info, logs.String())
+				}
+				return
+			}
 			if tt.warn == "" {
 				if logs.Len() != 0 {
 					t.Errorf("logged %q, want nothing", logs.String())
