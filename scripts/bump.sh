@@ -14,16 +14,23 @@
 #         3. mechanical refresh (patches that applied, new line numbers/index)
 #         4. dropped patches (empty on VERSION: upstream has the change) and
 #            ranges of releases older than the new pin
-#   bump.sh --continue
+#   bump.sh --continue [VERSION]
 #       After resolving a stopped cherry-pick (edit, git add,
 #       git -C TREE cherry-pick --continue), carry on where it stopped.
+#       A patch that has no place on the base: commit it empty
+#       (git commit --allow-empty -C <pinned commit>) and say why in
+#       TREE/.git/bump/why ("NAME reason"). A change the base needs before the
+#       series (e.g. an overlay file following an upstream rename): commit it
+#       under the series (rebase) and list it in TREE/.git/bump/extra as
+#       "NNNN-name.patch<TAB>subject".
 #
 # Run from the repository root; `make bump UPSTREAM=vX.Y.Z` runs --pin.
 set -euo pipefail
 repo=$(pwd)
 module=github.com/ollama/ollama
 pkgs=(discover envconfig llm ml)
-pinned=build/ollama
+# BUMP_FROM: port from another release's tree (e.g. the neighbouring range's)
+pinned=${BUMP_FROM:-build/ollama}
 
 say() { echo "bump: $*" >&2; }
 die() { echo "bump: $*" >&2; exit 1; }
@@ -82,16 +89,28 @@ finish() {
 	local tmp i c prev name top idx same
 	tmp=$(mktemp -d)
 	mode=$(cat "$state/mode")
-	mapfile -t commits < <(g rev-list --reverse fork-base..HEAD)
-	mapfile -t names < <(cd "$repo/patches" && ls ./*.patch | sed 's|^\./||')
-	[ ${#commits[@]} = ${#names[@]} ] || die "$tree holds ${#commits[@]} commits after fork-base, patches/ ${#names[@]}"
 	mkdir -p "$state/out"
 	rm -f "$state/out/"*
+	# Commits a person added for this base only (listed by subject in
+	# $state/extra, "NAME<TAB>subject"): written under NAME, e.g. 0000-...
+	mapfile -t commits < <(g rev-list --reverse fork-base..HEAD | while read -r c; do
+		subj=$(g log -1 --format=%s "$c")
+		extra=$(awk -F '\t' -v s="$subj" '$2 == s {print $1}' "$state/extra" 2>/dev/null || true)
+		if [ -n "$extra" ]; then
+			"$repo/scripts/format-patches.sh" "$tree" "$tmp" "$c^..$c"
+			mv "$tmp"/*.patch "$state/out/$extra"
+		else
+			echo "$c"
+		fi
+	done)
+	mapfile -t names <"$state/names"
+	[ ${#commits[@]} = ${#names[@]} ] || die "$tree holds ${#commits[@]} commits after fork-base, the pinned series had ${#names[@]}"
 	for i in "${!commits[@]}"; do
 		c=${commits[$i]} name=${names[$i]}
 		prev=$(g rev-parse "$c^")
 		if [ -z "$(g diff --name-only "$prev" "$c")" ]; then
-			echo "drop $name  empty on $version: upstream already has the change" >>"$state/out/dropped"
+			why=$(awk -v n="$name" '$1 == n {sub(/^[^ ]+ +/, ""); print}' "$state/why" 2>/dev/null || true)
+			echo "drop $name  ${why:-empty on $version: upstream already has the change}" >>"$state/out/dropped"
 			continue
 		fi
 		same=no
@@ -122,13 +141,19 @@ finish_variant() {
 	cp "$state/out/"* "$dir/" 2>/dev/null || true
 	if ! grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+$version[[:space:]]*$" patches/ranges; then
 		printf '%-8s %-8s %s\n' "$(cat "$state/first")" "$(cat "$state/last")" "$version" >>patches/ranges
+		# keep the ranges in ascending order
+		{ grep -E '^[[:space:]]*(#|$)' patches/ranges; grep -vE '^[[:space:]]*(#|$)' patches/ranges | sort -V; } >patches/ranges.new
+		mv patches/ranges.new patches/ranges
 	fi
 	scripts/series.sh --check
 	say "wrote $(find "$dir" -name '*.patch' | wc -l) variants$( [ -f "$dir/dropped" ] && echo " and $(grep -c ^drop "$dir/dropped") drops") into $dir"
 	# Prove it: a fresh strict assembly regenerates the variants byte for byte.
-	rm -rf "$tree"
+	# (the ported tree is kept as $tree.ported until that passes)
+	rm -rf "$tree.ported"
+	mv "$tree" "$tree.ported"
 	scripts/assemble.sh "$tree" "$version" "${pkgs[@]}"
 	scripts/check-patches.sh "$tree"
+	rm -rf "$tree.ported"
 }
 
 finish_pin() {
@@ -199,6 +224,9 @@ start() {
 	: >"$state/conflicted"
 	g fetch -q "$repo/$pinned" fork-base HEAD
 	git -C "$pinned" rev-list --reverse fork-base..HEAD >"$state/todo"
+	(cd patches && ls ./*.patch | sed 's|^\./||') >"$state/names"
+	[ "$(wc -l <"$state/todo")" = "$(wc -l <"$state/names")" ] ||
+		die "$pinned holds $(wc -l <"$state/todo") patches, patches/ $(wc -l <"$state/names"): run 'make src' first"
 	say "porting $(wc -l <"$state/todo") commits of $pinned onto $version in $tree"
 	port
 	finish
@@ -208,7 +236,9 @@ case ${1:-} in
 --variant) start variant "${2:?usage: bump.sh --variant VERSION [FIRST LAST]}" "${3:-}" "${4:-}" ;;
 --pin) start pin "${2:?usage: bump.sh --pin VERSION}" ;;
 --continue)
-	tree=$(ls -d build/ollama-v*/.git/bump 2>/dev/null | head -1 | sed 's|/.git/bump$||')
+	if [ -n "${2:-}" ]; then tree=build/ollama-$2; else
+		tree=$(ls -d build/ollama-v*/.git/bump 2>/dev/null | head -1 | sed 's|/.git/bump$||')
+	fi
 	[ -n "$tree" ] || die "nothing to continue"
 	state=$tree/.git/bump
 	version=$(cat "$state/version")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Resolves cherry-pick conflicts that are only gofmt realignment.
+"""Resolves cherry-pick conflicts that are only gofmt realignment, or only
+lines the patch inserts at the edge of a block upstream changed.
 
 A Go map or struct literal block that upstream realigned (a longer key added)
 conflicts with a patch that changed one entry of the old alignment, though
@@ -7,7 +8,9 @@ the two changes touch different entries. For each diff3 conflict hunk in the
 files given, where every line that differs is a keyed entry ("KEY": value or
 Key: value), this takes upstream's side ("ours") and carries over the
 entries the patch changed, added or removed relative to the base, then runs
-gofmt. A hunk with any other difference is left as it is for a person.
+gofmt. A hunk where the patch only inserted lines before or after the base
+lines gets upstream's side with those lines inserted at the same edge. A hunk
+with any other difference is left as it is for a person.
 
 usage: resolve-realigned.py FILE...   (exit 0: all resolved; 1: some left)
 """
@@ -27,7 +30,24 @@ def key(line):
     return m.group(1) if m else None
 
 
+def edge_insert(ours, base, theirs):
+    """The patch only inserted lines at the start or end of the hunk: keep
+    upstream's side and insert them there."""
+    n = len(theirs) - len(base)
+    if n <= 0:
+        return None
+    if theirs[n:] == base:
+        return theirs[:n] + ours
+    if theirs[:len(base)] == base:
+        return ours + theirs[len(base):]
+    return None
+
+
 def resolve(ours, base, theirs):
+    r = edge_insert(ours, base, theirs)
+    if r is not None:
+        return r
+
     def keyed(lines):
         return {key(l): l for l in lines if key(l)}
 

@@ -35,7 +35,7 @@ folder_of() {
 }
 
 series() {
-	local folder p name line
+	local folder name line
 	folder=$(folder_of "$1")
 	declare -A drop=()
 	if [ -n "$folder" ] && [ -f "$repo/patches/$folder/dropped" ]; then
@@ -43,14 +43,17 @@ series() {
 			[[ $line =~ ^drop[[:space:]]+([^[:space:]]+) ]] && drop[${BASH_REMATCH[1]}]=1
 		done <"$repo/patches/$folder/dropped"
 	fi
-	shopt -s nullglob
-	for p in "$repo"/patches/*.patch; do
-		name=$(basename "$p")
+	# Names sort into one series: a folder's own patch (one the top level
+	# does not have, e.g. 0000-...) goes where its name puts it.
+	{
+		(cd "$repo/patches" && ls ./*.patch 2>/dev/null)
+		[ -z "$folder" ] || (cd "$repo/patches/$folder" && ls ./*.patch 2>/dev/null)
+	} | sed 's|^\./||' | LC_ALL=C sort -u | while read -r name; do
 		[ -n "${drop[$name]:-}" ] && continue
 		if [ -n "$folder" ] && [ -f "$repo/patches/$folder/$name" ]; then
 			echo "$repo/patches/$folder/$name"
 		else
-			echo "$p"
+			echo "$repo/patches/$name"
 		fi
 	done
 }
@@ -68,7 +71,8 @@ check() {
 		for f in "$repo/patches/$folder"/*; do
 			name=$(basename "$f")
 			case $name in
-			*.patch) [ -f "$repo/patches/$name" ] || die "patches/$folder/$name replaces no top-level patch of that name" ;;
+			*.patch) ;; # replaces the top-level patch of that name, or adds one
+
 			dropped)
 				while read -r line; do
 					[[ $line =~ ^[[:space:]]*(#|$) ]] && continue
