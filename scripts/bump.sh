@@ -164,17 +164,19 @@ finish_pin() {
 	commit -m "Bump upstream to $version" -m "go.mod/go.sum only; the patches follow in their own commits." -- go.mod go.sum
 	# 2. conflict-resolved patches
 	mapfile -t olds < <(git -C "$pinned" rev-list --reverse fork-base..HEAD)
+	# (conflicts resolved by hand, and those resolve-realigned.py resolved)
 	while read -r c; do
 		for i in "${!olds[@]}"; do
 			[ "${olds[$i]}" = "$c" ] && conflicted+=("$(cd patches && ls ./*.patch | sed 's|^\./||' | sed -n "$((i + 1))p")")
 		done
-	done <"$state/conflicted"
+	done < <(cat "$state/conflicted" "$state/realigned" 2>/dev/null)
 	for name in "${conflicted[@]}"; do
 		[ -n "$name" ] && cp "$state/out/$name" "patches/$name"
 	done
 	if [ ${#conflicted[@]} -gt 0 ]; then
 		git add patches/*.patch
-		commit -m "patches: resolve the conflicts of the $version bump" -- patches/*.patch
+		commit -m "patches: resolve the conflicts of the $version bump" \
+			-m "Resolved: ${conflicted[*]}" -- patches/*.patch
 	fi
 	# 3. mechanical refresh
 	for name in $(cd "$state/out" && ls ./*.patch 2>/dev/null | sed 's|^\./||'); do
@@ -188,13 +190,21 @@ finish_pin() {
 	if [ -f "$state/out/dropped" ]; then
 		while read -r _ name _; do git rm -q "patches/$name"; dropped+=("$name"); done <"$state/out/dropped"
 	fi
-	old_ranges=$(awk -v v="$version" '!/^[[:space:]]*(#|$)/ {print $3}' patches/ranges)
+	# Ranges that start at or below the new pin are history now (the range
+	# holding the new pin became the top level); later ranges stay, and the
+	# matrix says whether they still apply.
+	old_ranges=$(grep -vE '^[[:space:]]*(#|$)' patches/ranges | while read -r first last folder; do
+		if [ "$(printf '%s\n' "$first" "$version" | sort -V | tail -1)" = "$version" ]; then echo "$folder"; fi
+	done)
 	if [ ${#dropped[@]} -gt 0 ] || [ -n "$old_ranges" ]; then
-		for f in $old_ranges; do git rm -rq "patches/$f"; done
-		sed -i -E '/^[[:space:]]*[^#[:space:]]/d' patches/ranges
+		for f in $old_ranges; do
+			git rm -rq "patches/$f"
+			sed -i -E "/^[[:space:]]*v[^[:space:]]+[[:space:]]+v[^[:space:]]+[[:space:]]+${f//./\\.}[[:space:]]*\$/d" patches/ranges
+		done
 		git add patches/ranges
-		commit -m "patches: drop what $version made empty; drop the variant ranges of the old pin" \
-			-m "$(cat "$state/out/dropped" 2>/dev/null)" -m "Variant ranges removed: ${old_ranges:-none}. Rebuild them with scripts/bump.sh --variant." -- patches
+		commit -m "patches: drop what $version made empty, and the variant ranges up to it" \
+			-m "$(cat "$state/out/dropped" 2>/dev/null || echo 'No patch became empty.')" \
+			-m "Variant ranges removed: ${old_ranges:-none}." -- patches
 	fi
 	rm -rf "$tree"
 	ASSEMBLE_3WAY=1 scripts/assemble.sh "$pinned" "$version" "${pkgs[@]}"
