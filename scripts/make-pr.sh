@@ -15,14 +15,18 @@ out=${2:?usage: make-pr.sh TREE OUTDIR TEST_PKGS}
 test_pkgs=${3:?usage: make-pr.sh TREE OUTDIR TEST_PKGS}
 repo=$(pwd)
 work=$(mktemp -d)
+# The series branch is this run's own, so a run that was interrupted (or
+# one running beside it) leaves nothing in the way.
+branch=pr-$$
 trap 'git -C "$tree" worktree remove --force "$work/series" 2>/dev/null || true;
-      git -C "$tree" worktree remove --force "$work/check" 2>/dev/null || true; rm -rf "$work"' EXIT
+      git -C "$tree" worktree remove --force "$work/check" 2>/dev/null || true;
+      git -C "$tree" branch -D "$branch" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 g() { git -c user.name=ollama-backend-select -c user.email=fork@localhost -c core.abbrev=12 "$@"; }
 
 # 1. Build the series on a pristine worktree.
 g -C "$tree" worktree add -q --detach "$work/series" upstream
-g -C "$work/series" checkout -q -b pr
+g -C "$work/series" checkout -q -b "$branch"
 g -C "$tree" diff --binary upstream fork-base | g -C "$work/series" apply --index
 # A commit that only edits overlay files (a release's variant such as
 # 0000-..., following an upstream rename) is part of the overlay commit:
@@ -53,7 +57,7 @@ for c in "${commits[@]}"; do
 done
 rm -rf "$out"
 mkdir -p "$out"
-g -C "$work/series" format-patch -q --zero-commit --no-signature -o "$(cd "$out" && pwd)" upstream..pr
+g -C "$work/series" format-patch -q --zero-commit --no-signature -o "$(cd "$out" && pwd)" upstream.."$branch"
 
 # 2. Prove it: git am onto another pristine tree, then its tests.
 g -C "$tree" worktree add -q --detach "$work/check" upstream
