@@ -62,7 +62,7 @@ resolve_realigned() {
 
 # Cherry-picks the pinned commits not yet ported, recording which stopped.
 port() {
-	local c todo
+	local c
 	while read -r c; do
 		[ -n "$c" ] || continue
 		if g -c merge.conflictStyle=diff3 cherry-pick --allow-empty --keep-redundant-commits "$c" >/dev/null 2>&1; then
@@ -86,7 +86,7 @@ port() {
 # Writes the ported commits' patches; for --variant only those whose
 # top-level patch does not give the same tree on this base strictly.
 finish() {
-	local tmp i c prev name top idx same
+	local tmp i c prev name idx same
 	tmp=$(mktemp -d)
 	mode=$(cat "$state/mode")
 	mkdir -p "$state/out"
@@ -139,7 +139,7 @@ finish_variant() {
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	cp "$state/out/"* "$dir/" 2>/dev/null || true
-	if ! grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+$version[[:space:]]*$" patches/ranges; then
+	if ! grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+${version}[[:space:]]*$" patches/ranges; then
 		printf '%-8s %-8s %s\n' "$(cat "$state/first")" "$(cat "$state/last")" "$version" >>patches/ranges
 		# keep the ranges in ascending order
 		{ grep -E '^[[:space:]]*(#|$)' patches/ranges; grep -vE '^[[:space:]]*(#|$)' patches/ranges | sort -V; } >patches/ranges.new
@@ -193,7 +193,7 @@ finish_pin() {
 	# Ranges that start at or below the new pin are history now (the range
 	# holding the new pin became the top level); later ranges stay, and the
 	# matrix says whether they still apply.
-	old_ranges=$(grep -vE '^[[:space:]]*(#|$)' patches/ranges | while read -r first last folder; do
+	old_ranges=$(grep -vE '^[[:space:]]*(#|$)' patches/ranges | while read -r first _ folder; do
 		if [ "$(printf '%s\n' "$first" "$version" | sort -V | tail -1)" = "$version" ]; then echo "$folder"; fi
 	done)
 	if [ ${#dropped[@]} -gt 0 ] || [ -n "$old_ranges" ]; then
