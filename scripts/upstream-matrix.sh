@@ -9,12 +9,13 @@
 # is then regenerated from all results.
 #
 # usage: upstream-matrix.sh [RELEASE...]    (RELEASE: also build/test/integration)
+#        upstream-matrix.sh --only RELEASE... (probe, apply and run only those)
 #        upstream-matrix.sh --table          (only regenerate the table)
 # Heavy: a cgo-era release builds llama.cpp (about 10 min alone on 2 cores),
 # then compiles upstream's tests (about 10 min); run it under nice.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 out=docs/upstream-matrix
 module=github.com/ollama/ollama
 pin=$(go list -m -f '{{.Version}}' "$module")
@@ -124,7 +125,12 @@ PY
 }
 
 if [ "${1:-}" = --table ]; then table; exit 0; fi
-grep -vE '^[[:space:]]*(#|$)' "$out/releases" | while read -r v; do
+list() { grep -vE '^[[:space:]]*(#|$)' "$out/releases"; }
+if [ "${1:-}" = --only ]; then
+	shift
+	list() { printf '%s\n' "$@"; }
+fi
+list "$@" | while read -r v; do
 	mkdir -p "$out/$v"
 	probe "$v"
 	if [ "$(get_result "$v" served)" = yes ]; then
