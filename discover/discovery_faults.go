@@ -191,7 +191,8 @@ func deviceLibraryName(d ml.DeviceInfo) string {
 // id reported twice by one library (the first device is kept), and no PCI
 // id while another library reports a GPU of the same size (taken to be that
 // GPU seen twice, and left out so that it is not counted twice; without
-// such a twin it is used as a GPU of its own).
+// such a twin it is used as a GPU of its own, said only when another
+// library reports devices too).
 func CheckDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []DeviceFault) {
 	var out []ml.DeviceInfo
 	var faults []DeviceFault
@@ -241,7 +242,11 @@ func CheckDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []DeviceFault) {
 			fault(d, "no PCI id", fmt.Sprintf("device left out: taken to be the %s GPU %s of the same size, so that it is not counted twice", out[i].Library, out[i].PCIID))
 			continue
 		}
-		fault(d, "no PCI id", "used as a GPU of its own; it cannot be matched with the same GPU under another library")
+		// Alone in its library (Metal, a lone Vulkan device) there is
+		// nothing it could be confused with.
+		if slices.ContainsFunc(out, func(o ml.DeviceInfo) bool { return o.Library != d.Library }) {
+			fault(d, "no PCI id", "used as a GPU of its own; it cannot be matched with the same GPU under another library")
+		}
 		kept = append(kept, d)
 	}
 	return kept, faults

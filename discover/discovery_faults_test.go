@@ -57,6 +57,7 @@ func TestCheckDevices(t *testing.T) {
 			problems: []string{"ROCm: PCI id 0000:03:00.0 already reported for device GPU-1 -> device left out, the GPU is counted once"}},
 		{name: "no PCI id, twin of the same size", in: []ml.DeviceInfo{rocm, vkNoPCI}, keep: []string{"ROCm/GPU-1"},
 			problems: []string{"Vulkan: no PCI id -> device left out: taken to be the ROCm GPU 0000:03:00.0 of the same size, so that it is not counted twice"}},
+		{name: "no PCI id, alone (Metal)", in: []ml.DeviceInfo{faultDevice("Metal", "0", "", 16384)}, keep: []string{"Metal/0"}},
 		{name: "no PCI id, no twin", in: []ml.DeviceInfo{rocm, vkOther}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-2"},
 			problems: []string{"Vulkan: no PCI id -> used as a GPU of its own; it cannot be matched with the same GPU under another library"}},
 	}
