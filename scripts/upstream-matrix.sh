@@ -105,7 +105,7 @@ table() {
 		echo "| --- | --- | --- | --- | --- | --- | --- |"
 		grep -vE '^[[:space:]]*(#|$)' "$out/releases" | while read -r v; do
 			if [[ $(get_result "$v" served) != yes ]]; then
-				echo "| $v | $(get_result "$v" served) | | | | | |"
+				echo "| $v | $(get_result "$v" served | sed 's/^no/not served/') | | | | | |"
 				continue
 			fi
 			echo "| $v | yes | $(get_result "$v" series | sed 's|^\(.\)|patches/\1|; s|^$|top level|') | $(get_result "$v" applies) | $(get_result "$v" build) | $(get_result "$v" test) | $(get_result "$v" integration) |"
