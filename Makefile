@@ -46,7 +46,7 @@ export CGO_ENABLED := 1
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
-	@echo "  variables: UPSTREAM=$(UPSTREAM) (from go.mod) VERSION=$(VERSION)"
+	@echo "  variables: UPSTREAM=$(UPSTREAM) (pin in go.mod: $(PIN); docs/upstream.md for others) VERSION=$(VERSION)"
 
 .PHONY: src
 src: ## materialize the pinned upstream in build/ollama with the overlay and patches as commits
