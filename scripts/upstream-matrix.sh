@@ -99,7 +99,7 @@ full() {
 }
 
 table() {
-	local v
+	local v integ
 	{
 		echo "| release | served | series | applies strictly | builds | \`make test\` | integration suite |"
 		echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -108,7 +108,12 @@ table() {
 				echo "| $v | $(get_result "$v" served | sed 's/^no/not served/') | | | | | |"
 				continue
 			fi
-			echo "| $v | yes | $(get_result "$v" series | sed 's|^\(.\)|patches/\1|; s|^$|top level|') | $(get_result "$v" applies) | $(get_result "$v" build) | $(get_result "$v" test) | $(get_result "$v" integration) |"
+			integ=$(get_result "$v" integration)
+			if [[ $integ == no* ]] && [ -f "$out/$v/integration.log" ]; then
+				# name the failing tests; the rest of the suite passed
+				integ="no: $(grep -oE '^--- FAIL: [A-Za-z0-9_]+' "$out/$v/integration.log" | cut -d' ' -f3 | paste -sd, | sed 's/,/, /g') ${integ#no }"
+			fi
+			echo "| $v | yes | $(get_result "$v" series | sed 's|^\(.\)|patches/\1|; s|^$|top level|') | $(get_result "$v" applies) | $(get_result "$v" build) | $(get_result "$v" test) | $integ |"
 		done
 	} >"$out/table.md"
 	# docs/upstream.md holds a copy between the markers.
