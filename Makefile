@@ -96,6 +96,7 @@ test-upstream: src ## upstream's tests of the packages the fork touches (and the
 
 .PHONY: patches
 patches: ## regenerate patches/ from the commits after fork-base in build/ollama
+	@test "$(UPSTREAM)" = "$(PIN)" || { echo "patches/ is the pin's series; for $(UPSTREAM) write variants (docs/upstream.md)"; exit 1; }
 	@test -d $(TREE)/.git || { echo "no $(TREE): run 'make src' first"; exit 1; }
 	@test -z "$$(git -C $(TREE) status --porcelain --untracked-files=no)" || \
 		{ echo "$(TREE) has uncommitted changes: commit them first"; exit 1; }
