@@ -122,6 +122,11 @@ bump: ## move the pin to UPSTREAM=vX.Y.Z: bump commit, conflict-resolved patches
 variant: ## port the series to UPSTREAM=vX.Y.Z as variants in patches/vX.Y.Z (RANGE="first last" to widen)
 	scripts/bump.sh --variant $(UPSTREAM) $(RANGE)
 
+.PHONY: check-variants
+check-variants: ## the byte round trip of every variant folder, each on its own release (downloads them; not in CI)
+	@for v in $$(grep -vE '^[[:space:]]*(#|$$)' patches/ranges | awk '{print $$3}'); do \
+		$(MAKE) -s check-patches UPSTREAM=$$v || exit 1; done
+
 .PHONY: upstream-matrix
 upstream-matrix: ## on demand: does the series apply, build, test on each served release (docs/upstream.md); FULL="v..." also builds and tests those
 	nice -n 15 scripts/upstream-matrix.sh $(FULL)
