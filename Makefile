@@ -75,7 +75,7 @@ run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to 
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
 
 .PHONY: check
-check: arch-check test check-patches pr vulkan rocm-check native-check integration arch-pkg ## everything CI runs (Debian host, root): PKGBUILD lint, unit and upstream tests, patch round trip, PR series, Vulkan and ROCm (gfx1200) builds + checks, integration suite, the three Arch packages
+check: arch-check test fuzz check-patches pr vulkan rocm-check native-check integration arch-pkg ## everything CI runs (Debian host, root): PKGBUILD lint, unit and upstream tests, short fuzzing, patch round trip, PR series, Vulkan and ROCm (gfx1200) builds + checks, integration suite, the three Arch packages
 
 .PHONY: integration
 integration: build build-upstream ## the integration suite: the built servers as black boxes (fake GPU twin, tiny models)
@@ -89,6 +89,23 @@ test-overlay: ## go vet and go test of this module (fast, no cgo build of upstre
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	go test ./...
+
+# Every fuzz target of this module, FUZZTIME each (CI: a short run; the
+# 10-minute runs are recorded in docs/reliability.md). A failure leaves its
+# input in the package's testdata/fuzz, to commit as a seed once fixed.
+FUZZTIME ?= 5s
+.PHONY: fuzz
+fuzz: ## run every fuzz target of this module for FUZZTIME (default 5s) each
+	@n=0; for pkg in $$(go list ./...); do \
+		for f in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+			out=$$(go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || \
+				{ echo "$$out"; exit 1; }; \
+			n=$$((n + 1)); \
+		done; \
+	done; \
+	test $$n -gt 0 || { echo "fuzz: no fuzz targets found"; exit 1; }; \
+	echo "fuzz: $$n targets, $(FUZZTIME) each, no failure"
 
 .PHONY: test-upstream
 test-upstream: src ## upstream's tests of the packages the fork touches (and the server), in build/ollama
