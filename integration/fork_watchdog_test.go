@@ -66,22 +66,7 @@ func TestForkWatchdog(t *testing.T) {
 		t.Logf("log: level=%s msg=%q window=%s busy=%s-%s sclk=%s/%s MHz power_w=%s learned=%s file=%s",
 			rec["level"], rec["msg"], rec["window"], rec["busy_min"], rec["busy_max"], rec["sclk_mhz"], rec["sclk_max_mhz"], rec["power_w"], rec["learned"], rec["file"])
 
-		data, err := os.ReadFile(state)
-		if err != nil {
-			t.Fatalf("state file: %v", err)
-		}
-		var lf forkLearnedFile
-		if err := json.Unmarshal(data, &lf); err != nil {
-			t.Fatalf("state file %s: %v\n%s", state, err, data)
-		}
-		if lf.Version != 1 || len(lf.Quirks) != 1 {
-			t.Fatalf("state file: %s", data)
-		}
-		q := lf.Quirks[0]
-		if q.Library != "ROCm" || q.Compute != "gfx1200" || q.Arch != "qwen3" || q.Cause != "stuck-busy" || q.PCIID != forkPCIID {
-			t.Errorf("learned %+v, want ROCm gfx1200 qwen3 stuck-busy on %s", q, forkPCIID)
-		}
-		t.Logf("learned: %+v", q)
+		forkCheckLearned(t, state, "qwen3", "stuck-busy")
 		if l := forkBackends(t, s.Server); len(l.StuckGPUs) != 1 {
 			t.Errorf("/api/backends stuck_gpus %v, want the one GPU", l.StuckGPUs)
 		}
@@ -151,4 +136,26 @@ func TestForkWatchdogCorruptState(t *testing.T) {
 	if e := forkPsEntry(t, s.Server, m); e.Library != "ROCm" {
 		t.Errorf("/api/ps library %q, want ROCm", e.Library)
 	}
+}
+
+// forkCheckLearned asserts the learned-quirks file holds exactly one quirk:
+// ROCm on the fake gfx1200 GPU for arch, learned from cause.
+func forkCheckLearned(t *testing.T, state, arch, cause string) {
+	t.Helper()
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+	var lf forkLearnedFile
+	if err := json.Unmarshal(data, &lf); err != nil {
+		t.Fatalf("state file %s: %v\n%s", state, err, data)
+	}
+	if lf.Version != 1 || len(lf.Quirks) != 1 {
+		t.Fatalf("state file: %s", data)
+	}
+	q := lf.Quirks[0]
+	if q.Library != "ROCm" || q.Compute != "gfx1200" || q.Arch != arch || q.Cause != cause || q.PCIID != forkPCIID {
+		t.Errorf("learned %+v, want ROCm gfx1200 %s %s on %s", q, arch, cause, forkPCIID)
+	}
+	t.Logf("learned: %+v", q)
 }
