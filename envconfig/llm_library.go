@@ -2,6 +2,7 @@ package envconfig
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 )
@@ -16,26 +17,54 @@ var llmLibraryNames = []string{"cpu", "cuda", "cuda_v12", "cuda_v13", "cuda_jetp
 // every installed library may be used, in the built-in order.
 type LibraryPreference struct {
 	names []string // canonical lower-case names from llmLibraryNames
+	mlx   string   // an MLX runner variant (mlx_*), given alone
+}
+
+// mlxVariantPrefix starts the OLLAMA_LLM_LIBRARY values that Ollama's MLX
+// runner (v0.20.4 and later) reads as the name of its library subfolder,
+// e.g. mlx_metal_v3. GGML's discovery leaves such values alone, so they are
+// no GGML preference.
+const mlxVariantPrefix = "mlx_"
+
+// isMLXVariant accepts mlx_ followed by lower-case letters, digits and
+// underscores: a folder name, never a path.
+func isMLXVariant(name string) bool {
+	rest, ok := strings.CutPrefix(name, mlxVariantPrefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for _, r := range rest {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseLLMLibrary parses OLLAMA_LLM_LIBRARY: one library name or a
 // comma-separated preference list, case-insensitive, e.g. "vulkan" or
 // "vulkan,cpu". An empty value means not set. Anything that is not a library
 // name (a typo, a path, an empty item) is an error naming the item; the value
-// is never used to build a path.
+// is never used to build a path. One mlx_<variant> value alone (Ollama's MLX
+// runner reads it) is accepted as no GGML preference: see MLXVariant.
 func ParseLLMLibrary(value string) (LibraryPreference, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return LibraryPreference{}, nil
 	}
+	if name := strings.ToLower(value); isMLXVariant(name) {
+		return LibraryPreference{mlx: name}, nil
+	}
 	var p LibraryPreference
 	for _, item := range strings.Split(value, ",") {
 		name := strings.ToLower(strings.TrimSpace(item))
 		switch {
+		case isMLXVariant(name):
+			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q: the MLX runner variant %q must be the only value; accepted: one of %s, or a comma-separated list of them, or one mlx_<variant>", value, name, strings.Join(llmLibraryNames, ", "))
 		case name == "":
 			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q has an empty item; accepted: one of %s, or a comma-separated list of them", value, strings.Join(llmLibraryNames, ", "))
 		case !isLLMLibraryName(name):
-			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY: %q is not a library name; accepted: one of %s, or a comma-separated list of them", strings.TrimSpace(item), strings.Join(llmLibraryNames, ", "))
+			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY: %q is not a library name; accepted: one of %s, or a comma-separated list of them, or one mlx_<variant>", strings.TrimSpace(item), strings.Join(llmLibraryNames, ", "))
 		}
 		if !p.Names(name) {
 			p.names = append(p.names, name)
@@ -53,7 +82,11 @@ func isLLMLibraryName(name string) bool {
 	return false
 }
 
-// IsSet reports whether the user asked for specific libraries.
+// MLXVariant is the MLX runner variant the value named (mlx_metal_v3, ...),
+// or "". It leaves the GGML libraries to the default order: IsSet is false.
+func (p LibraryPreference) MLXVariant() string { return p.mlx }
+
+// IsSet reports whether the user asked for specific GGML libraries.
 func (p LibraryPreference) IsSet() bool { return len(p.names) > 0 }
 
 // Names reports whether name (a canonical OLLAMA_LLM_LIBRARY name) was
@@ -169,7 +202,11 @@ func LLMLibraryPreference() LibraryPreference {
 
 // CheckLLMLibrary validates OLLAMA_LLM_LIBRARY for the server's start.
 func CheckLLMLibrary() error {
-	_, err := ParseLLMLibrary(llmLibraryValue())
+	p, err := ParseLLMLibrary(llmLibraryValue())
+	if err == nil && p.MLXVariant() != "" {
+		// Said once at start: the value is not a GGML library name.
+		slog.Info("OLLAMA_LLM_LIBRARY names an MLX runner variant: it picks the MLX runner's library where this Ollama has one; GGML libraries are chosen in the default order", "variant", p.MLXVariant())
+	}
 	return err
 }
 

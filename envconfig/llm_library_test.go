@@ -29,6 +29,9 @@ func TestParseLLMLibrary(t *testing.T) {
 		{value: "vulkan,,cpu", wantErr: `OLLAMA_LLM_LIBRARY="vulkan,,cpu" has an empty item`},
 		{value: ",", wantErr: "has an empty item"},
 		{value: "hip", wantErr: `"hip" is not a library name`},
+		{value: "mlx_metal_v3,vulkan", wantErr: `the MLX runner variant "mlx_metal_v3" must be the only value`},
+		{value: "mlx_", wantErr: `"mlx_" is not a library name`},
+		{value: "mlx_../cuda", wantErr: `"mlx_../cuda" is not a library name`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.value, func(t *testing.T) {
@@ -52,6 +55,30 @@ func TestParseLLMLibrary(t *testing.T) {
 				t.Errorf("IsSet() = %v for %q", got.IsSet(), tc.value)
 			}
 		})
+	}
+}
+
+// TestParseLLMLibraryMLXVariant: Ollama's MLX runner (v0.20.4 and later)
+// reads OLLAMA_LLM_LIBRARY=mlx_<variant>; the GGML side takes it as no
+// preference, as upstream's discovery does.
+func TestParseLLMLibraryMLXVariant(t *testing.T) {
+	for value, want := range map[string]string{"mlx_metal_v3": "mlx_metal_v3", " MLX_CUDA_V13 ": "mlx_cuda_v13"} {
+		p, err := ParseLLMLibrary(value)
+		if err != nil {
+			t.Fatalf("ParseLLMLibrary(%q): %v", value, err)
+		}
+		if p.MLXVariant() != want || p.IsSet() || p.String() != "" {
+			t.Errorf("ParseLLMLibrary(%q) = MLXVariant %q IsSet %v String %q; want %q, false, empty", value, p.MLXVariant(), p.IsSet(), p.String(), want)
+		}
+		for _, dir := range []string{"rocm", "vulkan", "cuda_v13"} {
+			if !p.WantsLibraryDir(dir) {
+				t.Errorf("ParseLLMLibrary(%q).WantsLibraryDir(%q) = false, want every GGML folder", value, dir)
+			}
+		}
+	}
+	t.Setenv("OLLAMA_LLM_LIBRARY", "mlx_metal_v3")
+	if err := CheckLLMLibrary(); err != nil {
+		t.Errorf("CheckLLMLibrary() with mlx_metal_v3: %v", err)
 	}
 }
 
@@ -215,6 +242,14 @@ func FuzzParseLLMLibrary(f *testing.F) {
 		}
 		if strings.ContainsAny(p.String(), "/\\. ") {
 			t.Errorf("accepted value %q could be used as a path", p)
+		}
+		if v := p.MLXVariant(); v != "" {
+			if p.IsSet() || !isMLXVariant(v) || strings.ContainsAny(v, "/\\. ") {
+				t.Errorf("ParseLLMLibrary(%q): MLX variant %q (IsSet %v)", value, v, p.IsSet())
+			}
+			if again, err := ParseLLMLibrary(v); err != nil || again.MLXVariant() != v {
+				t.Errorf("round trip of MLX variant %q: %q, %v", v, again.MLXVariant(), err)
+			}
 		}
 	})
 }
