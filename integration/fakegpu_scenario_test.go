@@ -49,6 +49,10 @@ func TestFakeGPURunsModels(t *testing.T) {
 				Env: []string{
 					fakegpu.SharedEnv("TRACE", trace),
 					fakegpu.HIP.Env("COMPUTE_MODE", mode),
+					// The fork, when it stands in for upstream, would send
+					// qwen3 on gfx1200 off ROCm by its built-in rule;
+					// upstream ignores the variable.
+					"OLLAMA_BACKEND_DENYLIST=none",
 				},
 			})
 			if ic := s.InferenceCompute(); len(ic) != 1 || ic[0]["library"] != "ROCm" {
