@@ -140,8 +140,29 @@ func readKFDFile(file string) ([]byte, error) {
 // that appears twice, is an error naming the line.
 func ParseKFDProperties(data []byte) (map[string]string, error) {
 	props := make(map[string]string)
+	err := scanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
+		if len(f) != 2 {
+			return fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
+		}
+		if _, dup := props[f[0]]; dup {
+			return fmt.Errorf("line %d: key %q repeated", line, kfdTruncate(f[0]))
+		}
+		props[f[0]] = f[1]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return props, nil
+}
+
+// scanFieldLines calls fn with each non-blank line of a small sysfs file
+// (numbered from 1) and its space-separated fields, and stops at fn's first
+// error. A line longer than max is an error naming the line after which it
+// came.
+func scanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), kfdPropertiesMax+1)
+	sc.Buffer(make([]byte, 0, 256), max+1)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -149,19 +170,14 @@ func ParseKFDProperties(data []byte) (map[string]string, error) {
 		if strings.TrimSpace(text) == "" {
 			continue
 		}
-		f := strings.Fields(text)
-		if len(f) != 2 {
-			return nil, fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
+		if err := fn(line, text, strings.Fields(text)); err != nil {
+			return err
 		}
-		if _, dup := props[f[0]]; dup {
-			return nil, fmt.Errorf("line %d: key %q repeated", line, kfdTruncate(f[0]))
-		}
-		props[f[0]] = f[1]
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("after line %d: %w", line, err)
+		return fmt.Errorf("after line %d: %w", line, err)
 	}
-	return props, nil
+	return nil
 }
 
 // kfdNodeFromProperties builds a node from parsed properties. isGPU is false

@@ -1,8 +1,6 @@
 package discover
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -126,37 +124,29 @@ func parsePPDPMSclk(data []byte) (levels []int, current int, err error) {
 	if len(data) > watchdogSysfsMax {
 		return nil, -1, fmt.Errorf("pp_dpm_sclk is %d bytes long, at most %d accepted", len(data), watchdogSysfsMax)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 256), watchdogSysfsMax+1)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		if strings.TrimSpace(text) == "" {
-			continue
-		}
-		f := strings.Fields(text)
+	err = scanFieldLines(data, watchdogSysfsMax, func(line int, text string, f []string) error {
 		if len(f) < 2 || len(f) > 3 || len(f[0]) < 2 || !strings.HasSuffix(f[0], ":") || !isWatchdogLabel(f[0][:len(f[0])-1]) {
-			return nil, -1, fmt.Errorf("pp_dpm_sclk line %d %q: want \"N: <clock>Mhz\" with an optional '*'", line, kfdTruncate(text))
+			return fmt.Errorf("line %d %q: want \"N: <clock>Mhz\" with an optional '*'", line, kfdTruncate(text))
 		}
 		mhz, ok := strings.CutSuffix(strings.ToLower(f[1]), "mhz")
 		v, convErr := strconv.Atoi(mhz)
 		if !ok || convErr != nil || v < 0 || v > watchdogMaxMHz || mhz[0] == '+' || mhz[0] == '-' {
-			return nil, -1, fmt.Errorf("pp_dpm_sclk line %d clock %q: want whole MHz from 0 to %d, like \"500Mhz\"", line, kfdTruncate(f[1]), watchdogMaxMHz)
+			return fmt.Errorf("line %d clock %q: want whole MHz from 0 to %d, like \"500Mhz\"", line, kfdTruncate(f[1]), watchdogMaxMHz)
 		}
 		if len(f) == 3 {
 			if f[2] != "*" {
-				return nil, -1, fmt.Errorf("pp_dpm_sclk line %d %q: unexpected %q after the clock", line, kfdTruncate(text), kfdTruncate(f[2]))
+				return fmt.Errorf("line %d %q: unexpected %q after the clock", line, kfdTruncate(text), kfdTruncate(f[2]))
 			}
 			if current >= 0 {
-				return nil, -1, fmt.Errorf("pp_dpm_sclk line %d: a second line marked '*'", line)
+				return fmt.Errorf("line %d: a second line marked '*'", line)
 			}
 			current = v
 		}
 		levels = append(levels, v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, -1, fmt.Errorf("pp_dpm_sclk after line %d: %w", line, err)
+		return nil
+	})
+	if err != nil {
+		return nil, -1, fmt.Errorf("pp_dpm_sclk %w", err)
 	}
 	if len(levels) == 0 {
 		return nil, -1, errors.New("pp_dpm_sclk is empty")
