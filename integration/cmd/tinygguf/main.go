@@ -1,13 +1,21 @@
-// Command tinygguf writes a GGUF model with random weights (see
-// integration/internal/tinymodel) for import with `ollama create`.
+// Command tinygguf writes a GGUF model with synthetic weights (see
+// integration/internal/tinymodel) for import with `ollama create` or for
+// llama-server, optionally with a vision projector (mmproj) companion.
 //
 //	go run ./integration/cmd/tinygguf -o tiny.gguf                 # ~107K params qwen3
 //	go run ./integration/cmd/tinygguf -arch qwen2 -o tiny2.gguf
+//	go run ./integration/cmd/tinygguf -o tiny.gguf -mmproj tiny-mmproj.gguf
 //	go run ./integration/cmd/tinygguf -preset qwen3-4b -o big.gguf  # ~4.0B params, F16, ~8 GB
 //	go run ./integration/cmd/tinygguf -hidden 256 -layers 4 -heads 8 -kv-heads 4 -ffn 512 -o m.gguf
 //
-// With -modelfile it also writes a one-line Modelfile ("FROM ./<file>") next
-// to the model.
+// -weights cycle (the tiny preset's default) makes greedy generations walk a
+// fixed cycle through the printable ASCII bytes, so they never repeat one
+// token; -weights random gives independent random matrices (the qwen3-4b
+// preset's default; tied embeddings need it).
+//
+// With -modelfile it also writes a Modelfile next to the model: "FROM
+// ./<file>", plus "FROM ./<mmproj file>" with -mmproj (Ollama files the
+// second GGUF as the projector layer).
 package main
 
 import (
@@ -35,9 +43,11 @@ func main() {
 		vocab     = flag.Int("vocab", 0, "vocabulary size (>= 259)")
 		tied      = flag.String("tied", "", "tied embeddings: true/false (default: the preset's)")
 		f16       = flag.String("f16", "", "F16 weight matrices: true/false (default: the preset's)")
+		weights   = flag.String("weights", "", "weights: cycle or random (default: the preset's)")
 		seed      = flag.Uint64("seed", 0, "random seed (default: the preset's)")
 		name      = flag.String("name", "", "general.name")
-		modelfile = flag.Bool("modelfile", false, "also write <dir>/Modelfile with FROM ./<file>")
+		mmproj    = flag.String("mmproj", "", "also write a vision projector (mmproj) for the model to this file")
+		modelfile = flag.Bool("modelfile", false, "also write <dir>/Modelfile with FROM ./<file> (and the -mmproj file)")
 	)
 	flag.Parse()
 
@@ -86,6 +96,13 @@ func main() {
 	}
 	setBool(&c.TiedEmbeddings, *tied, "tied")
 	setBool(&c.F16, *f16, "f16")
+	if *weights != "" {
+		w, err := tinymodel.ParseWeights(*weights)
+		if err != nil {
+			fatalf("-weights: %v", err)
+		}
+		c.Weights = w
+	}
 	if *seed != 0 {
 		c.Seed = *seed
 	}
@@ -103,9 +120,23 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "done in %s\n", time.Since(start).Round(time.Millisecond))
 
+	from := "FROM ./" + filepath.Base(*out) + "\n"
+	if *mmproj != "" {
+		p := c.Projector()
+		fmt.Fprintf(os.Stderr, "writing %s: clip mmproj, %d image tokens -> %d-dim embeddings\n", *mmproj, p.Patches(), p.ProjectionDim)
+		if err := tinymodel.WriteProjector(*mmproj, p); err != nil {
+			fatalf("%v", err)
+		}
+		rel, err := filepath.Rel(filepath.Dir(*out), *mmproj)
+		if err != nil {
+			rel = *mmproj
+		}
+		from += "FROM ./" + filepath.ToSlash(rel) + "\n"
+	}
+
 	if *modelfile {
 		mf := filepath.Join(filepath.Dir(*out), "Modelfile")
-		if err := os.WriteFile(mf, []byte("FROM ./"+filepath.Base(*out)+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(mf, []byte(from), 0o644); err != nil {
 			fatalf("%v", err)
 		}
 	}

@@ -1,14 +1,14 @@
 // Package tinymodel writes small (or, for benchmarks, large) GGUF language
-// models with random weights that Ollama can import and run.
+// models with synthetic weights that Ollama and llama.cpp can load and run,
+// and, optionally, a matching vision projector (mmproj) file.
 //
-// The files are written with upstream's GGUF writer (ggml.WriteGGUF from
-// github.com/ollama/ollama/fs/ggml). Supported architectures are "qwen3"
-// (served by Ollama's own engine) and "qwen2" (served by the llama.cpp based
-// runner). The vocabulary is GPT-2 byte level: the 256 byte tokens plus three
-// control tokens (<|endoftext|>, <|im_start|>, <|im_end|>), tokenizer model
-// "gpt2", pre-tokenizer "qwen2", and an empty merge list, so every byte of a
-// prompt becomes one token. Larger vocabularies (VocabSize) are padded with
-// unused "<|extra_N|>" tokens so that benchmark models can have
+// The files are written by the package's own GGUF v3 writer (WriteGGUF;
+// upstream Ollama no longer ships one). Supported architectures are "qwen3"
+// and "qwen2". The vocabulary is GPT-2 byte level: the 256 byte tokens plus
+// three control tokens (<|endoftext|>, <|im_start|>, <|im_end|>), tokenizer
+// model "gpt2", pre-tokenizer "qwen2", and an empty merge list, so every
+// byte of a prompt becomes one token. Larger vocabularies (VocabSize) are
+// padded with unused "<|extra_N|>" tokens so that benchmark models can have
 // production-sized embedding matrices.
 //
 // Weights are deterministic pseudo-random numbers derived from Config.Seed
@@ -16,6 +16,16 @@
 // Norm weights are 1 and the embedding/output rows of control and padding
 // tokens are zero, which keeps greedy decoding away from end-of-sequence
 // tokens: a raw generate with num_predict=N yields N tokens.
+//
+// With the default WeightsCycle the output matrix is built from the
+// embedding matrix so that the model predicts, after each printable ASCII
+// byte, the next byte of a fixed seed-derived cycle through all 94
+// printable non-space bytes (Config.Cycle); the attention and MLP blocks
+// are random but scaled down so that they do not overturn that prediction.
+// Generations therefore never repeat one token (Ollama aborts requests
+// whose output repeats a token too often) and are valid ASCII text.
+// WeightsRandom makes every matrix independent random noise, whose greedy
+// output tends to get stuck on one token.
 package tinymodel
 
 import (
@@ -27,9 +37,41 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-
-	"github.com/ollama/ollama/fs/ggml"
 )
+
+// Weights selects how the weight values are generated.
+type Weights int
+
+const (
+	// WeightsCycle (the default): a deterministic "next byte of the cycle"
+	// model (see the package documentation). Needs an output matrix, so
+	// not with TiedEmbeddings.
+	WeightsCycle Weights = iota
+	// WeightsRandom: independent uniform random matrices (variance
+	// 1/fan_in), token embedding and output included.
+	WeightsRandom
+)
+
+func (w Weights) String() string {
+	switch w {
+	case WeightsCycle:
+		return "cycle"
+	case WeightsRandom:
+		return "random"
+	}
+	return fmt.Sprintf("Weights(%d)", int(w))
+}
+
+// ParseWeights parses "cycle" or "random".
+func ParseWeights(s string) (Weights, error) {
+	switch s {
+	case "cycle":
+		return WeightsCycle, nil
+	case "random":
+		return WeightsRandom, nil
+	}
+	return 0, fmt.Errorf("tinymodel: unknown weights %q (want cycle or random)", s)
+}
 
 // Config describes the model to write.
 type Config struct {
@@ -63,6 +105,9 @@ type Config struct {
 	RopeFreqBase float32 // default 1e6
 	RMSEpsilon   float32 // default 1e-6
 
+	// Weights selects the weight generator (default WeightsCycle).
+	Weights Weights
+
 	// Seed for the pseudo-random weights.
 	Seed uint64
 }
@@ -77,7 +122,7 @@ const (
 
 // Tiny returns the measured ~107K parameter recipe for arch ("qwen3" or
 // "qwen2"): hidden 64, 2 layers, 4 heads / 2 KV heads, FFN 128, F32,
-// untied output, 259-token byte vocabulary, context 2048.
+// untied output, 259-token byte vocabulary, context 2048, cycle weights.
 func Tiny(arch string) Config {
 	return Config{
 		Arch:          arch,
@@ -95,7 +140,8 @@ func Tiny(arch string) Config {
 
 // Qwen3_4B returns Qwen3-4B-class dimensions (hidden 2560, 36 layers, 32
 // heads / 8 KV heads, head dim 128, FFN 9728, vocab 151936, tied
-// embeddings), stored as F16: about 4.0e9 parameters, an ~8 GB file.
+// embeddings), stored as F16 with random weights: about 4.0e9 parameters,
+// an ~8 GB file.
 func Qwen3_4B() Config {
 	return Config{
 		Arch:           "qwen3",
@@ -110,6 +156,7 @@ func Qwen3_4B() Config {
 		VocabSize:      151936,
 		TiedEmbeddings: true,
 		F16:            true,
+		Weights:        WeightsRandom,
 		Seed:           1,
 	}
 }
@@ -140,6 +187,15 @@ func (c Config) Validate() error {
 	}
 	if c.headDim()%2 != 0 {
 		return fmt.Errorf("tinymodel: head dim %d must be even (RoPE)", c.headDim())
+	}
+	switch c.Weights {
+	case WeightsCycle:
+		if c.TiedEmbeddings {
+			return fmt.Errorf("tinymodel: cycle weights need an output matrix; use untied embeddings or random weights")
+		}
+	case WeightsRandom:
+	default:
+		return fmt.Errorf("tinymodel: unknown weights %v", c.Weights)
 	}
 	return nil
 }
@@ -180,20 +236,35 @@ func byteToUnicode() [256]rune {
 	return m
 }
 
+// Cycle returns the order in which a WeightsCycle model emits the 94
+// printable non-space ASCII bytes ('!' to '~'; the token id of a byte is
+// its value): after token Cycle()[i] it predicts Cycle()[(i+1)%94]. After
+// any other token it predicts some token of the cycle. The order depends
+// only on Seed.
+func (c Config) Cycle() []int {
+	order := make([]int, 0, '~'-'!'+1)
+	for b := '!'; b <= '~'; b++ {
+		order = append(order, int(b))
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, hashName("cycle")))
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	return order
+}
+
 // KV returns the GGUF metadata.
-func (c Config) KV() ggml.KV {
+func (c Config) KV() KV {
 	a := c.Arch
 	tokens, types := c.Vocabulary()
-	fileType := ggml.FileTypeF32
+	fileType := FileTypeF32
 	if c.F16 {
-		fileType = ggml.FileTypeF16
+		fileType = FileTypeF16
 	}
-	kv := ggml.KV{
+	return KV{
 		"general.architecture":    a,
 		"general.name":            cmp.Or(c.Name, "tiny-"+a),
-		"general.file_type":       uint32(fileType),
-		"general.alignment":       uint32(32),
-		"general.parameter_count": uint64(c.ParamCount()),
+		"general.file_type":       fileType,
+		"general.alignment":       uint32(DefaultAlignment),
+		"general.parameter_count": c.ParamCount(),
 
 		a + ".block_count":                      uint32(c.Layers),
 		a + ".context_length":                   uint32(cmp.Or(c.ContextLength, 2048)),
@@ -218,14 +289,28 @@ func (c Config) KV() ggml.KV {
 		"tokenizer.ggml.add_bos_token":    false,
 		"tokenizer.ggml.add_eos_token":    false,
 	}
-	return kv
 }
+
+// Kinds of tensor data.
+const (
+	kindOnes   = "ones"
+	kindZeros  = "zeros"
+	kindRandom = "random" // uniform, variance 1/fan_in
+	kindMix    = "mix"    // random; scaled by mixScale for cycle weights
+	kindEmbd   = "embd"   // token embedding: random rows, control/padding rows zero
+	kindOutput = "output" // output matrix: cycle successor map, or like embd
+)
+
+// mixScale scales the matrices that write into the residual stream
+// (attention output, FFN down) of cycle models, so the token embedding
+// dominates the stream.
+const mixScale = 1.0 / 16
 
 // tensorSpec is one tensor to write.
 type tensorSpec struct {
 	name  string
 	shape []uint64 // GGUF order: ne0 (input/fastest) first
-	kind  string   // "ones", "zeros", "random", "embd" (random, control rows zero)
+	kind  string
 	f16   bool
 }
 
@@ -239,37 +324,37 @@ func (c Config) specs() []tensorSpec {
 	w := c.F16
 
 	s := []tensorSpec{
-		{name: "token_embd.weight", shape: []uint64{h, v}, kind: "embd", f16: w},
-		{name: "output_norm.weight", shape: []uint64{h}, kind: "ones"},
+		{name: "token_embd.weight", shape: []uint64{h, v}, kind: kindEmbd, f16: w},
+		{name: "output_norm.weight", shape: []uint64{h}, kind: kindOnes},
 	}
 	if !c.TiedEmbeddings {
-		s = append(s, tensorSpec{name: "output.weight", shape: []uint64{h, v}, kind: "embd", f16: w})
+		s = append(s, tensorSpec{name: "output.weight", shape: []uint64{h, v}, kind: kindOutput, f16: w})
 	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
 		s = append(s,
-			tensorSpec{name: p + "attn_norm.weight", shape: []uint64{h}, kind: "ones"},
-			tensorSpec{name: p + "attn_q.weight", shape: []uint64{h, q}, kind: "random", f16: w},
-			tensorSpec{name: p + "attn_k.weight", shape: []uint64{h, kvd}, kind: "random", f16: w},
-			tensorSpec{name: p + "attn_v.weight", shape: []uint64{h, kvd}, kind: "random", f16: w},
-			tensorSpec{name: p + "attn_output.weight", shape: []uint64{q, h}, kind: "random", f16: w},
-			tensorSpec{name: p + "ffn_norm.weight", shape: []uint64{h}, kind: "ones"},
-			tensorSpec{name: p + "ffn_gate.weight", shape: []uint64{h, ff}, kind: "random", f16: w},
-			tensorSpec{name: p + "ffn_up.weight", shape: []uint64{h, ff}, kind: "random", f16: w},
-			tensorSpec{name: p + "ffn_down.weight", shape: []uint64{ff, h}, kind: "random", f16: w},
+			tensorSpec{name: p + "attn_norm.weight", shape: []uint64{h}, kind: kindOnes},
+			tensorSpec{name: p + "attn_q.weight", shape: []uint64{h, q}, kind: kindRandom, f16: w},
+			tensorSpec{name: p + "attn_k.weight", shape: []uint64{h, kvd}, kind: kindRandom, f16: w},
+			tensorSpec{name: p + "attn_v.weight", shape: []uint64{h, kvd}, kind: kindRandom, f16: w},
+			tensorSpec{name: p + "attn_output.weight", shape: []uint64{q, h}, kind: kindMix, f16: w},
+			tensorSpec{name: p + "ffn_norm.weight", shape: []uint64{h}, kind: kindOnes},
+			tensorSpec{name: p + "ffn_gate.weight", shape: []uint64{h, ff}, kind: kindRandom, f16: w},
+			tensorSpec{name: p + "ffn_up.weight", shape: []uint64{h, ff}, kind: kindRandom, f16: w},
+			tensorSpec{name: p + "ffn_down.weight", shape: []uint64{ff, h}, kind: kindMix, f16: w},
 		)
 		switch c.Arch {
 		case "qwen3":
 			s = append(s,
-				tensorSpec{name: p + "attn_q_norm.weight", shape: []uint64{hd}, kind: "ones"},
-				tensorSpec{name: p + "attn_k_norm.weight", shape: []uint64{hd}, kind: "ones"},
+				tensorSpec{name: p + "attn_q_norm.weight", shape: []uint64{hd}, kind: kindOnes},
+				tensorSpec{name: p + "attn_k_norm.weight", shape: []uint64{hd}, kind: kindOnes},
 			)
 		case "qwen2":
 			if c.QKVBias {
 				s = append(s,
-					tensorSpec{name: p + "attn_q.bias", shape: []uint64{q}, kind: "zeros"},
-					tensorSpec{name: p + "attn_k.bias", shape: []uint64{kvd}, kind: "zeros"},
-					tensorSpec{name: p + "attn_v.bias", shape: []uint64{kvd}, kind: "zeros"},
+					tensorSpec{name: p + "attn_q.bias", shape: []uint64{q}, kind: kindZeros},
+					tensorSpec{name: p + "attn_k.bias", shape: []uint64{kvd}, kind: kindZeros},
+					tensorSpec{name: p + "attn_v.bias", shape: []uint64{kvd}, kind: kindZeros},
 				)
 			}
 		}
@@ -277,7 +362,7 @@ func (c Config) specs() []tensorSpec {
 	return s
 }
 
-// TensorNames lists the tensors in the file (in generation order).
+// TensorNames lists the tensors in the file (in file order).
 func (c Config) TensorNames() []string {
 	var names []string
 	for _, s := range c.specs() {
@@ -287,52 +372,51 @@ func (c Config) TensorNames() []string {
 }
 
 // ParamCount is the number of weights in the file.
-func (c Config) ParamCount() uint64 {
+func (c Config) ParamCount() uint64 { return paramCount(c.specs()) }
+
+// FileSizeEstimate is the approximate size of the written file in bytes
+// (tensor data only; metadata adds a few KB).
+func (c Config) FileSizeEstimate() uint64 { return dataSize(c.specs()) }
+
+func paramCount(specs []tensorSpec) uint64 {
 	var n uint64
-	for _, s := range c.specs() {
-		e := uint64(1)
-		for _, d := range s.shape {
-			e *= d
-		}
-		n += e
+	for _, s := range specs {
+		n += elements(s.shape)
 	}
 	return n
 }
 
-// FileSizeEstimate is the approximate size of the written file in bytes
-// (tensor data only; metadata adds a few KB).
-func (c Config) FileSizeEstimate() uint64 {
+func dataSize(specs []tensorSpec) uint64 {
 	var n uint64
-	for _, s := range c.specs() {
-		e := uint64(1)
-		for _, d := range s.shape {
-			e *= d
-		}
+	for _, s := range specs {
 		if s.f16 {
-			n += 2 * e
+			n += 2 * elements(s.shape)
 		} else {
-			n += 4 * e
+			n += 4 * elements(s.shape)
 		}
+	}
+	return n
+}
+
+func elements(shape []uint64) uint64 {
+	n := uint64(1)
+	for _, d := range shape {
+		n *= d
 	}
 	return n
 }
 
 // Tensors returns the tensors, each with a WriterTo that generates its data.
-func (c Config) Tensors() []*ggml.Tensor {
-	var ts []*ggml.Tensor
-	for _, s := range c.specs() {
-		kind := uint32(ggml.TensorTypeF32)
-		if s.f16 {
-			kind = uint32(ggml.TensorTypeF16)
+func (c Config) Tensors() []*Tensor {
+	g := &weightGen{seed: c.Seed, style: c.Weights}
+	if c.Weights == WeightsCycle {
+		order := c.Cycle()
+		g.pred = make(map[uint64]uint64, len(order))
+		for i, t := range order {
+			g.pred[uint64(order[(i+1)%len(order)])] = uint64(t)
 		}
-		ts = append(ts, &ggml.Tensor{
-			Name:     s.name,
-			Kind:     kind,
-			Shape:    append([]uint64(nil), s.shape...),
-			WriterTo: &generator{spec: s, seed: c.Seed},
-		})
 	}
-	return ts
+	return g.tensors(c.specs())
 }
 
 // Write writes the model to path.
@@ -340,21 +424,111 @@ func Write(path string, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	return writeFile(path, c.KV(), c.Tensors())
+}
+
+func writeFile(path string, kv KV, tensors []*Tensor) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := ggml.WriteGGUF(f, c.KV(), c.Tensors()); err != nil {
+	if err := WriteGGUF(f, kv, tensors); err != nil {
 		f.Close()
 		return fmt.Errorf("tinymodel: writing %s: %w", path, err)
 	}
 	return f.Close()
 }
 
+// weightGen generates the data of all tensors of one file.
+type weightGen struct {
+	seed  uint64
+	style Weights
+	// pred maps a cycle token to its predecessor (cycle weights only).
+	pred map[uint64]uint64
+}
+
+func (g *weightGen) tensors(specs []tensorSpec) []*Tensor {
+	var ts []*Tensor
+	for _, s := range specs {
+		typ := TensorTypeF32
+		if s.f16 {
+			typ = TensorTypeF16
+		}
+		ts = append(ts, &Tensor{
+			Name:     s.name,
+			Type:     typ,
+			Shape:    append([]uint64(nil), s.shape...),
+			WriterTo: &generator{spec: s, gen: g},
+		})
+	}
+	return ts
+}
+
+func hashName(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// uniformRow fills dst with uniform values in [-a, a], a deterministic
+// function of (seed, name, row).
+func (g *weightGen) uniformRow(dst []float32, name string, row uint64, a float32) {
+	rng := rand.New(rand.NewPCG(g.seed, hashName(name)^(row*0x9e3779b97f4a7c15)))
+	for i := range dst {
+		dst[i] = (2*rng.Float32() - 1) * a
+	}
+}
+
+// row fills dst with row r of the tensor described by s.
+func (g *weightGen) row(dst []float32, s tensorSpec, r uint64) {
+	cols := float64(len(dst))
+	// Uniform in [-a, a] with variance 1/fan_in keeps activations O(1).
+	a := float32(math.Sqrt(3 / cols))
+	cycle := g.style == WeightsCycle
+	switch s.kind {
+	case kindOnes:
+		for i := range dst {
+			dst[i] = 1
+		}
+	case kindZeros:
+		clear(dst)
+	case kindRandom:
+		g.uniformRow(dst, s.name, r, a)
+	case kindMix:
+		if cycle {
+			a *= mixScale
+		}
+		g.uniformRow(dst, s.name, r, a)
+	case kindEmbd, kindOutput:
+		if cycle {
+			// Variance 1: the embedding dominates the residual stream.
+			a = float32(math.Sqrt(3))
+		}
+		switch {
+		case r >= 256:
+			clear(dst) // control and padding tokens
+		case !cycle:
+			g.uniformRow(dst, s.name, r, a)
+		case s.kind == kindEmbd:
+			g.uniformRow(dst, "token_embd.weight", r, a)
+		default:
+			// logit(v) = <embd(t), embd(pred(v))>: largest for v = succ(t).
+			p, ok := g.pred[r]
+			if !ok {
+				clear(dst)
+				return
+			}
+			g.uniformRow(dst, "token_embd.weight", p, a)
+		}
+	default:
+		panic("tinymodel: unknown tensor kind " + s.kind)
+	}
+}
+
 // generator produces the data of one tensor.
 type generator struct {
 	spec tensorSpec
-	seed uint64
+	gen  *weightGen
 }
 
 func (g *generator) WriteTo(w io.Writer) (int64, error) {
@@ -363,18 +537,13 @@ func (g *generator) WriteTo(w io.Writer) (int64, error) {
 	for _, d := range s.shape[1:] {
 		rows *= d
 	}
-	h := fnv.New64a()
-	h.Write([]byte(s.name))
-	rng := rand.New(rand.NewPCG(g.seed, h.Sum64()))
-	// Uniform in [-a, a] with variance 1/fan_in keeps activations O(1).
-	a := float32(math.Sqrt(3 / float64(cols)))
-
 	elem := 4
 	if s.f16 {
 		elem = 2
 	}
 	const chunk = 1 << 20
 	buf := make([]byte, 0, chunk+int(cols)*elem)
+	vals := make([]float32, cols)
 	var total int64
 	flush := func() error {
 		n, err := w.Write(buf)
@@ -383,17 +552,8 @@ func (g *generator) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	for r := range rows {
-		zeroRow := s.kind == "zeros" || (s.kind == "embd" && r >= 256)
-		for range cols {
-			var v float32
-			switch {
-			case s.kind == "ones":
-				v = 1
-			case zeroRow:
-				v = 0
-			default:
-				v = (2*rng.Float32() - 1) * a
-			}
+		g.gen.row(vals, s, r)
+		for _, v := range vals {
 			if s.f16 {
 				buf = binary.LittleEndian.AppendUint16(buf, f32ToF16(v))
 			} else {

@@ -7,172 +7,297 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
-	"github.com/ollama/ollama/fs/ggml"
+	"github.com/google/go-cmp/cmp"
+	"github.com/ollama/ollama/fs/gguf"
 )
 
-func decode(t *testing.T, path string) *ggml.GGML {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+func TestModelRoundTrip(t *testing.T) {
+	f16 := Config{
+		Arch: "qwen3", HiddenSize: 128, Layers: 3, Heads: 8, KVHeads: 4, HeadDim: 32,
+		FFNSize: 256, ContextLength: 512, VocabSize: 1000, TiedEmbeddings: true, F16: true,
+		Weights: WeightsRandom, Seed: 7,
 	}
-	defer f.Close()
-	m, err := ggml.Decode(f, -1)
-	if err != nil {
-		t.Fatalf("decode %s: %v", path, err)
-	}
-	return m
-}
+	random := Tiny("qwen2")
+	random.Weights = WeightsRandom
+	noBias := Tiny("qwen2")
+	noBias.QKVBias = false
 
-func TestTinyRoundTrip(t *testing.T) {
-	for _, arch := range []string{"qwen3", "qwen2"} {
-		t.Run(arch, func(t *testing.T) {
-			cfg := Tiny(arch)
-			path := filepath.Join(t.TempDir(), arch+".gguf")
-			if err := Write(path, cfg); err != nil {
+	tests := []struct {
+		name string
+		cfg  Config
+		// spot checks, in addition to the full KV and tensor comparison
+		wantKV      map[string]any // architecture-qualified through gguf.Metadata
+		wantTensors map[string][]uint64
+		absent      []string
+		params      [2]uint64 // inclusive range
+	}{
+		{
+			name: "tiny qwen3",
+			cfg:  Tiny("qwen3"),
+			wantKV: map[string]any{
+				"general.architecture":         "qwen3",
+				"general.file_type":            uint32(FileTypeF32),
+				"block_count":                  uint32(2),
+				"embedding_length":             uint32(64),
+				"feed_forward_length":          uint32(128),
+				"attention.head_count":         uint32(4),
+				"attention.head_count_kv":      uint32(2),
+				"attention.key_length":         uint32(16),
+				"context_length":               uint32(2048),
+				"tokenizer.ggml.model":         "gpt2",
+				"tokenizer.ggml.pre":           "qwen2",
+				"tokenizer.ggml.eos_token_id":  uint32(TokenIMEnd),
+				"tokenizer.ggml.add_bos_token": false,
+			},
+			wantTensors: map[string][]uint64{
+				"token_embd.weight":        {64, MinVocabSize},
+				"output.weight":            {64, MinVocabSize},
+				"blk.1.attn_q.weight":      {64, 64},
+				"blk.1.attn_k.weight":      {64, 32},
+				"blk.1.attn_output.weight": {64, 64},
+				"blk.1.ffn_down.weight":    {128, 64},
+				"blk.1.attn_k_norm.weight": {16},
+			},
+			absent: []string{"blk.0.attn_q.bias"},
+			params: [2]uint64{100_000, 115_000},
+		},
+		{
+			name: "tiny qwen2",
+			cfg:  Tiny("qwen2"),
+			wantKV: map[string]any{
+				"general.architecture": "qwen2",
+				"block_count":          uint32(2),
+				"rope.freq_base":       float32(1e6),
+			},
+			wantTensors: map[string][]uint64{
+				"blk.0.attn_q.bias": {64},
+				"blk.0.attn_v.bias": {32},
+			},
+			absent: []string{"blk.0.attn_q_norm.weight"},
+			params: [2]uint64{100_000, 115_000},
+		},
+		{
+			name:   "qwen2 random weights",
+			cfg:    random,
+			params: [2]uint64{100_000, 115_000},
+		},
+		{
+			name:   "qwen2 without biases",
+			cfg:    noBias,
+			absent: []string{"blk.0.attn_q.bias", "blk.1.attn_k.bias"},
+		},
+		{
+			name: "F16 tied 1000-token vocabulary",
+			cfg:  f16,
+			wantKV: map[string]any{
+				"general.file_type":    uint32(FileTypeF16),
+				"attention.key_length": uint32(32),
+				"block_count":          uint32(3),
+			},
+			wantTensors: map[string][]uint64{
+				"token_embd.weight":   {128, 1000},
+				"blk.0.attn_q.weight": {128, 256},
+			},
+			absent: []string{"output.weight"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.cfg
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			if err := Write(path, c); err != nil {
 				t.Fatal(err)
 			}
-			m := decode(t, path)
-			kv := m.KV()
 
-			if got := kv.Architecture(); got != arch {
-				t.Errorf("architecture = %q, want %q", got, arch)
+			kv, infos, file := readGGUF(t, path)
+			if diff := cmp.Diff(c.KV(), kv); diff != "" {
+				t.Errorf("KV mismatch (-written +read):\n%s", diff)
 			}
-			checks := map[string]uint64{
-				"block_count":                 2,
-				"embedding_length":            64,
-				"feed_forward_length":         128,
-				"attention.head_count":        4,
-				"attention.head_count_kv":     2,
-				"attention.key_length":        16,
-				"context_length":              2048,
-				"general.file_type":           0,
-				"tokenizer.ggml.eos_token_id": TokenIMEnd,
+			if diff := cmp.Diff(infosOf(c.Tensors()), infos); diff != "" {
+				t.Errorf("tensors mismatch (-want +read):\n%s", diff)
 			}
-			for k, want := range checks {
-				if got := uint64(kv.Uint(k)); got != want {
-					t.Errorf("%s = %d, want %d", k, got, want)
+
+			md, err := gguf.ReadFileMetadata(path, -1)
+			if err != nil {
+				t.Fatal(err) // also checks every tensor lies within the file
+			}
+			for k, want := range tt.wantKV {
+				if diff := cmp.Diff(want, md.KeyValue(k).Any()); diff != "" {
+					t.Errorf("%s (-want +got):\n%s", k, diff)
 				}
 			}
-			if got := kv.String("tokenizer.ggml.model"); got != "gpt2" {
-				t.Errorf("tokenizer model = %q", got)
-			}
-			if got := kv.String("tokenizer.ggml.pre"); got != "qwen2" {
-				t.Errorf("tokenizer pre = %q", got)
-			}
-			tokens := kv.Strings("tokenizer.ggml.tokens")
-			if len(tokens) != MinVocabSize {
-				t.Errorf("vocab = %d tokens, want %d", len(tokens), MinVocabSize)
-			}
-			if len(tokens) > TokenIMEnd && tokens[TokenIMEnd] != "<|im_end|>" {
-				t.Errorf("token %d = %q", TokenIMEnd, tokens[TokenIMEnd])
-			}
-			if len(tokens) > ' ' && tokens[' '] != "Ġ" {
-				t.Errorf("space token = %q, want Ġ (GPT-2 byte mapping)", tokens[' '])
-			}
-			if types := kv.Ints("tokenizer.ggml.token_type"); len(types) != len(tokens) {
-				t.Errorf("token_type has %d entries for %d tokens", len(types), len(tokens))
-			}
-			if kv.Bool("tokenizer.ggml.add_bos_token", true) {
-				t.Errorf("add_bos_token should be false")
-			}
-
-			var names []string
-			for _, tt := range m.Tensors().Items() {
-				names = append(names, tt.Name)
-			}
-			want := cfg.TensorNames()
-			slices.Sort(names)
-			slices.Sort(want)
-			if !slices.Equal(names, want) {
-				t.Errorf("tensors = %v\nwant %v", names, want)
-			}
-			if arch == "qwen3" && !slices.Contains(names, "blk.1.attn_k_norm.weight") {
-				t.Errorf("qwen3 needs attn_k_norm")
-			}
-			if arch == "qwen2" && !slices.Contains(names, "blk.0.attn_q.bias") {
-				t.Errorf("qwen2 recipe should carry QKV biases")
-			}
-
-			var params uint64
-			for _, tt := range m.Tensors().Items() {
-				params += tt.Elements()
-				if tt.Kind != uint32(ggml.TensorTypeF32) {
-					t.Errorf("%s kind %d, want F32", tt.Name, tt.Kind)
+			for name, shape := range tt.wantTensors {
+				if diff := cmp.Diff(shape, file.TensorInfo(name).Shape); diff != "" {
+					t.Errorf("%s shape (-want +got):\n%s", name, diff)
 				}
 			}
-			if params != cfg.ParamCount() {
-				t.Errorf("decoded %d params, config says %d", params, cfg.ParamCount())
+			for _, name := range tt.absent {
+				if file.TensorInfo(name).Name != "" {
+					t.Errorf("unexpected tensor %s", name)
+				}
 			}
-			if arch == "qwen3" && (params < 100_000 || params > 115_000) {
-				t.Errorf("qwen3 tiny recipe has %d params, want ~107K", params)
+			for _, ti := range infos {
+				want := TensorTypeF32
+				if c.F16 && len(ti.Shape) == 2 {
+					want = TensorTypeF16
+				}
+				if ti.Type != want {
+					t.Errorf("%s type %v, want %v", ti.Name, ti.Type, want)
+				}
 			}
-			t.Logf("%s: %d params, file %d bytes", arch, params, m.Length)
+
+			tokens := md.KeyValue("tokenizer.ggml.tokens").Strings()
+			if len(tokens) != c.vocab() || tokens[TokenIMEnd] != "<|im_end|>" || tokens[' '] != "Ġ" {
+				t.Errorf("vocabulary: %d tokens, [%d]=%q, [' ']=%q", len(tokens), TokenIMEnd, tokens[TokenIMEnd], tokens[' '])
+			}
+
+			if got := md.ParameterCount(); got != c.ParamCount() || got != kv["general.parameter_count"] {
+				t.Errorf("decoded %d params, config says %d, KV %v", got, c.ParamCount(), kv["general.parameter_count"])
+			}
+			if p := c.ParamCount(); tt.params[1] > 0 && (p < tt.params[0] || p > tt.params[1]) {
+				t.Errorf("%d params, want %d..%d", p, tt.params[0], tt.params[1])
+			}
+
+			// one tensor's data, through the reader
+			_, r, err := file.TensorReader("blk.0.attn_q.weight")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if _, err := got.ReadFrom(r); err != nil {
+				t.Fatal(err)
+			}
+			for _, tensor := range c.Tensors() {
+				if tensor.Name == "blk.0.attn_q.weight" && !bytes.Equal(got.Bytes(), dataOf(t, tensor)) {
+					t.Errorf("blk.0.attn_q.weight data differs")
+				}
+			}
+			st, _ := os.Stat(path)
+			t.Logf("%s: %d params, file %d bytes", c.Arch, c.ParamCount(), st.Size())
 		})
 	}
 }
 
 func TestDeterministic(t *testing.T) {
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf")
-	for _, p := range []string{a, b} {
-		if err := Write(p, Tiny("qwen3")); err != nil {
+	write := func(c Config) []byte {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "m.gguf")
+		if err := Write(p, c); err != nil {
 			t.Fatal(err)
 		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	da, _ := os.ReadFile(a)
-	db, _ := os.ReadFile(b)
-	if !bytes.Equal(da, db) {
+	a := write(Tiny("qwen3"))
+	if !bytes.Equal(a, write(Tiny("qwen3"))) {
 		t.Fatal("same config produced different files")
 	}
 	c := Tiny("qwen3")
 	c.Seed = 2
-	if err := Write(b, c); err != nil {
-		t.Fatal(err)
-	}
-	db, _ = os.ReadFile(b)
-	if bytes.Equal(da, db) {
+	if bytes.Equal(a, write(c)) {
 		t.Fatal("different seeds produced identical files")
+	}
+	c = Tiny("qwen3")
+	c.Weights = WeightsRandom
+	if bytes.Equal(a, write(c)) {
+		t.Fatal("cycle and random weights produced identical files")
 	}
 }
 
-func TestF16AndParameterized(t *testing.T) {
-	c := Config{
-		Arch: "qwen3", HiddenSize: 128, Layers: 3, Heads: 8, KVHeads: 4, HeadDim: 32,
-		FFNSize: 256, ContextLength: 512, VocabSize: 1000, TiedEmbeddings: true, F16: true, Seed: 7,
-	}
-	path := filepath.Join(t.TempDir(), "f16.gguf")
-	if err := Write(path, c); err != nil {
-		t.Fatal(err)
-	}
-	m := decode(t, path)
-	kv := m.KV()
-	if kv.Uint("attention.key_length") != 32 || kv.Uint("block_count") != 3 {
-		t.Errorf("unexpected dims: key_length=%d block_count=%d", kv.Uint("attention.key_length"), kv.Uint("block_count"))
-	}
-	if n := len(kv.Strings("tokenizer.ggml.tokens")); n != 1000 {
-		t.Errorf("vocab %d, want 1000", n)
-	}
-	for _, tt := range m.Tensors().Items() {
-		if tt.Name == "output.weight" {
-			t.Errorf("tied model has output.weight")
+// readF32 returns the rows of an F32 tensor's generated data.
+func readF32(t *testing.T, tensor *Tensor) [][]float32 {
+	t.Helper()
+	b := dataOf(t, tensor)
+	cols := int(tensor.Shape[0])
+	var rows [][]float32
+	for len(b) > 0 {
+		row := make([]float32, cols)
+		for i := range row {
+			row[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
-		wantKind := uint32(ggml.TensorTypeF16)
-		if len(tt.Shape) == 1 {
-			wantKind = uint32(ggml.TensorTypeF32)
+		rows = append(rows, row)
+		b = b[4*cols:]
+	}
+	return rows
+}
+
+// TestCycleLogits checks the embedding -> output path of cycle weights:
+// with the residual stream equal to a token's embedding, the output layer
+// ranks the token's cycle successor first, by a wide margin, and never a
+// control token.
+func TestCycleLogits(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		c := Tiny("qwen3")
+		c.Seed = seed
+		tensors := map[string]*Tensor{}
+		for _, tensor := range c.Tensors() {
+			tensors[tensor.Name] = tensor
 		}
-		if tt.Kind != wantKind {
-			t.Errorf("%s kind %d want %d", tt.Name, tt.Kind, wantKind)
+		embd := readF32(t, tensors["token_embd.weight"])
+		out := readF32(t, tensors["output.weight"])
+
+		cycle := c.Cycle()
+		if len(cycle) != 94 {
+			t.Fatalf("cycle has %d tokens", len(cycle))
 		}
-		if tt.Name == "blk.0.attn_q.weight" && !slices.Equal(tt.Shape, []uint64{128, 256}) {
-			t.Errorf("attn_q shape %v", tt.Shape)
+		succ := map[int]int{}
+		for i, tok := range cycle {
+			succ[tok] = cycle[(i+1)%len(cycle)]
+		}
+		if len(succ) != 94 {
+			t.Fatalf("cycle repeats a token: %v", cycle)
+		}
+
+		minMargin := math.Inf(1)
+		for tok := range 256 {
+			logits := make([]float64, len(out))
+			for v, row := range out {
+				for i, w := range row {
+					logits[v] += float64(embd[tok][i] * w)
+				}
+			}
+			best := 0
+			for v := range logits {
+				if logits[v] > logits[best] {
+					best = v
+				}
+			}
+			want, inCycle := succ[tok]
+			switch {
+			case inCycle && best != want:
+				t.Errorf("seed %d: after %q the top token is %d, want %q", seed, rune(tok), best, rune(want))
+			case !inCycle && succ[best] == 0:
+				t.Errorf("seed %d: after byte %d the top token %d is outside the cycle", seed, tok, best)
+			}
+			if inCycle {
+				second := math.Inf(-1)
+				for v, l := range logits {
+					if v != want {
+						second = max(second, l)
+					}
+				}
+				minMargin = min(minMargin, logits[want]-second)
+			}
+		}
+		t.Logf("seed %d: cycle starts %q, smallest logit margin %.1f", seed, string(runes(cycle[:12])), minMargin)
+		if minMargin < 10 {
+			t.Errorf("seed %d: logit margin %.1f is too small", seed, minMargin)
 		}
 	}
-	if kv.Uint("general.file_type") != uint32(ggml.FileTypeF16) {
-		t.Errorf("file_type %d", kv.Uint("general.file_type"))
+}
+
+func runes(ids []int) []rune {
+	var r []rune
+	for _, id := range ids {
+		r = append(r, rune(id))
 	}
+	return r
 }
 
 func TestQwen3_4BDims(t *testing.T) {
@@ -188,15 +313,44 @@ func TestQwen3_4BDims(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	bad := []Config{
-		{Arch: "llama", HiddenSize: 64, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8},
-		{Arch: "qwen3", HiddenSize: 64, Layers: 1, Heads: 4, KVHeads: 3, FFNSize: 8},
-		{Arch: "qwen3", HiddenSize: 0, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8},
+	tied := Tiny("qwen3")
+	tied.TiedEmbeddings = true
+	tiedRandom := tied
+	tiedRandom.Weights = WeightsRandom
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // "" = valid
+	}{
+		{"tiny qwen3", Tiny("qwen3"), ""},
+		{"tiny qwen2", Tiny("qwen2"), ""},
+		{"tied random", tiedRandom, ""},
+		{"tied cycle", tied, "cycle weights need an output matrix"},
+		{"llama", Config{Arch: "llama", HiddenSize: 64, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8}, "unsupported architecture"},
+		{"kv heads", Config{Arch: "qwen3", HiddenSize: 64, Layers: 1, Heads: 4, KVHeads: 3, FFNSize: 8}, "multiple of KV heads"},
+		{"zero hidden", Config{Arch: "qwen3", HiddenSize: 0, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8}, "must be positive"},
+		{"odd head dim", Config{Arch: "qwen3", HiddenSize: 12, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8}, "must be even"},
+		{"weights", Config{Arch: "qwen3", HiddenSize: 64, Layers: 1, Heads: 4, KVHeads: 2, FFNSize: 8, Weights: 9}, "unknown weights"},
 	}
-	for _, c := range bad {
-		if c.Validate() == nil {
-			t.Errorf("expected error for %+v", c)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseWeights(t *testing.T) {
+	for _, w := range []Weights{WeightsCycle, WeightsRandom} {
+		got, err := ParseWeights(w.String())
+		if err != nil || got != w {
+			t.Errorf("ParseWeights(%q) = %v, %v", w.String(), got, err)
 		}
+	}
+	if _, err := ParseWeights("zeros"); err == nil {
+		t.Error("ParseWeights(zeros) succeeded")
 	}
 }
 
@@ -213,31 +367,45 @@ func TestF16Conversion(t *testing.T) {
 }
 
 func TestGeneratorSizes(t *testing.T) {
-	for _, f16 := range []bool{false, true} {
-		var buf bytes.Buffer
-		g := &generator{spec: tensorSpec{name: "x", shape: []uint64{3, 300}, kind: "embd", f16: f16}, seed: 1}
-		n, err := g.WriteTo(&buf)
-		if err != nil {
-			t.Fatal(err)
+	for _, weights := range []Weights{WeightsCycle, WeightsRandom} {
+		for _, f16 := range []bool{false, true} {
+			var buf bytes.Buffer
+			spec := tensorSpec{name: "x", shape: []uint64{3, 300}, kind: kindEmbd, f16: f16}
+			g := &generator{spec: spec, gen: &weightGen{seed: 1, style: weights}}
+			n, err := g.WriteTo(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			elem := 4
+			if f16 {
+				elem = 2
+			}
+			if n != int64(3*300*elem) || buf.Len() != 3*300*elem {
+				t.Errorf("%v f16=%v wrote %d bytes", weights, f16, n)
+			}
+			// rows >= 256 (control/padding tokens) are zero
+			row := buf.Bytes()[256*3*elem : 257*3*elem]
+			if !bytes.Equal(row, make([]byte, len(row))) {
+				t.Errorf("%v f16=%v control token row not zero", weights, f16)
+			}
+			if f16 {
+				continue
+			}
+			v := math.Float32frombits(binary.LittleEndian.Uint32(buf.Bytes()))
+			if limit := map[Weights]float64{WeightsCycle: 1.74, WeightsRandom: 1.01}[weights]; v == 0 || math.Abs(float64(v)) > limit {
+				t.Errorf("%v: unexpected first weight %g", weights, v)
+			}
 		}
-		elem := 4
-		if f16 {
-			elem = 2
-		}
-		if n != int64(3*300*elem) || buf.Len() != 3*300*elem {
-			t.Errorf("f16=%v wrote %d bytes", f16, n)
-		}
-		// rows >= 256 (control/padding tokens) are zero
-		row := buf.Bytes()[256*3*elem : 257*3*elem]
-		if !bytes.Equal(row, make([]byte, len(row))) {
-			t.Errorf("f16=%v control token row not zero", f16)
-		}
-		if f16 {
-			continue
-		}
-		v := math.Float32frombits(binary.LittleEndian.Uint32(buf.Bytes()))
-		if v == 0 || math.Abs(float64(v)) > 1.01 {
-			t.Errorf("unexpected first weight %g", v)
-		}
+	}
+}
+
+func TestTensorNamesMatchTensors(t *testing.T) {
+	c := Tiny("qwen2")
+	var names []string
+	for _, tensor := range c.Tensors() {
+		names = append(names, tensor.Name)
+	}
+	if !slices.Equal(names, c.TensorNames()) {
+		t.Errorf("TensorNames() = %v, Tensors() = %v", c.TensorNames(), names)
 	}
 }
