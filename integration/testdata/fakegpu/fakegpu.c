@@ -1,26 +1,48 @@
-// fakegpu.c - a fake GGML backend library for Ollama integration tests.
+// fakegpu.c - a fake GGML GPU backend library for the integration tests.
 //
-// Built (by integration/internal/fakegpu) as a shared object named like a
-// real GGML GPU backend (libggml-hip.so, libggml-vulkan.so, ...). Ollama's
-// runner dlopen()s it through ggml_backend_load_all_from_path(), calls
-// ggml_backend_score() and ggml_backend_init(), and then sees ONE GPU device
+// Built (by integration/internal/fakegpu, with the runtime root's gcc) as a
+// shared object named like a real GGML GPU backend (libggml-hip.so,
+// libggml-vulkan.so, ...). llama-server (llama.cpp, the runner of Ollama
+// v0.34 and later) loads it through ggml_backend_load_all(): dlopen(),
+// ggml_backend_score(), ggml_backend_init(); it then sees ONE GPU device
 // whose properties come from environment variables read at init time.
+// Ollama's native probe (`ollama gpu-discover`) loads it the same way with
+// ggml_backend_load() and reads the device props.
 //
-// It is written only against the public registry/device/buffer interfaces
-// declared in upstream's ggml-backend.h and ggml-backend-impl.h. It calls NO
-// ggml function: every object it hands out (registry, device, backend, buffer
-// type, buffers) is allocated and filled in here, so the library has no
-// undefined ggml symbols and loads whether or not a libggml-base.so is
-// present (the Go ollama binary does not export its cgo-compiled ggml
-// symbols dynamically).
+// ABI: ggml 0.27.0, GGML_BACKEND_API_VERSION 3 (see ggml-abi.h: ggml's own
+// ggml-backend-impl.h from build/ggml-src/<version> when scripts/ggml-src.sh
+// could fetch it, else the fake's declarations checked against the 0.27.0
+// binaries). The public headers are the root's (libggml-dev). The library
+// links libggml-base.so.0 (buffers are made by ggml_backend_buffer_init, so
+// ggml_backend_buffer_free can delete them) and libggml.so.0 (the CPU device
+// for the delegate compute mode); both are the ones llama-server has loaded.
 //
-// Compute: buffers are plain host memory and the buffer type reports
-// is_host, while supports_op() is false by default. The ggml scheduler
-// therefore runs every operation on the CPU backend, which reads the weights
-// and KV cache straight out of the fake "VRAM". Models offloaded to the fake
-// GPU really generate tokens; the work is done by the CPU backend.
-// FAKEGPU_COMPUTE_MODE=delegate instead claims the ops and forwards its
-// graph splits to the scheduler's CPU backend (see "CPU delegation").
+// What a device reports. ggml 0.27's device props carry only name,
+// description, memory, type, PCI bus id (device_id) and caps; there is no
+// library, id, compute capability, driver version or "integrated" field any
+// more (those were Ollama v0.18's patches to ggml). Ollama v0.34 reads them
+// elsewhere, and the fake supplies them the same way the real backends do:
+//   - the library from the device/registry name: "ROCm0" (registry "ROCm"),
+//     "Vulkan0", "CUDA0", which `llama-server --list-devices` prints as
+//       ROCm0: Fake ROCm GPU (16384 MiB, 16384 MiB free)
+//   - the compute capability from a line on stderr at init, worded like the
+//     real backend's, e.g. for ROCm
+//       ggml_cuda_init: found 1 ROCm devices:
+//         Device 0: Fake ROCm GPU, gfx1200 (0x1200), VMM: no, Wave Size: 32
+//     for CUDA "  Device 0: NAME, compute capability 8.9, VMM: yes", for
+//     Vulkan "ggml_vulkan: 0 = NAME (fakegpu) | uma: 0 | fp16: 1 | ...";
+//   - the PCI id from props.device_id (the twin's match key).
+//
+// Compute: buffers are plain host memory (the buffer type reports is_host).
+// COMPUTE_MODE=delegate (the default) claims every op the CPU device
+// supports and runs the graph splits the scheduler gives the fake on a CPU
+// backend of its own (ggml_backend_dev_by_type(CPU) + ggml_backend_dev_init,
+// thread count forwarded from ggml_backend_set_n_threads): llama.cpp puts
+// the weights and KV cache of offloaded layers into the fake "VRAM" only
+// when the device supports the ops, so this is the mode in which a model
+// really runs "on" the fake GPU. COMPUTE_MODE=host claims no op: llama.cpp
+// then keeps every weight in CPU buffers (nothing is offloaded), and a graph
+// that still reaches the fake fails (graph_compute returns FAILED).
 //
 // Configuration: every setting KEY is looked up as
 //   1. getenv(FAKEGPU_PREFIX KEY)   (per built copy, e.g. FAKEHIP_PCI_ID)
@@ -29,22 +51,27 @@
 //   4. a built-in default (which may depend on LIBRARY)
 //
 // Keys:
-//   LIBRARY       ROCm | Vulkan | CUDA | anything (props.library, reg name)
+//   LIBRARY       ROCm | Vulkan | CUDA | anything: registry name and device
+//                 name prefix ("ROCm0"), and which *_VISIBLE_DEVICES and
+//                 init lines apply
 //   NAME          device description          (default "Fake <LIBRARY> GPU")
-//   ID            props.id                      (ROCm "GPU-fa4e000000000001",
-//                 Vulkan "fa4e0000-0000-0000-0000-000000000001",
-//                 CUDA "GPU-fa4e0000-0000-0000-0000-000000000001")
+//   INDEX         number in the device name     (default 0: "ROCm0"); lets
+//                 a fake Vulkan copy sit beside the real Vulkan backend
+//                 (lavapipe is "Vulkan0") without a name clash
+//   ID            the device's id, matched by *_VISIBLE_DEVICES besides "0"
+//                 (ROCm "GPU-fa4e000000000001", Vulkan
+//                 "fa4e0000-0000-0000-0000-000000000001", CUDA
+//                 "GPU-fa4e0000-0000-0000-0000-000000000001")
 //   PCI_ID        props.device_id               (default "0000:03:00.0";
 //                 "none" -> NULL)
-//   COMPUTE       "gfx1200" (hex major/minor, ROCm style) or "8.9"
-//                 (default ROCm gfx1200, CUDA 8.9, others 0.0)
-//   DRIVER        "6.4"                         (default ROCm 6.4, CUDA 12.8,
-//                 others 0.0)
+//   COMPUTE       "gfx1200" (ROCm) or "8.9" (CUDA), printed in the init
+//                 line (default ROCm gfx1200, CUDA 8.9; Vulkan prints none)
 //   TOTAL_MIB     total memory                  (default 16384)
 //   FREE_MIB      free memory before allocations (default TOTAL_MIB)
-//   INTEGRATED    0/1                           (default 0)
+//   INTEGRATED    0/1: Vulkan "uma: 1" in the init line, and the default
+//                 DEVICE_TYPE igpu                (default 0)
 //   DEVICE_TYPE   gpu | igpu                    (default: igpu for an
-//                 integrated Vulkan device, gpu otherwise, like upstream)
+//                 integrated Vulkan device, gpu otherwise)
 //   SCORE         ggml_backend_score() result   (default 1)
 //   FAULT         comma separated fault modes:
 //                   crash          abort() in ggml_backend_init
@@ -52,37 +79,54 @@
 //                   hang           sleep forever in ggml_backend_init
 //                   nodevices      register zero devices
 //                   nullreg        ggml_backend_init returns NULL
-//                   badapi         wrong GGML_BACKEND_API_VERSION
-//                   score0         ggml_backend_score returns 0
+//                   badapi         wrong GGML_BACKEND_API_VERSION (ggml
+//                                  refuses the library)
+//                   score0         ggml_backend_score returns 0 (ggml then
+//                                  loads a libggml-NAME-*.so variant only
+//                                  if nothing better is found)
 //                   crash-validate abort() in init when GGML_CUDA_INIT=1
-//                                  (Ollama's 2nd-pass deep validation)
+//                                  (Ollama's deep validation environment)
 //                   hang-validate  hang in init when GGML_CUDA_INIT=1
 //                   crash-alloc    abort() on the first non-empty allocation
 //                   oom            every non-empty allocation fails
-//                   nolibname      props.library is "" (the registry keeps
-//                                  its name)
 //                   dup-pci        register a second device with its own id
-//                                  (ID with the last character changed) but
-//                                  the same PCI id: one GPU reported twice
+//                                  (ID with the last character changed) and
+//                                  name (INDEX+1) but the same PCI id: one
+//                                  GPU reported twice
 //   INIT_DELAY_MS sleep this long in ggml_backend_init
-//   COMPUTE_MODE  host (default) | delegate
+//   COMPUTE_MODE  delegate (default) | host
 //   TRACE         path of a file to append one line per event to
 //   IGNORE_VISIBLE 1: do not honour *_VISIBLE_DEVICES
+// Dropped with the move from Ollama v0.18.2's ggml: DRIVER (no driver field
+// in the props; Ollama v0.34 asks libcuda), FAULT=nolibname (no library
+// field), the device reset hook (not in upstream ggml).
 //
-// Visibility: a ROCm copy honours ROCR_VISIBLE_DEVICES then
-// HIP_VISIBLE_DEVICES, a CUDA copy CUDA_VISIBLE_DEVICES, a Vulkan copy
-// GGML_VK_VISIBLE_DEVICES. The device is visible when the variable is unset,
-// or one of its comma separated entries is "0" or equals ID.
+// Visibility: a ROCm copy honours ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES
+// and GPU_DEVICE_ORDINAL (every one that is set must admit the device, as
+// the HIP runtime filters by each in turn), a CUDA copy CUDA_VISIBLE_DEVICES,
+// a Vulkan copy GGML_VK_VISIBLE_DEVICES. A variable admits the device when
+// one of its comma separated entries is "0" or equals ID. A hidden device is
+// not registered (0 devices), and no init line is printed.
 //
-// Memory accounting: allocations are real malloc()s; they are counted
+// Trace lines: "fakegpu event=E pid=N ppid=N prefix=P library=L so=PATH
+// [key=value...]"; init adds exe= (the process's executable), model=1 when
+// the command line has --model/-m, list=1 for --list-devices, and
+// cuda_init= (GGML_CUDA_INIT). Events: score, init, visible, registered,
+// fault, init-backend, alloc, delegate (first delegated graph), graph-compute
+// (a graph the fake cannot run).
+//
+// Memory accounting: allocations are real allocations; they are counted
 // against FREE_MIB (an allocation that would exceed it fails like a real
 // out-of-memory), and get_memory() reports FREE_MIB minus the live bytes.
 
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,9 +134,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
 
-#include "ggml-backend-impl.h"
+#include "ggml-abi.h"
 
 #ifndef FAKEGPU_PREFIX
 #define FAKEGPU_PREFIX "FAKEGPU_"
@@ -249,14 +292,14 @@ static void fg_sleep_ms(long ms) {
 
 struct fg_device_ctx {
     char library[64];
-    char name[80];         // "ROCm0"
-    char buft_name[80];    // "ROCm0"
+    char name[80];      // "ROCm0"
     char description[256];
     char id[128];
     char pci_id[64];
     int has_pci_id;
+    char compute[32];   // as configured: "gfx1200", "8.9"
     int compute_major, compute_minor;
-    int driver_major, driver_minor;
+    int index;
     int integrated;
     enum ggml_backend_dev_type type;
     size_t total, free;
@@ -268,6 +311,7 @@ static struct fg_device_ctx fg_dev_ctx;
 
 // fg_device2 is the second device of FAULT=dup-pci: same context (memory,
 // PCI id, buffer type), its own name and id.
+static struct ggml_backend_device fg_device;
 static struct ggml_backend_device fg_device2;
 static char fg_dup_id[128];
 static char fg_dup_name[80];
@@ -292,9 +336,8 @@ static void fg_parse_version(const char *s, int *major, int *minor) {
         return;
     }
     if (strncasecmp(s, "gfx", 3) == 0) {
-        // Ollama prints ROCm compute as gfx%x%02x: the last two hex digits
-        // are the minor, the rest the major (gfx1200 -> 0x12/0x00,
-        // gfx90a -> 0x9/0x0a).
+        // gfx%x%02x: the last two hex digits are the minor, the rest the
+        // major (gfx1200 -> 0x12/0x00, gfx90a -> 0x9/0x0a), as Ollama reads it.
         const char *hex = s + 3;
         size_t n = strlen(hex);
         if (n < 3) {
@@ -319,8 +362,8 @@ static void fg_setup_device(void) {
     struct fg_device_ctx *c = &fg_dev_ctx;
     memset(c, 0, sizeof(*c));
     snprintf(c->library, sizeof(c->library), "%s", fg_library());
-    snprintf(c->name, sizeof(c->name), "%.60s0", c->library);
-    snprintf(c->buft_name, sizeof(c->buft_name), "%.60s0", c->library);
+    c->index = (int) fg_get_ll("INDEX", 0);
+    snprintf(c->name, sizeof(c->name), "%.60s%d", c->library, c->index);
 
     char defname[128];
     snprintf(defname, sizeof(defname), "Fake %.60s GPU", c->library);
@@ -338,10 +381,9 @@ static void fg_setup_device(void) {
     c->has_pci_id = strcasecmp(pci, "none") != 0 && pci[0] != '\0';
     snprintf(c->pci_id, sizeof(c->pci_id), "%s", pci);
 
-    const char *defcompute = fg_is("ROCm") ? "gfx1200" : fg_is("CUDA") ? "8.9" : "0.0";
-    fg_parse_version(fg_get("COMPUTE", defcompute), &c->compute_major, &c->compute_minor);
-    const char *defdriver = fg_is("ROCm") ? "6.4" : fg_is("CUDA") ? "12.8" : "0.0";
-    fg_parse_version(fg_get("DRIVER", defdriver), &c->driver_major, &c->driver_minor);
+    const char *defcompute = fg_is("ROCm") ? "gfx1200" : fg_is("CUDA") ? "8.9" : "";
+    snprintf(c->compute, sizeof(c->compute), "%s", fg_get("COMPUTE", defcompute));
+    fg_parse_version(c->compute, &c->compute_major, &c->compute_minor);
 
     c->integrated = fg_get_ll("INTEGRATED", 0) != 0;
     const char *t = fg_lookup("DEVICE_TYPE");
@@ -355,66 +397,84 @@ static void fg_setup_device(void) {
     long long freem = fg_get_ll("FREE_MIB", total);
     c->total = (size_t) total * 1024 * 1024;
     c->free = (size_t) freem * 1024 * 1024;
-    c->delegate = strcasecmp(fg_get("COMPUTE_MODE", "host"), "delegate") == 0;
+    c->delegate = strcasecmp(fg_get("COMPUTE_MODE", "delegate"), "host") != 0;
+}
+
+// fg_admits reports whether the *_VISIBLE_DEVICES style value v lists this
+// device ("0" or its id; with dup-pci also the second id).
+static int fg_admits(const char *v) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') {
+            tok++;
+        }
+        if (strcmp(tok, "0") == 0 || strcmp(tok, fg_dev_ctx.id) == 0 || (fg_fault("dup-pci") && strcmp(tok, fg_dup_id) == 0)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int fg_visible(void) {
     if (fg_get_ll("IGNORE_VISIBLE", 0)) {
         return 1;
     }
-    const char *vars[3] = { NULL, NULL, NULL };
+    const char *vars[4] = { NULL, NULL, NULL, NULL };
     if (fg_is("ROCm")) {
         vars[0] = "ROCR_VISIBLE_DEVICES";
         vars[1] = "HIP_VISIBLE_DEVICES";
+        vars[2] = "GPU_DEVICE_ORDINAL";
     } else if (fg_is("CUDA")) {
         vars[0] = "CUDA_VISIBLE_DEVICES";
     } else if (fg_is("Vulkan")) {
         vars[0] = "GGML_VK_VISIBLE_DEVICES";
     }
+    int visible = 1;
     for (int i = 0; vars[i]; i++) {
         const char *v = getenv(vars[i]);
         if (!v) {
             continue;
         }
-        char buf[1024];
-        snprintf(buf, sizeof(buf), "%s", v);
-        char *save = NULL;
-        int found = 0;
-        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            while (*tok == ' ') {
-                tok++;
-            }
-            if (strcmp(tok, "0") == 0 || strcmp(tok, fg_dev_ctx.id) == 0 || (fg_fault("dup-pci") && strcmp(tok, fg_dup_id) == 0)) {
-                found = 1;
-            }
-        }
+        int found = fg_admits(v);
         fg_trace("visible", "var=%s value=%s visible=%d", vars[i], v, found);
-        return found;
+        visible = visible && found;
     }
-    return 1;
+    return visible;
 }
 
 // ---------------------------------------------------------------------------
 // CPU delegation (COMPUTE_MODE=delegate)
 //
-// The fake library cannot call the CPU backend's functions by name (the
-// ollama binary does not export them), and the CPU buffer type carries no
-// device pointer. But when the scheduler copies an intermediate tensor from
-// the CPU backend into one of our splits it calls our cpy_tensor_async with
-// the CPU backend object itself; we remember it (and decline the copy, so
-// the scheduler falls back to a synchronous copy) and later run our splits
-// through its graph_compute. Until it has been seen, supports_op is
-// optimistic (true); afterwards it asks the CPU device.
+// The CPU device comes from ggml's registry (libggml.so, already loaded by
+// the host process). It is looked up on first use, not in
+// ggml_backend_init: the loader registers the CPU backend after the GPU ones.
 
-static ggml_backend_t fg_cpu_backend; // the scheduler's CPU backend, once seen
+static ggml_backend_dev_t fg_cpu_dev;
+static pthread_once_t fg_cpu_once = PTHREAD_ONCE_INIT;
+static int fg_n_threads; // from ggml_backend_set_n_threads, 0 = CPU default
 
-static void fg_capture_cpu(ggml_backend_t b) {
-    if (!b || __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE) || !b->device || !b->device->iface.get_type) {
+static void fg_find_cpu(void) {
+    fg_cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    fg_trace("cpu-device", "found=%d", fg_cpu_dev != NULL);
+}
+
+static ggml_backend_dev_t fg_cpu(void) {
+    pthread_once(&fg_cpu_once, fg_find_cpu);
+    return fg_cpu_dev;
+}
+
+typedef void (*fg_set_n_threads_fn)(ggml_backend_t backend, int n_threads);
+
+static void fg_cpu_set_threads(ggml_backend_t cpu, int n) {
+    if (!cpu || n <= 0) {
         return;
     }
-    if (b->device->iface.get_type(b->device) == GGML_BACKEND_DEVICE_TYPE_CPU) {
-        __atomic_store_n(&fg_cpu_backend, b, __ATOMIC_RELEASE);
-        fg_trace("capture-cpu", "backend=%s", b->iface.get_name ? b->iface.get_name(b) : "?");
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu));
+    fg_set_n_threads_fn fn = reg ? (fg_set_n_threads_fn) ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads") : NULL;
+    if (fn) {
+        fn(cpu, n);
     }
 }
 
@@ -427,13 +487,14 @@ struct fg_buffer_ctx {
 };
 
 static void fg_buffer_free(ggml_backend_buffer_t buffer) {
+    // ggml_backend_buffer_free deletes the buffer object itself afterwards.
     struct fg_buffer_ctx *ctx = buffer->context;
     if (ctx) {
         __atomic_sub_fetch(&fg_dev_ctx.used, ctx->size, __ATOMIC_RELAXED);
         free(ctx->data);
         free(ctx);
+        buffer->context = NULL;
     }
-    free(buffer);
 }
 
 static void *fg_buffer_get_base(ggml_backend_buffer_t buffer) {
@@ -462,20 +523,17 @@ static void fg_buffer_clear(ggml_backend_buffer_t buffer, uint8_t value) {
 }
 
 static const struct ggml_backend_buffer_i fg_buffer_iface = {
-    /* .free_buffer   = */ fg_buffer_free,
-    /* .get_base      = */ fg_buffer_get_base,
-    /* .init_tensor   = */ NULL,
-    /* .memset_tensor = */ fg_buffer_memset_tensor,
-    /* .set_tensor    = */ fg_buffer_set_tensor,
-    /* .get_tensor    = */ fg_buffer_get_tensor,
-    /* .cpy_tensor    = */ NULL,
-    /* .clear         = */ fg_buffer_clear,
-    /* .reset         = */ NULL,
+    .free_buffer = fg_buffer_free,
+    .get_base = fg_buffer_get_base,
+    .memset_tensor = fg_buffer_memset_tensor,
+    .set_tensor = fg_buffer_set_tensor,
+    .get_tensor = fg_buffer_get_tensor,
+    .clear = fg_buffer_clear,
 };
 
 static const char *fg_buft_get_name(ggml_backend_buffer_type_t buft) {
     (void) buft;
-    return fg_dev_ctx.buft_name;
+    return fg_dev_ctx.name;
 }
 
 static ggml_backend_buffer_t fg_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size) {
@@ -496,22 +554,19 @@ static ggml_backend_buffer_t fg_buft_alloc_buffer(ggml_backend_buffer_type_t buf
         return NULL;
     }
     struct fg_buffer_ctx *ctx = calloc(1, sizeof(*ctx));
-    struct ggml_backend_buffer *buf = calloc(1, sizeof(*buf));
     void *data = NULL;
-    if (!ctx || !buf || posix_memalign(&data, FG_ALIGN, size > 0 ? size : FG_ALIGN) != 0) {
+    if (!ctx || posix_memalign(&data, FG_ALIGN, size > 0 ? size : FG_ALIGN) != 0) {
         __atomic_sub_fetch(&fg_dev_ctx.used, size, __ATOMIC_RELAXED);
         free(ctx);
-        free(buf);
         return NULL;
     }
     ctx->data = data;
     ctx->size = size;
-    buf->iface = fg_buffer_iface;
-    buf->buft = buft;
-    buf->context = ctx;
-    buf->size = size;
-    buf->usage = GGML_BACKEND_BUFFER_USAGE_ANY;
-    buf->no_alloc = false;
+    ggml_backend_buffer_t buf = ggml_backend_buffer_init(buft, fg_buffer_iface, ctx, size);
+    if (!buf) {
+        fg_buffer_free(&(struct ggml_backend_buffer){ .context = ctx });
+        return NULL;
+    }
     fg_trace("alloc", "size=%zu ok=1 used=%zu", size, used);
     return buf;
 }
@@ -527,78 +582,79 @@ static bool fg_buft_is_host(ggml_backend_buffer_type_t buft) {
 }
 
 static struct ggml_backend_buffer_type fg_buft = {
-    /* .iface = */ {
-        /* .get_name       = */ fg_buft_get_name,
-        /* .alloc_buffer   = */ fg_buft_alloc_buffer,
-        /* .get_alignment  = */ fg_buft_get_alignment,
-        /* .get_max_size   = */ NULL,
-        /* .get_alloc_size = */ NULL,
-        /* .is_host        = */ fg_buft_is_host,
-        /* .noalloc_buffer = */ NULL,
+    .iface = {
+        .get_name = fg_buft_get_name,
+        .alloc_buffer = fg_buft_alloc_buffer,
+        .get_alignment = fg_buft_get_alignment,
+        .is_host = fg_buft_is_host,
     },
-    /* .device   = */ NULL, // set in init
-    /* .context  = */ NULL,
-    /* .no_alloc = */ false,
+    .device = NULL, // set in init
+    .context = NULL,
 };
 
 // ---------------------------------------------------------------------------
 // backend (stream)
 
+struct fg_backend_ctx {
+    ggml_backend_t cpu; // delegate mode, made on the first graph
+    int n_threads;
+};
+
 static const char *fg_backend_get_name(ggml_backend_t backend) {
-    (void) backend;
-    return fg_dev_ctx.name;
+    return ggml_backend_dev_name(backend->device);
 }
 
 static void fg_backend_free(ggml_backend_t backend) {
+    struct fg_backend_ctx *ctx = backend->context;
+    if (ctx) {
+        if (ctx->cpu) {
+            ggml_backend_free(ctx->cpu);
+        }
+        free(ctx);
+    }
     free(backend);
 }
 
 static int fg_delegated;
 
-static enum ggml_status fg_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph, int batch_size) {
-    (void) backend;
-    ggml_backend_t cpu = __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE);
-    if (fg_dev_ctx.delegate && cpu) {
+static enum ggml_status fg_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph) {
+    struct fg_backend_ctx *ctx = backend->context;
+    if (fg_dev_ctx.delegate && !ctx->cpu && fg_cpu()) {
+        ctx->cpu = ggml_backend_dev_init(fg_cpu(), NULL);
+        int n = ctx->n_threads ? ctx->n_threads : __atomic_load_n(&fg_n_threads, __ATOMIC_RELAXED);
+        fg_cpu_set_threads(ctx->cpu, n);
+    }
+    if (fg_dev_ctx.delegate && ctx->cpu) {
         if (!__atomic_exchange_n(&fg_delegated, 1, __ATOMIC_RELAXED)) {
-            fg_trace("delegate", "first=1");
+            fg_trace("delegate", "first=1 nodes=%d", ggml_graph_n_nodes(cgraph));
         }
-        return cpu->iface.graph_compute(cpu, cgraph, batch_size);
+        return ggml_backend_graph_compute(ctx->cpu, cgraph);
     }
     fg_trace("graph-compute", "ok=0");
-    fprintf(stderr, "fakegpu: %s: graph_compute called but this fake device cannot compute\n", fg_library());
+    fprintf(stderr, "fakegpu: %s: graph_compute called but this fake device cannot compute (COMPUTE_MODE=host)\n", fg_library());
     return GGML_STATUS_FAILED;
 }
 
-static bool fg_backend_cpy_tensor_async(ggml_backend_t backend_src, ggml_backend_t backend_dst, const struct ggml_tensor *src, struct ggml_tensor *dst) {
-    (void) backend_dst;
-    (void) src;
-    (void) dst;
-    fg_capture_cpu(backend_src);
-    return false; // let the scheduler copy synchronously
-}
-
 static const struct ggml_backend_i fg_backend_iface = {
-    /* .get_name           = */ fg_backend_get_name,
-    /* .free               = */ fg_backend_free,
-    /* .set_tensor_async   = */ NULL,
-    /* .get_tensor_async   = */ NULL,
-    /* .cpy_tensor_async   = */ fg_backend_cpy_tensor_async,
-    /* .synchronize        = */ NULL,
-    /* .graph_plan_create  = */ NULL,
-    /* .graph_plan_free    = */ NULL,
-    /* .graph_plan_update  = */ NULL,
-    /* .graph_plan_compute = */ NULL,
-    /* .graph_compute      = */ fg_backend_graph_compute,
-    /* .event_record       = */ NULL,
-    /* .event_wait         = */ NULL,
-    /* .graph_optimize     = */ NULL,
-    /* .graph_reserve      = */ NULL,
-    /* .buffer_size        = */ NULL,
-    /* .reset              = */ NULL,
+    .get_name = fg_backend_get_name,
+    .free = fg_backend_free,
+    .graph_compute = fg_backend_graph_compute,
 };
 
 static ggml_guid fg_guid = { 0xfa, 0x4e, 0x69, 0x70, 0x75, 0x00, 0x00, 0x00,
                              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01 };
+
+// ggml_backend_set_n_threads, offered through get_proc_address: llama.cpp
+// sets its thread count on every backend whose registry has it.
+static void fg_set_n_threads(ggml_backend_t backend, int n_threads) {
+    __atomic_store_n(&fg_n_threads, n_threads, __ATOMIC_RELAXED);
+    if (!backend || backend->guid != &fg_guid) {
+        return;
+    }
+    struct fg_backend_ctx *ctx = backend->context;
+    ctx->n_threads = n_threads;
+    fg_cpu_set_threads(ctx->cpu, n_threads);
+}
 
 // ---------------------------------------------------------------------------
 // device
@@ -625,39 +681,28 @@ static enum ggml_backend_dev_type fg_dev_get_type(ggml_backend_dev_t dev) {
 }
 
 static void fg_dev_get_props(ggml_backend_dev_t dev, struct ggml_backend_dev_props *props) {
+    memset(props, 0, sizeof(*props));
     props->name = fg_dev_get_name(dev);
     props->description = fg_dev_get_description(dev);
-    props->id = fg_dev_ctx.id;
     props->type = fg_dev_get_type(dev);
     props->device_id = fg_dev_ctx.has_pci_id ? fg_dev_ctx.pci_id : NULL;
     fg_dev_get_memory(dev, &props->memory_free, &props->memory_total);
-    props->caps.async = false;
-    props->caps.host_buffer = false;
-    props->caps.buffer_from_host_ptr = false;
-    props->caps.events = false;
-    props->driver_major = fg_dev_ctx.driver_major;
-    props->driver_minor = fg_dev_ctx.driver_minor;
-    props->compute_major = fg_dev_ctx.compute_major;
-    props->compute_minor = fg_dev_ctx.compute_minor;
-    props->integrated = fg_dev_ctx.integrated;
-    props->library = fg_fault("nolibname") ? "" : fg_dev_ctx.library;
-    if (dev == &fg_device2) {
-        props->name = fg_dup_name;
-        props->id = fg_dup_id;
-    }
 }
 
 static ggml_backend_t fg_dev_init_backend(ggml_backend_dev_t dev, const char *params) {
     (void) params;
     struct ggml_backend *b = calloc(1, sizeof(*b));
-    if (!b) {
+    struct fg_backend_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!b || !ctx) {
+        free(b);
+        free(ctx);
         return NULL;
     }
     b->guid = &fg_guid;
     b->iface = fg_backend_iface;
     b->device = dev;
-    b->context = NULL;
-    fg_trace("init-backend", NULL);
+    b->context = ctx;
+    fg_trace("init-backend", "device=%s", fg_dev_get_name(dev));
     return b;
 }
 
@@ -671,11 +716,8 @@ static bool fg_dev_supports_op(ggml_backend_dev_t dev, const struct ggml_tensor 
     if (!fg_dev_ctx.delegate) {
         return false;
     }
-    ggml_backend_t cpu = __atomic_load_n(&fg_cpu_backend, __ATOMIC_ACQUIRE);
-    if (!cpu || !cpu->device->iface.supports_op) {
-        return true;
-    }
-    return cpu->device->iface.supports_op(cpu->device, op);
+    ggml_backend_dev_t cpu = fg_cpu();
+    return cpu && ggml_backend_dev_supports_op(cpu, op);
 }
 
 static bool fg_dev_supports_buft(ggml_backend_dev_t dev, ggml_backend_buffer_type_t buft) {
@@ -683,31 +725,18 @@ static bool fg_dev_supports_buft(ggml_backend_dev_t dev, ggml_backend_buffer_typ
     return buft == &fg_buft;
 }
 
-static void fg_dev_reset(ggml_backend_dev_t dev) {
-    (void) dev;
-    fg_trace("reset", NULL);
-}
-
 static const struct ggml_backend_device_i fg_device_iface = {
-    /* .get_name             = */ fg_dev_get_name,
-    /* .get_description      = */ fg_dev_get_description,
-    /* .get_memory           = */ fg_dev_get_memory,
-    /* .get_type             = */ fg_dev_get_type,
-    /* .get_props            = */ fg_dev_get_props,
-    /* .init_backend         = */ fg_dev_init_backend,
-    /* .get_buffer_type      = */ fg_dev_get_buffer_type,
-    /* .get_host_buffer_type = */ NULL,
-    /* .buffer_from_host_ptr = */ NULL,
-    /* .supports_op          = */ fg_dev_supports_op,
-    /* .supports_buft        = */ fg_dev_supports_buft,
-    /* .offload_op           = */ NULL,
-    /* .event_new            = */ NULL,
-    /* .event_free           = */ NULL,
-    /* .event_synchronize    = */ NULL,
-    /* .reset                = */ fg_dev_reset,
+    .get_name = fg_dev_get_name,
+    .get_description = fg_dev_get_description,
+    .get_memory = fg_dev_get_memory,
+    .get_type = fg_dev_get_type,
+    .get_props = fg_dev_get_props,
+    .init_backend = fg_dev_init_backend,
+    .get_buffer_type = fg_dev_get_buffer_type,
+    .supports_op = fg_dev_supports_op,
+    .supports_buft = fg_dev_supports_buft,
 };
 
-static struct ggml_backend_device fg_device;
 // ---------------------------------------------------------------------------
 // registry
 
@@ -747,18 +776,21 @@ static void *fg_reg_get_proc_address(ggml_backend_reg_t reg, const char *name) {
     if (strcmp(name, "ggml_backend_get_features") == 0) {
         return (void *) fg_get_features;
     }
+    if (strcmp(name, "ggml_backend_set_n_threads") == 0) {
+        return (void *) fg_set_n_threads;
+    }
     return NULL;
 }
 
 static struct ggml_backend_reg fg_reg = {
-    /* .api_version = */ GGML_BACKEND_API_VERSION,
-    /* .iface = */ {
-        /* .get_name         = */ fg_reg_get_name,
-        /* .get_device_count = */ fg_reg_get_device_count,
-        /* .get_device       = */ fg_reg_get_device,
-        /* .get_proc_address = */ fg_reg_get_proc_address,
+    .api_version = GGML_BACKEND_API_VERSION,
+    .iface = {
+        .get_name = fg_reg_get_name,
+        .get_device_count = fg_reg_get_device_count,
+        .get_device = fg_reg_get_device,
+        .get_proc_address = fg_reg_get_proc_address,
     },
-    /* .context = */ NULL,
+    .context = NULL,
 };
 
 // ---------------------------------------------------------------------------
@@ -766,8 +798,10 @@ static struct ggml_backend_reg fg_reg = {
 
 static int fg_initialized;
 
-static int fg_cmdline_has_model(void) {
-    char buf[8192];
+// fg_cmdline_has reports whether the process's command line has one of the
+// given arguments (NULL terminated).
+static int fg_cmdline_has(const char *const *args) {
+    char buf[16384];
     int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return 0;
@@ -777,13 +811,60 @@ static int fg_cmdline_has_model(void) {
     if (n <= 0) {
         return 0;
     }
+    buf[n] = '\0';
     for (ssize_t i = 0; i < n;) {
-        if (strcmp(buf + i, "--model") == 0) {
-            return 1;
+        for (const char *const *a = args; *a; a++) {
+            if (strcmp(buf + i, *a) == 0) {
+                return 1;
+            }
         }
         i += (ssize_t) strlen(buf + i) + 1;
     }
     return 0;
+}
+
+static void fg_exe(char *out, size_t n) {
+    ssize_t len = readlink("/proc/self/exe", out, n - 1);
+    if (len < 0) {
+        len = 0;
+        snprintf(out, n, "?");
+        return;
+    }
+    out[len] = '\0';
+}
+
+// fg_print_init_lines writes what the real backend prints when it
+// initialises, which Ollama v0.34 parses for the compute capability and UMA.
+// Device numbers start at INDEX, like the device names.
+static void fg_print_init_lines(void) {
+    const struct fg_device_ctx *c = &fg_dev_ctx;
+    if (fg_dev_count == 0) {
+        return;
+    }
+    for (size_t i = 0; i < fg_dev_count; i++) {
+        if (fg_is("ROCm")) {
+            if (i == 0) {
+                fprintf(stderr, "ggml_cuda_init: found %zu ROCm devices:\n", fg_dev_count);
+            }
+            fprintf(stderr, "  Device %zu: %s, %s (0x%x), VMM: no, Wave Size: 32\n", c->index + i, c->description, c->compute,
+                    (unsigned) (c->compute_major << 8 | c->compute_minor));
+        } else if (fg_is("CUDA")) {
+            if (i == 0) {
+                fprintf(stderr, "ggml_cuda_init: found %zu CUDA devices:\n", fg_dev_count);
+            }
+            fprintf(stderr, "  Device %zu: %s, compute capability %d.%d, VMM: yes\n", c->index + i, c->description, c->compute_major,
+                    c->compute_minor);
+        } else if (fg_is("Vulkan")) {
+            if (i == 0) {
+                fprintf(stderr, "ggml_vulkan: Found %zu Vulkan devices:\n", fg_dev_count);
+            }
+            fprintf(stderr,
+                    "ggml_vulkan: %zu = %s (fakegpu) | uma: %d | fp16: 1 | bf16: 0 | warp size: 32 | shared memory: 32768 | "
+                    "int dot: 0 | matrix cores: none\n",
+                    c->index + i, c->description, c->integrated);
+        }
+    }
+    fflush(stderr);
 }
 
 FG_EXPORT int ggml_backend_score(void) {
@@ -800,7 +881,12 @@ FG_EXPORT ggml_backend_reg_t ggml_backend_init(void) {
         return &fg_reg;
     }
     fg_find_self();
-    fg_trace("init", "model_runner=%d cuda_init=%s", fg_cmdline_has_model(), getenv("GGML_CUDA_INIT") ? getenv("GGML_CUDA_INIT") : "");
+    char exe[4096];
+    fg_exe(exe, sizeof(exe));
+    static const char *const model_args[] = { "--model", "-m", NULL };
+    static const char *const list_args[] = { "--list-devices", NULL };
+    fg_trace("init", "exe=%s model=%d list=%d cuda_init=%s", exe, fg_cmdline_has(model_args), fg_cmdline_has(list_args),
+             getenv("GGML_CUDA_INIT") ? getenv("GGML_CUDA_INIT") : "");
 
     long delay = (long) fg_get_ll("INIT_DELAY_MS", 0);
     if (delay > 0) {
@@ -845,7 +931,7 @@ FG_EXPORT ggml_backend_reg_t ggml_backend_init(void) {
     if (idlen > 0) {
         fg_dup_id[idlen - 1] = fg_dup_id[idlen - 1] == '2' ? '3' : '2';
     }
-    snprintf(fg_dup_name, sizeof(fg_dup_name), "%.60s1", fg_dev_ctx.library);
+    snprintf(fg_dup_name, sizeof(fg_dup_name), "%.60s%d", fg_dev_ctx.library, fg_dev_ctx.index + 1);
     fg_dev_count = (fg_fault("nodevices") || !fg_visible()) ? 0 : 1;
     if (fg_dev_count == 1 && fg_fault("dup-pci")) {
         fg_device2 = fg_device;
@@ -856,10 +942,12 @@ FG_EXPORT ggml_backend_reg_t ggml_backend_init(void) {
     }
     fg_initialized = 1;
 
-    fprintf(stderr, "fakegpu: %s backend from %s: %zu device(s), id=%s pci_id=%s compute=%d.%d\n",
-            fg_dev_ctx.library, fg_so_path, fg_dev_count, fg_dev_ctx.id,
-            fg_dev_ctx.has_pci_id ? fg_dev_ctx.pci_id : "none", fg_dev_ctx.compute_major, fg_dev_ctx.compute_minor);
-    fg_trace("registered", "devices=%zu id=%s pci_id=%s total=%zu free=%zu", fg_dev_count, fg_dev_ctx.id,
-             fg_dev_ctx.has_pci_id ? fg_dev_ctx.pci_id : "none", fg_dev_ctx.total, fg_dev_ctx.free);
+    fprintf(stderr, "fakegpu: %s backend from %s: %zu device(s), name=%s id=%s pci_id=%s compute=%s\n", fg_dev_ctx.library,
+            fg_so_path, fg_dev_count, fg_dev_ctx.name, fg_dev_ctx.id, fg_dev_ctx.has_pci_id ? fg_dev_ctx.pci_id : "none",
+            fg_dev_ctx.compute[0] ? fg_dev_ctx.compute : "-");
+    fg_print_init_lines();
+    fg_trace("registered", "devices=%zu name=%s id=%s pci_id=%s total=%zu free=%zu mode=%s", fg_dev_count, fg_dev_ctx.name,
+             fg_dev_ctx.id, fg_dev_ctx.has_pci_id ? fg_dev_ctx.pci_id : "none", fg_dev_ctx.total, fg_dev_ctx.free,
+             fg_dev_ctx.delegate ? "delegate" : "host");
     return &fg_reg;
 }
