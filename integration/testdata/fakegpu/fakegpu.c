@@ -41,8 +41,11 @@
 // the weights and KV cache of offloaded layers into the fake "VRAM" only
 // when the device supports the ops, so this is the mode in which a model
 // really runs "on" the fake GPU. COMPUTE_MODE=host claims no op: llama.cpp
-// then keeps every weight in CPU buffers (nothing is offloaded), and a graph
-// that still reaches the fake fails (graph_compute returns FAILED).
+// still reports "offloaded N/N layers" but keeps every weight in CPU
+// buffers; only the KV cache lands in the fake's memory, and the CPU
+// backend computes everything (reading the KV cache there, since the buffer
+// is host memory). A graph that still reaches the fake fails
+// (graph_compute returns FAILED).
 //
 // Configuration: every setting KEY is looked up as
 //   1. getenv(FAKEGPU_PREFIX KEY)   (per built copy, e.g. FAKEHIP_PCI_ID)
