@@ -78,8 +78,8 @@ if [ -z "$dsc" ]; then
 	fi
 fi
 
-orig=$(ls "$work/dl/${src_pkg}_${version%-*}".orig.tar.* 2>/dev/null | head -n1)
-deb=$(ls "$work/dl/${src_pkg}_${version#*:}".debian.tar.* 2>/dev/null | head -n1)
+orig=$(ls "$work/dl/${src_pkg}_${version%-*}".orig.tar.* 2>/dev/null | head -n1 || true)
+deb=$(ls "$work/dl/${src_pkg}_${version#*:}".debian.tar.* 2>/dev/null | head -n1 || true)
 [ -n "$orig" ] || die "no upstream tarball for $src_pkg=$version in $work/dl"
 
 tmp=$(mktemp -d "$repo/build/ggml-src/.x.XXXXXX")
