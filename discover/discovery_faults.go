@@ -2,17 +2,14 @@ package discover
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
@@ -54,104 +51,6 @@ func reportOnce(key string) bool {
 	}
 	discoveryFaults[key] = true
 	return true
-}
-
-// gpuBackendFile is a GPU backend library in a runner's library folders.
-type gpuBackendFile struct {
-	name string // GGML backend name: "hip"
-	path string
-}
-
-// gpuBackendFiles lists the GPU backend libraries a runner with these
-// library folders may load (allowed: the runner's OLLAMA_GGML_BACKENDS, ""
-// for all), in the order ggml loads them.
-func gpuBackendFiles(dirs []string, allowed string) []gpuBackendFile {
-	var out []gpuBackendFile
-	seen := map[string]bool{}
-	for _, dir := range dirs {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			m := backendFileName.FindStringSubmatch(e.Name())
-			if m == nil || m[1] == "cpu" || !slices.Contains(ggmlBackendNames, m[1]) || seen[m[1]] {
-				continue
-			}
-			if allowed != "" && !slices.Contains(strings.Split(allowed, ","), m[1]) {
-				continue
-			}
-			seen[m[1]] = true
-			out = append(out, gpuBackendFile{name: m[1], path: filepath.Join(dir, e.Name())})
-		}
-	}
-	slices.SortStableFunc(out, func(a, b gpuBackendFile) int {
-		return slices.Index(ggmlBackendNames, a.name) - slices.Index(ggmlBackendNames, b.name)
-	})
-	return out
-}
-
-// DiscoveryRunnerFailed explains a discovery runner that gave no device
-// list because it exited (crashed) or did not answer in time (hung). out is
-// the writer DiscoveryOutput returned for it, dirs and env its library
-// folders and extra environment. ggml loads backend libraries one by one
-// in a fixed order and logs each it initialised, so the fault is put on the
-// first library of the runner's folders that it did not report: one WARN
-// names it. When other GPU libraries shared the runner (the flat layout),
-// retry is the environment of a runner without it, and ok is true; the
-// caller starts that runner with a fresh timeout (DiscoveryRetryTimeout).
-func DiscoveryRunnerFailed(out io.Writer, dirs []string, env map[string]string, exited, timedOut bool, took time.Duration) (retry map[string]string, ok bool) {
-	if !exited && !timedOut {
-		return nil, false
-	}
-	fault := "crashed"
-	if !exited {
-		fault = "hung"
-	}
-	var loaded map[string]bool
-	if o, isOutput := out.(*discoveryOutput); isOutput {
-		loaded = o.loadedFiles()
-	}
-	var culprit *gpuBackendFile
-	var rest []string
-	for _, f := range gpuBackendFiles(dirs, env[llm.RunnerBackendsEnv]) {
-		if culprit == nil && !loaded[filepath.Base(f.path)] {
-			culprit = &f
-			continue
-		}
-		rest = append(rest, f.name)
-	}
-	if culprit == nil {
-		// Every library initialised: the runner failed later, e.g. on a
-		// device it then filtered out; nothing to leave out.
-		slog.Debug("GPU discovery runner failed after loading its backend libraries",
-			"fault", fault, "took", took.Round(time.Millisecond), "libdirs", strings.Join(dirs, string(os.PathListSeparator)))
-		return nil, false
-	}
-	if env["GGML_CUDA_INIT"] == "1" {
-		// Upstream's second pass initialises one device deeply precisely
-		// so that an unsupported GPU crashes there and is filtered out:
-		// expected, and about that device only.
-		if reportOnce("validation\x00" + culprit.path) {
-			slog.Info("GPU failed the deep initialisation check of discovery; that device is not used", "library", culprit.name,
-				"file", culprit.path, "fault", fault, "took", took.Round(time.Millisecond), "device_env", deviceFilterEnv(env))
-		}
-		return nil, false
-	}
-	instead := "its GPUs are not used through it"
-	if len(rest) > 0 {
-		instead = "discovering " + strings.Join(rest, ", ") + " again without it"
-		retry = maps.Clone(env)
-		if retry == nil {
-			retry = map[string]string{}
-		}
-		retry[llm.RunnerBackendsEnv] = strings.Join(append(rest, "cpu"), ",")
-	}
-	if reportOnce(culprit.path) {
-		slog.Warn(DiscoveryFaultMsg, "library", culprit.name, "file", culprit.path, "fault", fault,
-			"took", took.Round(time.Millisecond), "instead", instead)
-	}
-	return retry, len(rest) > 0
 }
 
 // deviceFilterEnv renders the device-visibility variables of a runner's

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ollama/ollama/ml"
@@ -95,96 +92,6 @@ func captureWarns(t *testing.T) *bytes.Buffer {
 	discoveryFaults = map[string]bool{}
 	discoveryFaultsMu.Unlock()
 	return &logs
-}
-
-func TestDiscoveryRunnerFailed(t *testing.T) {
-	flat := t.TempDir()
-	for _, f := range []string{"libggml-base.so", "libggml-cpu-haswell.so", "libggml-vulkan.so", "libggml-hip.so", "libollama-other.so"} {
-		if err := os.WriteFile(filepath.Join(flat, f), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rocmDir := filepath.Join(t.TempDir(), "rocm")
-	if err := os.MkdirAll(rocmDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rocmDir, "libggml-hip.so"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	tests := []struct {
-		name             string
-		dirs             []string
-		env              map[string]string
-		output           string // what the runner printed before it failed
-		exited, timedOut bool
-		retry            map[string]string
-		warn             string // the WARN line's library, fault and instead ("" = no line)
-		info             string // the INFO line expected instead
-	}{
-		{name: "flat, HIP crashes first", dirs: []string{flat}, exited: true,
-			retry: map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"},
-			warn:  "hip crashed: discovering vulkan again without it"},
-		{name: "flat, HIP loaded, Vulkan hangs", dirs: []string{flat}, timedOut: true,
-			output: "load_backend: loaded ROCm backend from " + filepath.Join(flat, "libggml-hip.so") + "\n",
-			env:    map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1"},
-			retry:  map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1", "OLLAMA_GGML_BACKENDS": "hip,cpu"},
-			warn:   "vulkan hung: discovering hip again without it"},
-		{name: "subdir, HIP alone", dirs: []string{flat + "-none", rocmDir}, exited: true,
-			warn: "hip crashed: its GPUs are not used through it"},
-		{name: "allowlist leaves only HIP", dirs: []string{flat}, env: map[string]string{"OLLAMA_GGML_BACKENDS": "hip,cpu"}, exited: true,
-			warn: "hip crashed: its GPUs are not used through it"},
-		{name: "not a crash or hang", dirs: []string{flat}},
-		{name: "every library loaded: not blamed", dirs: []string{rocmDir}, exited: true,
-			output: "load_backend: loaded ROCm backend from " + filepath.Join(rocmDir, "libggml-hip.so") + "\n"},
-		{name: "validation pass: expected, INFO", dirs: []string{rocmDir}, exited: true,
-			env:  map[string]string{"GGML_CUDA_INIT": "1", "ROCR_VISIBLE_DEVICES": "GPU-1", "OLLAMA_GGML_BACKENDS": "hip,cpu"},
-			info: "GPU failed the deep initialisation check of discovery; that device is not used"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			logs := captureWarns(t)
-			out := DiscoveryOutput(nil)
-			fmt.Fprint(out, tt.output)
-			retry, ok := DiscoveryRunnerFailed(out, tt.dirs, tt.env, tt.exited, tt.timedOut, 1500*time.Millisecond)
-			if diff := cmp.Diff(tt.retry, retry); diff != "" {
-				t.Errorf("retry env (-want +got):\n%s", diff)
-			}
-			if ok != (tt.retry != nil) {
-				t.Errorf("retry %v, want %v", ok, tt.retry != nil)
-			}
-			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-			if tt.info != "" {
-				if len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], tt.info) ||
-					!strings.Contains(lines[0], `device_env="ROCR_VISIBLE_DEVICES=GPU-1"`) {
-					t.Errorf("want one INFO %q naming the device, got %q", tt.info, logs.String())
-				}
-				return
-			}
-			if tt.warn == "" {
-				if logs.Len() != 0 {
-					t.Errorf("logged %q, want nothing", logs.String())
-				}
-				return
-			}
-			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], DiscoveryFaultMsg) {
-				t.Fatalf("want one WARN %q, got %q", DiscoveryFaultMsg, logs.String())
-			}
-			lib, rest, _ := strings.Cut(tt.warn, " ")
-			fault, instead, _ := strings.Cut(rest, ": ")
-			for _, want := range []string{"library=" + lib, "fault=" + fault, fmt.Sprintf("instead=%q", instead), "took=1.5s"} {
-				if !strings.Contains(lines[0], want) {
-					t.Errorf("WARN %q lacks %s", lines[0], want)
-				}
-			}
-			// The same library failing again (a refresh, the second pass)
-			// is not reported again.
-			DiscoveryRunnerFailed(out, tt.dirs, tt.env, tt.exited, tt.timedOut, time.Second)
-			if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
-				t.Errorf("%d WARN lines after the second failure, want 1", n)
-			}
-		})
-	}
 }
 
 func TestNextLibrary(t *testing.T) {

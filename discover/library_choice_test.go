@@ -88,8 +88,9 @@ func TestChooseLibraries(t *testing.T) {
 			}
 		},
 		"no pci ids": func(l string) []ml.DeviceInfo {
-			// Without PCI ids nothing tells twins apart (ml.DeviceInfo.Compare):
-			// both stay, as upstream keeps them.
+			// Without PCI ids, upstream from v0.30 still pairs a Vulkan device
+			// with a ROCm or CUDA one of the same description
+			// (ml.DeviceInfo.Compare, likelyVulkanDuplicate): twins.
 			return []ml.DeviceInfo{dev(l, "ROCm", "0", "", "gfx1200", false), dev(l, "Vulkan", "0", "", "", false)}
 		},
 		"cpu only": func(string) []ml.DeviceInfo { return nil },
@@ -122,7 +123,7 @@ func TestChooseLibraries(t *testing.T) {
 			{"ROCm@0000:03:00.00", []string{"Vulkan"}}, {"Vulkan@0000:0c:00.01", nil},
 		}},
 		{set: "igpu+dgpu", pref: "rocm", want: []summary{{"ROCm@0000:03:00.00", nil}}, wantExcluded: []string{"Vulkan", "Vulkan"}},
-		{set: "no pci ids", pref: "", want: []summary{{"ROCm@0", nil}, {"Vulkan@0", nil}}},
+		{set: "no pci ids", pref: "", want: []summary{{"ROCm@0", []string{"Vulkan"}}}},
 		{set: "no pci ids", pref: "vulkan", want: []summary{{"Vulkan@0", nil}}, wantExcluded: []string{"ROCm"}},
 		{set: "cpu only", pref: "", want: nil},
 		{set: "cpu only", pref: "vulkan", want: nil},
@@ -206,17 +207,6 @@ func TestSelectLibrariesRemembersAlternates(t *testing.T) {
 	choices := LibraryChoices()
 	if len(choices) != 1 || len(choices[0].Alternates) != 1 || choices[0].Alternates[0].Library != "Vulkan" {
 		t.Errorf("remembered choices = %+v, want ROCm with the Vulkan alternate", summarize(choices))
-	}
-}
-
-func TestBootstrapEnv(t *testing.T) {
-	t.Setenv("OLLAMA_LLM_LIBRARY", "")
-	if env := BootstrapEnv(); env != nil {
-		t.Errorf("BootstrapEnv() = %v with no preference, want nil (load every library)", env)
-	}
-	t.Setenv("OLLAMA_LLM_LIBRARY", "vulkan")
-	if diff := cmp.Diff(map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"}, BootstrapEnv()); diff != "" {
-		t.Errorf("BootstrapEnv() (-want +got):\n%s", diff)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	t.Setenv("OLLAMA_BACKEND_DENYLIST", "rocm:gfx1200")
 	resetROCmPlan()
 	t.Cleanup(resetROCmPlan)
-	if !currentROCmPlan().AllDenied() {
+	if plan, _ := currentROCmPlan(); !plan.AllDenied() {
 		t.Error("the fake gfx1200 should be denied")
 	}
 }

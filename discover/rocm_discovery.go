@@ -3,12 +3,14 @@ package discover
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
-	"github.com/costa-os/ollama-backend-select/llm"
 )
 
 // SysfsRoot is the root under which sysfs is read: "/" in production.
@@ -20,10 +22,6 @@ func SysfsRoot() string {
 	}
 	return "/"
 }
-
-// ggmlBackendNames are the backends ggml_backend_load_all_from_path tries,
-// for building an allowlist that leaves one out.
-var ggmlBackendNames = []string{"blas", "zendnn", "cann", "cuda", "hip", "metal", "rpc", "sycl", "vulkan", "opencl", "hexagon", "musa", "cpu"}
 
 // ROCmDiscoveryPlan says how the first discovery pass treats AMD GPUs,
 // from the KFD topology and the quirk table, before any HIP code runs.
@@ -82,55 +80,78 @@ func rocmVisibleID(n KFDNode) string {
 var (
 	rocmPlanOnce sync.Once
 	rocmPlan     ROCmDiscoveryPlan
+	rocmKFDRead  bool
 )
 
 // currentROCmPlan reads KFD once per process and explains, once, which
 // GPUs ROCm is kept away from.
-func currentROCmPlan() ROCmDiscoveryPlan {
+func currentROCmPlan() (ROCmDiscoveryPlan, bool) {
 	rocmPlanOnce.Do(func() {
+		rules := BackendQuirkRules()
 		nodes, err := ReadKFDNodes(SysfsRoot())
-		if err != nil {
-			slog.Warn("reading AMD GPU topology", "error", err)
+		if err == nil {
+			// An absent topology is no AMD GPU, or a kernel or container
+			// that hides it: nothing says which GPU a rule covers.
+			if _, statErr := os.Stat(filepath.Join(SysfsRoot(), filepath.FromSlash(kfdNodesDir))); statErr != nil {
+				err = statErr
+			}
 		}
-		rocmPlan = PlanROCmDiscovery(nodes, BackendQuirkRules())
+		rocmKFDRead = err == nil
+		if err != nil && deniesROCmSomewhere(rules) {
+			slog.Warn("AMD GPU topology not readable: ROCm is kept away from every GPU at discovery, since a rule denies it on some GPU targets", "error", err)
+		} else if err != nil {
+			slog.Debug("reading AMD GPU topology", "error", err)
+		}
+		rocmPlan = PlanROCmDiscovery(nodes, rules)
 		for i, n := range rocmPlan.Denied {
 			slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
 				"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", rocmPlan.Rules[i].String(),
 				"rule_source", string(rocmPlan.Rules[i].Source), "reason", rocmPlan.Rules[i].Reason)
 		}
 	})
-	return rocmPlan
+	return rocmPlan, rocmKFDRead
 }
 
 // SkipROCmLibraryDir reports whether discovery skips a subfolder of
 // lib/ollama (its base name) because ROCm may drive none of the AMD GPUs.
 func SkipROCmLibraryDir(dir string) bool {
-	return strings.HasPrefix(strings.ToLower(dir), "rocm") && currentROCmPlan().AllDenied()
+	plan, _ := currentROCmPlan()
+	return strings.HasPrefix(strings.ToLower(dir), "rocm") && plan.AllDenied()
 }
 
 // QuirksNeedVulkan reports whether the quirk table may send a model to a
 // Vulkan twin, so Vulkan is discovered even without OLLAMA_VULKAN.
-func QuirksNeedVulkan() bool { return currentROCmPlan().NeedVulkan }
+func QuirksNeedVulkan() bool {
+	plan, _ := currentROCmPlan()
+	return plan.NeedVulkan
+}
 
-// BootstrapEnv is the extra environment of the first discovery runners.
-// It keeps libraries the user did not ask for from loading
-// (OLLAMA_LLM_LIBRARY), and keeps HIP away from GPUs on which the quirk
-// table denies every use of ROCm: such GPUs are left out of
-// ROCR_VISIBLE_DEVICES, and when that is every AMD GPU, HIP is not loaded.
-func BootstrapEnv() map[string]string {
-	env := map[string]string{}
-	backends := envconfig.LLMLibraryPreference().GGMLBackends()
-	plan := currentROCmPlan()
-	if plan.AllDenied() {
-		if backends == nil {
-			backends = ggmlBackendNames
+// DiscoveryEnv is the environment every discovery run (llama-server and
+// the native probe) adds where it does not set the variable itself. In the
+// flat layout one llama-server loads every backend, so libraries are kept
+// from discovery by hiding their devices: those the user did not ask for
+// (OLLAMA_LLM_LIBRARY), and for ROCm the GPUs on which a rule denies every
+// use, left out of ROCR_VISIBLE_DEVICES. kfdRead is false when the KFD
+// topology could not be read: then a rule that denies every use of ROCm on
+// some GPU target hides ROCm entirely, since which GPU it covers is not
+// known before HIP runs.
+func DiscoveryEnv(pref envconfig.LibraryPreference, plan ROCmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
+	var hidden, shown []string
+	for _, l := range envconfig.GPULibraries() {
+		if pref.IsSet() && !pref.Names(l.Name) {
+			hidden = append(hidden, l.Device)
+		} else {
+			shown = append(shown, l.Device)
 		}
-		backends = without(backends, "hip")
-	} else if len(plan.Denied) > 0 {
-		env["ROCR_VISIBLE_DEVICES"] = strings.Join(plan.Visible, ",")
 	}
-	if backends != nil {
-		env[llm.RunnerBackendsEnv] = strings.Join(backends, ",")
+	hideROCm := plan.AllDenied() || (!kfdRead && deniesROCmSomewhere(rules))
+	if hideROCm && !slices.Contains(hidden, "ROCm") {
+		hidden = append(hidden, "ROCm")
+		shown = slices.DeleteFunc(shown, func(s string) bool { return s == "ROCm" })
+	}
+	env := envconfig.HideEnv(hidden, shown)
+	if !hideROCm && len(plan.Denied) > 0 && slices.Contains(shown, "ROCm") {
+		env["ROCR_VISIBLE_DEVICES"] = strings.Join(plan.Visible, ",")
 	}
 	if len(env) == 0 {
 		return nil
@@ -138,14 +159,40 @@ func BootstrapEnv() map[string]string {
 	return env
 }
 
-func without(list []string, drop string) []string {
-	out := make([]string, 0, len(list))
-	for _, s := range list {
-		if s != drop {
-			out = append(out, s)
+// deniesROCmSomewhere reports whether a rule denies every use of ROCm on
+// some GPU target.
+func deniesROCmSomewhere(rules []QuirkRule) bool {
+	for _, r := range rules {
+		if r.Action == QuirkUseOtherLibrary && sameQuirkLibrary(r.Library, "ROCm") && r.EveryArch() {
+			return true
 		}
 	}
-	return out
+	return false
+}
+
+// withDiscoveryEnv adds this server's DiscoveryEnv to the environment of
+// one discovery run, keeping what the run sets itself (a narrower device
+// filter of the second pass).
+func withDiscoveryEnv(extra map[string]string) map[string]string {
+	add := currentDiscoveryEnv()
+	if len(add) == 0 {
+		return extra
+	}
+	env := maps.Clone(extra)
+	if env == nil {
+		env = map[string]string{}
+	}
+	for k, v := range add {
+		if _, set := env[k]; !set {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func currentDiscoveryEnv() map[string]string {
+	plan, kfdRead := currentROCmPlan()
+	return DiscoveryEnv(envconfig.LLMLibraryPreference(), plan, kfdRead, BackendQuirkRules())
 }
 
 // resetROCmPlan forgets the plan, so tests can read another tree.

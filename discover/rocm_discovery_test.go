@@ -47,34 +47,42 @@ func TestPlanROCmDiscovery(t *testing.T) {
 	}
 }
 
-// TestBootstrapEnvReadsKFD runs the whole first-pass decision on a fake KFD
-// tree: one gfx1200 and one gfx1100 GPU.
-func TestBootstrapEnvReadsKFD(t *testing.T) {
+// TestDiscoveryEnvReadsKFD runs the whole discovery decision on a fake KFD
+// tree: one gfx1200 and one gfx1100 GPU; "none" is a tree without KFD.
+func TestDiscoveryEnvReadsKFD(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, map[string]string{
 		"sys/class/kfd/kfd/topology/nodes/0/properties": "cpu_cores_count 16\nsimd_count 0\ngfx_target_version 0\n",
 		"sys/class/kfd/kfd/topology/nodes/1/properties": "simd_count 64\ngfx_target_version 120000\nlocation_id 768\ndomain 0\nunique_id 4660\n",
 		"sys/class/kfd/kfd/topology/nodes/2/properties": "simd_count 96\ngfx_target_version 110000\nlocation_id 1024\ndomain 0\n",
 	})
+	noKFD := t.TempDir()
 	cases := []struct {
-		denylist, llmLibrary string
-		want                 map[string]string
+		root, denylist, llmLibrary string
+		want                       map[string]string
 	}{
-		{"", "", nil},
-		{"", "vulkan", map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"}},
-		{"rocm:gfx1200", "", map[string]string{"ROCR_VISIBLE_DEVICES": "2"}},
-		{"rocm:gfx1*", "", map[string]string{"OLLAMA_GGML_BACKENDS": "blas,zendnn,cann,cuda,metal,rpc,sycl,vulkan,opencl,hexagon,musa,cpu"}},
-		{"rocm:gfx1*", "rocm,vulkan", map[string]string{"OLLAMA_GGML_BACKENDS": "vulkan,cpu"}},
+		{root, "", "", nil},
+		{root, "", "vulkan", map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "CUDA_VISIBLE_DEVICES": "-1"}},
+		{root, "", "cpu", map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "CUDA_VISIBLE_DEVICES": "-1", "GGML_VK_VISIBLE_DEVICES": ""}},
+		// HIP reads CUDA_VISIBLE_DEVICES: CUDA is not hidden through it while ROCm is shown.
+		{root, "", "rocm", map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
+		{root, "rocm:gfx1200", "", map[string]string{"ROCR_VISIBLE_DEVICES": "2"}},
+		{root, "rocm:gfx1*", "", map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}},
+		{root, "rocm:gfx1*", "rocm,vulkan", map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "CUDA_VISIBLE_DEVICES": "-1"}},
+		// The built-in rule covers some models only: ROCm stays.
+		{noKFD, "", "", nil},
+		// Without KFD nothing says which GPU is a gfx1200: ROCm is hidden.
+		{noKFD, "rocm:gfx1200", "", map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.denylist+"/"+tc.llmLibrary, func(t *testing.T) {
-			t.Setenv("OLLAMA_SYSFS_ROOT", root)
+		t.Run(filepath.Base(tc.root)+"/"+tc.denylist+"/"+tc.llmLibrary, func(t *testing.T) {
+			t.Setenv("OLLAMA_SYSFS_ROOT", tc.root)
 			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
 			t.Setenv("OLLAMA_LLM_LIBRARY", tc.llmLibrary)
 			resetROCmPlan()
 			t.Cleanup(resetROCmPlan)
-			if diff := cmp.Diff(tc.want, BootstrapEnv()); diff != "" {
-				t.Errorf("BootstrapEnv() (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.want, currentDiscoveryEnv()); diff != "" {
+				t.Errorf("DiscoveryEnv (-want +got):\n%s", diff)
 			}
 			wantSkip := tc.denylist == "rocm:gfx1*"
 			if got := SkipROCmLibraryDir("rocm"); got != wantSkip {

@@ -247,16 +247,12 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 // "hip", "cuda", "vulkan", any case) to the name upstream reports in
 // ml.DeviceInfo.Library ("ROCm", "CUDA", "Vulkan").
 func CanonicalLibraryName(s string) (string, bool) {
-	switch strings.ToLower(s) {
-	case "rocm", "hip":
-		return "ROCm", true
-	case "cuda":
-		return "CUDA", true
-	case "vulkan":
-		return "Vulkan", true
+	if l, ok := LookupGPULibrary(s); ok {
+		return l.Device, true
 	}
 	return "", false
 }
+
 
 // checkDenyPattern accepts a path.Match pattern made of the characters listed
 // in the syntax comment above.

@@ -1,54 +1,104 @@
 package llm
 
 import (
+	"fmt"
 	"strings"
 
+	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/ml"
 )
 
-// RunnerBackendsEnv tells a runner which GGML backend libraries it may load:
-// a comma-separated list of GGML backend names (the "name" in
-// libggml-name.so). Unset, a runner loads every libggml-*.so in its library
-// folders, as upstream does; in the flat layout that means HIP is loaded and
-// initialised even for a model that runs on Vulkan.
-const RunnerBackendsEnv = "OLLAMA_GGML_BACKENDS"
-
-// GGMLBackendName is the GGML backend name of a library as ml.DeviceInfo
-// names it: "CUDA" -> "cuda", "ROCm" -> "hip", "Vulkan" -> "vulkan".
-func GGMLBackendName(library string) string {
-	if strings.EqualFold(library, "ROCm") {
-		return "hip"
-	}
-	return strings.ToLower(library)
+// RunnerDevices is what one llama-server may use: the devices it was given
+// and nothing else. ggml loads every backend it finds (its compiled-in
+// folder, the executable's folder, GGML_BACKEND_PATH), and llama-server
+// offloads to every device it sees unless --device says otherwise, so both
+// are set: the environment shows each chosen library only its devices and
+// hides every other GPU library, and Device names the devices in the
+// numbering that environment gives them.
+type RunnerDevices struct {
+	// Device is llama-server's --device value: "Vulkan0", "ROCm0,ROCm1",
+	// "none" for a CPU-only runner, or "" where a device's name is not
+	// known (Metal): then llama-server chooses, as upstream.
+	Device string
+	// Env holds the visibility variables.
+	Env map[string]string
 }
 
-// RunnerBackends lists the GGML backends a runner for these devices needs:
-// each device's library once, in order, then CPU, which every runner has.
-func RunnerBackends(devices []ml.DeviceInfo) string {
-	names := []string{}
-	seen := map[string]bool{}
+// PlanRunnerDevices gives the runner of these devices (from discovery,
+// after the choice of library) its --device list and environment.
+func PlanRunnerDevices(devices []ml.DeviceInfo) RunnerDevices {
+	env := map[string]string{}
+	var names, shown []string
+	knownNames := true
+	byLibrary := map[string][]ml.DeviceInfo{}
 	for _, d := range devices {
-		if n := GGMLBackendName(d.Library); n != "" && !seen[n] {
-			seen[n] = true
-			names = append(names, n)
+		if _, ok := byLibrary[d.Library]; !ok {
+			shown = append(shown, d.Library)
+		}
+		byLibrary[d.Library] = append(byLibrary[d.Library], d)
+	}
+	for _, library := range shown {
+		group := byLibrary[library]
+		for k, v := range ml.GetDevicesEnv(group) {
+			env[k] = v
+		}
+		lib, ok := envconfig.LookupGPULibrary(library)
+		if !ok {
+			knownNames = false
+			continue
+		}
+		// Upstream leaves some groups unfiltered (several Vulkan devices);
+		// the numbering below needs the list in every case.
+		if _, set := env[lib.Visible]; !set {
+			ids := make([]string, len(group))
+			for i, d := range group {
+				ids[i] = d.FilterID
+				if ids[i] == "" {
+					ids[i] = d.ID
+				}
+			}
+			env[lib.Visible] = strings.Join(ids, ",")
+		}
+		for i, d := range group {
+			prefix := strings.TrimRight(d.Name, "0123456789")
+			if prefix == "" || prefix == d.Name {
+				knownNames = false
+				break
+			}
+			names = append(names, fmt.Sprintf("%s%d", prefix, i))
 		}
 	}
-	if !seen["cpu"] {
-		names = append(names, "cpu")
+	var hidden []string
+	for _, l := range envconfig.GPULibraries() {
+		if _, ok := byLibrary[l.Device]; !ok {
+			hidden = append(hidden, l.Device)
+		}
 	}
-	return strings.Join(names, ",")
+	for k, v := range envconfig.HideEnv(hidden, shown) {
+		env[k] = v
+	}
+	rd := RunnerDevices{Env: env}
+	switch {
+	case len(devices) == 0:
+		rd.Device = "none"
+	case knownNames:
+		rd.Device = strings.Join(names, ",")
+	}
+	return rd
 }
 
-// RunnerEnv is the extra environment of a runner given these devices:
-// upstream's device-visibility variables plus RunnerBackendsEnv, so that the
-// runner opens only the backend libraries of its own devices.
-func RunnerEnv(devices []ml.DeviceInfo, mustFilter bool) map[string]string {
-	env := ml.GetVisibleDevicesEnv(devices, mustFilter)
-	if env == nil {
-		env = map[string]string{}
+// RunnerEnv is the extra environment of a runner for these devices: see
+// PlanRunnerDevices.
+func RunnerEnv(devices []ml.DeviceInfo) map[string]string {
+	return PlanRunnerDevices(devices).Env
+}
+
+// appendRunnerDeviceArgs adds --device to a model runner's arguments.
+func appendRunnerDeviceArgs(params []string, devices []ml.DeviceInfo) []string {
+	if d := PlanRunnerDevices(devices).Device; d != "" {
+		params = append(params, "--device", d)
 	}
-	env[RunnerBackendsEnv] = RunnerBackends(devices)
-	return env
+	return params
 }
 
 // RunnerEnvHook adds variables to a model runner's environment from what is
@@ -66,7 +116,7 @@ func AddRunnerEnvHook(h RunnerEnvHook) { runnerEnvHooks = append(runnerEnvHooks,
 // ModelRunnerEnv is RunnerEnv for a runner that loads a model of
 // architecture arch, with what the hooks add.
 func ModelRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
-	env := RunnerEnv(devices, false)
+	env := RunnerEnv(devices)
 	for _, h := range runnerEnvHooks {
 		for k, v := range h(devices, arch) {
 			env[k] = v

@@ -7,43 +7,77 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-func TestRunnerEnv(t *testing.T) {
-	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, FilterID: "0"}
-	vulkan := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "Vulkan"}}
-	cuda := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "CUDA"}}
+func TestPlanRunnerDevices(t *testing.T) {
+	dev := func(library, name, id, filterID string) ml.DeviceInfo {
+		return ml.DeviceInfo{DeviceID: ml.DeviceID{Library: library, ID: id}, Name: name, FilterID: filterID}
+	}
+	rocm := dev("ROCm", "ROCm0", "0", "GPU-fa4e000000000001")
+	vulkan := dev("Vulkan", "Vulkan0", "0", "")
 	cases := []struct {
 		name    string
 		devices []ml.DeviceInfo
-		want    string
+		want    RunnerDevices
 	}{
-		{"cpu only", nil, "cpu"},
-		{"vulkan", []ml.DeviceInfo{vulkan}, "vulkan,cpu"},
-		{"rocm is hip", []ml.DeviceInfo{rocm}, "hip,cpu"},
-		{"each once, in order", []ml.DeviceInfo{cuda, vulkan, cuda}, "cuda,vulkan,cpu"},
+		{
+			name:    "cpu only: every GPU library hidden",
+			devices: nil,
+			want: RunnerDevices{Device: "none", Env: map[string]string{
+				"CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "GGML_VK_VISIBLE_DEVICES": "",
+			}},
+		},
+		{
+			name:    "the Vulkan twin: ROCm hidden from HIP",
+			devices: []ml.DeviceInfo{vulkan},
+			want: RunnerDevices{Device: "Vulkan0", Env: map[string]string{
+				"GGML_VK_VISIBLE_DEVICES": "0", "CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1",
+			}},
+		},
+		{
+			name:    "ROCm: Vulkan hidden, CUDA left to --device (HIP reads CUDA_VISIBLE_DEVICES)",
+			devices: []ml.DeviceInfo{rocm},
+			want: RunnerDevices{Device: "ROCm0", Env: map[string]string{
+				"ROCR_VISIBLE_DEVICES": "GPU-fa4e000000000001", "GGML_VK_VISIBLE_DEVICES": "",
+			}},
+		},
+		{
+			name:    "second Vulkan device alone: renumbered from 0",
+			devices: []ml.DeviceInfo{dev("Vulkan", "Vulkan1", "1", "")},
+			want: RunnerDevices{Device: "Vulkan0", Env: map[string]string{
+				"GGML_VK_VISIBLE_DEVICES": "1", "CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1",
+			}},
+		},
+		{
+			name:    "two Vulkan devices: listed even where upstream would not filter",
+			devices: []ml.DeviceInfo{dev("Vulkan", "Vulkan0", "0", ""), dev("Vulkan", "Vulkan1", "1", "")},
+			want: RunnerDevices{Device: "Vulkan0,Vulkan1", Env: map[string]string{
+				"GGML_VK_VISIBLE_DEVICES": "0,1", "CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1",
+			}},
+		},
+		{
+			name:    "a device without a numbered name: llama-server chooses",
+			devices: []ml.DeviceInfo{dev("Metal", "Metal", "0", "")},
+			want: RunnerDevices{Device: "", Env: map[string]string{
+				"CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "GGML_VK_VISIBLE_DEVICES": "",
+			}},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := RunnerEnv(tc.devices, false)
-			if got := env[RunnerBackendsEnv]; got != tc.want {
-				t.Errorf("%s = %q, want %q", RunnerBackendsEnv, got, tc.want)
+			t.Setenv("ROCR_VISIBLE_DEVICES", "")
+			t.Setenv("HIP_VISIBLE_DEVICES", "")
+			t.Setenv("CUDA_VISIBLE_DEVICES", "")
+			got := PlanRunnerDevices(tc.devices)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("PlanRunnerDevices (-want +got):\n%s", diff)
 			}
-			// Upstream's visibility variables are still there.
-			for k, v := range ml.GetVisibleDevicesEnv(tc.devices, false) {
-				if env[k] != v {
-					t.Errorf("%s = %q, want upstream's %q", k, env[k], v)
-				}
+			args := appendRunnerDeviceArgs([]string{"--model", "m"}, tc.devices)
+			wantArgs := []string{"--model", "m"}
+			if tc.want.Device != "" {
+				wantArgs = append(wantArgs, "--device", tc.want.Device)
+			}
+			if diff := cmp.Diff(wantArgs, args); diff != "" {
+				t.Errorf("appendRunnerDeviceArgs (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestGGMLBackendName(t *testing.T) {
-	got := map[string]string{}
-	for _, l := range []string{"CUDA", "ROCm", "rocm", "Vulkan", "Metal", "cpu"} {
-		got[l] = GGMLBackendName(l)
-	}
-	want := map[string]string{"CUDA": "cuda", "ROCm": "hip", "rocm": "hip", "Vulkan": "vulkan", "Metal": "metal", "cpu": "cpu"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
