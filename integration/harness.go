@@ -587,11 +587,14 @@ type Proc struct {
 	LastMap time.Time
 }
 
-// IsRunner reports whether the process is an `ollama runner`.
-func (p Proc) IsRunner() bool { return len(p.Args) > 1 && p.Args[1] == "runner" }
+// IsRunner reports whether the process is a runner: llama-server (from
+// Ollama v0.30) or `ollama runner` (the cgo runner, and the native probe).
+func (p Proc) IsRunner() bool {
+	return (len(p.Args) > 0 && filepath.Base(p.Args[0]) == "llama-server") || (len(p.Args) > 1 && p.Args[1] == "runner")
+}
 
 // IsDiscovery reports whether it is a runner without --model (a discovery
-// runner answering /info).
+// run).
 func (p Proc) IsDiscovery() bool { return p.IsRunner() && !slices.Contains(p.Args, "--model") }
 
 // MapsLib reports whether a mapped libggml file has the given base name.

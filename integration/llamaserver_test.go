@@ -1,0 +1,212 @@
+//go:build integration
+
+package integration
+
+// The fork on today's Ollama (v0.34, llama-server runner) in Debian's flat
+// layout: the runtime root's real llama-server and ggml backends, Mesa
+// lavapipe as a real Vulkan device, and the fake GPU backends (a ROCm
+// gfx1200 and its Vulkan twin, one PCI id) built against the root's ggml.
+// A runner's library is proven from the runner itself: its --device
+// argument and environment, llama-server's own "using device" line, the
+// fake backends' trace, and /api/ps.
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
+)
+
+// lsBed is an install tree in Debian's flat layout: bin/ollama and
+// lib/ollama holding llama-server (a copy, so ggml searches that folder)
+// and every ggml backend, with the fakes in place of real ones.
+type lsBed struct {
+	dir   string
+	bin   string
+	trace string
+}
+
+func newLSBed(t *testing.T, fakes ...fakegpu.Variant) *lsBed {
+	t.Helper()
+	if err := fakegpu.Available(); err != nil {
+		t.Skip(err)
+	}
+	bin := forkBin(t)
+	dir := t.TempDir()
+	var libs []string
+	for _, v := range fakes {
+		libs = append(libs, FakeLib(t, v))
+	}
+	if _, err := fakegpu.FlatTree(filepath.Join(dir, "lib", "ollama"), libs...); err != nil {
+		t.Fatal(err)
+	}
+	b := &lsBed{dir: dir, bin: filepath.Join(dir, "bin", "ollama"), trace: filepath.Join(dir, "trace.log")}
+	if err := os.MkdirAll(filepath.Dir(b.bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(bin, b.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *lsBed) start(t *testing.T, env ...string) *Server {
+	t.Helper()
+	// One trace per server: the checks are about this server's processes.
+	if err := os.Remove(b.trace); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	env = append([]string{fakegpu.SharedEnv("TRACE", b.trace), fakegpu.SharedEnv("PCI_ID", "0000:03:00.0")}, env...)
+	return StartServer(t, ServerOptions{
+		Bin:    b.bin,
+		Env:    env,
+		Prefix: []string{filepath.Join(RepoRoot(), "scripts", "inroot.sh"), fakegpu.RootName},
+		Binds:  []string{b.dir},
+	})
+}
+
+// runnerDevice is the --device argument of a runner ("" without one).
+func runnerDevice(p Proc) string {
+	if i := slices.Index(p.Args, "--device"); i >= 0 && i+1 < len(p.Args) {
+		return p.Args[i+1]
+	}
+	return ""
+}
+
+// hipVisibleInits counts the fake HIP's "visible" trace events of process
+// pid (0: any) that saw its device: HIP initialised on the GPU.
+func (b *lsBed) hipVisible(t *testing.T, pid int) int {
+	t.Helper()
+	evs, err := fakegpu.ReadTrace(b.trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range fakegpu.Filter(evs, "visible") {
+		if e.Library == "ROCm" && e.Fields["visible"] == "1" && (pid == 0 || e.PID == pid) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLlamaServerLavapipe: OLLAMA_LLM_LIBRARY against the real Vulkan
+// backend on lavapipe. The user's GGML_VK_VISIBLE_DEVICES=0 admits the
+// CPU-type lavapipe device, which ggml skips by default.
+func TestLlamaServerLavapipe(t *testing.T) {
+	b := newLSBed(t)
+	cases := []struct {
+		library    string
+		wantDevice string
+		wantVRAM   bool
+	}{
+		{"", "Vulkan0", true},
+		{"vulkan", "Vulkan0", true},
+		{"vulkan,cpu", "Vulkan0", true},
+		{"cpu", "none", false},
+	}
+	for _, tc := range cases {
+		t.Run("OLLAMA_LLM_LIBRARY="+tc.library, func(t *testing.T) {
+			s := b.start(t, "GGML_VK_VISIBLE_DEVICES=0", "OLLAMA_LLM_LIBRARY="+tc.library)
+			m := forkCreateTiny(t, s, "qwen3")
+			forkGenerate(t, s, m)
+			r := forkLastRunner(t, s, m)
+			if got := runnerDevice(r); got != tc.wantDevice {
+				t.Errorf("runner --device %q, want %q (args %q)", got, tc.wantDevice, r.Args)
+			}
+			ps := forkPsEntry(t, s, m)
+			if (ps.SizeVRAM > 0) != tc.wantVRAM {
+				t.Errorf("/api/ps size_vram %d, want >0: %v", ps.SizeVRAM, tc.wantVRAM)
+			}
+			used := strings.Contains(s.Log(), "using device Vulkan0")
+			if used != tc.wantVRAM {
+				t.Errorf("llama-server log says 'using device Vulkan0': %v, want %v", used, tc.wantVRAM)
+			}
+			if tc.wantVRAM && ps.Library != "Vulkan" {
+				t.Errorf("/api/ps library %q, want Vulkan", ps.Library)
+			}
+			if !tc.wantVRAM {
+				if v, ok := r.Env["GGML_VK_VISIBLE_DEVICES"]; !ok || v != "" {
+					t.Errorf("CPU runner GGML_VK_VISIBLE_DEVICES=%q (set: %v), want empty: no Vulkan device", v, ok)
+				}
+			}
+		})
+	}
+	t.Run("OLLAMA_LLM_LIBRARY=vulkn", func(t *testing.T) {
+		forkRefuseToServe(t, b.bin, []string{"OLLAMA_LLM_LIBRARY=vulkn"}, "Error: ", `"vulkn"`, "vulkan")
+	})
+}
+
+// TestLlamaServerFakeTwin: one gfx1200 seen through ROCm and Vulkan (the
+// fakes, one PCI id) by the real llama-server.
+func TestLlamaServerFakeTwin(t *testing.T) {
+	b := newLSBed(t, fakegpu.HIP, fakegpu.Vulkan)
+	kfd := forkRdna4Sysfs(t)
+
+	t.Run("vulkan: no ROCm device in any runner", func(t *testing.T) {
+		s := b.start(t, "OLLAMA_LLM_LIBRARY=vulkan", "OLLAMA_SYSFS_ROOT="+kfd)
+		m := forkCreateTiny(t, s, "qwen3")
+		forkGenerate(t, s, m)
+		r := forkLastRunner(t, s, m)
+		if got := runnerDevice(r); got != "Vulkan0" {
+			t.Errorf("runner --device %q, want Vulkan0", got)
+		}
+		if ps := forkPsEntry(t, s, m); ps.Library != "Vulkan" || ps.SizeVRAM == 0 {
+			t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
+		}
+		if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
+			t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
+		}
+		if n := b.hipVisible(t, 0); n != 0 {
+			t.Errorf("the fake HIP saw its GPU %d times (discovery or runner); want never", n)
+		}
+	})
+
+	t.Run("unset: qwen3 on the Vulkan twin, qwen2 on ROCm, one server", func(t *testing.T) {
+		s := b.start(t, "OLLAMA_SYSFS_ROOT="+kfd)
+		q3 := forkCreateTiny(t, s, "qwen3")
+		q2 := forkCreateTiny(t, s, "qwen2")
+		forkGenerate(t, s, q3)
+		forkGenerate(t, s, q2)
+		for _, tc := range []struct {
+			m      forkModel
+			device string
+			lib    string
+		}{{q3, "Vulkan0", "Vulkan"}, {q2, "ROCm0", "ROCm"}} {
+			r := forkLastRunner(t, s, tc.m)
+			if got := runnerDevice(r); got != tc.device {
+				t.Errorf("%s: runner --device %q, want %q", tc.m.Name, got, tc.device)
+			}
+			if ps := forkPsEntry(t, s, tc.m); ps.Library != tc.lib {
+				t.Errorf("%s: /api/ps library %q, want %q", tc.m.Name, ps.Library, tc.lib)
+			}
+			if tc.lib == "Vulkan" {
+				if n := b.hipVisible(t, r.PID); n != 0 {
+					t.Errorf("%s: the fake HIP saw its GPU in the Vulkan runner", tc.m.Name)
+				}
+			}
+		}
+		if !strings.Contains(s.Log(), "using device ROCm0 (Fake ROCm GPU)") {
+			t.Errorf("llama-server did not log 'using device ROCm0 (Fake ROCm GPU)'")
+		}
+	})
+
+	t.Run("denylist rocm:gfx1200 without KFD: HIP never sees the GPU", func(t *testing.T) {
+		s := b.start(t, "OLLAMA_BACKEND_DENYLIST=rocm:gfx1200", "OLLAMA_SYSFS_ROOT="+t.TempDir())
+		m := forkCreateTiny(t, s, "qwen2")
+		forkGenerate(t, s, m)
+		if ps := forkPsEntry(t, s, m); ps.Library != "Vulkan" {
+			t.Errorf("/api/ps library %q, want Vulkan", ps.Library)
+		}
+		if n := b.hipVisible(t, 0); n != 0 {
+			t.Errorf("the fake HIP saw its GPU %d times; want never", n)
+		}
+		if !strings.Contains(s.Log(), "AMD GPU topology not readable") {
+			t.Errorf("no WARN that KFD could not be read")
+		}
+	})
+}
+
