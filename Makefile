@@ -51,9 +51,6 @@ help: ## list the targets
 .PHONY: src
 src: ## materialize the pinned upstream in build/ollama with the overlay and patches as commits
 	@$(SRC_ENV) scripts/assemble.sh $(TREE) $(UPSTREAM) $(OVERLAY_PKGS)
-	@# llama.cpp lives in the module up to v0.2x; later releases fetch it with CMake
-	@test ! -d $(TREE)/llama/llama.cpp || scripts/vendor-headers.sh $(TREE)/llama/llama.cpp/vendor $(BUILD)/deps >/dev/null 2>$(BUILD)/deps.log || \
-		{ cat $(BUILD)/deps.log >&2; exit 1; }
 
 .PHONY: build
 build: src ## build the patched ollama (CPU backend built in) into dist/bin/ollama
@@ -65,21 +62,42 @@ build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/up
 	rm -rf $(UPSTREAM_WT)
 	git -C $(TREE) worktree prune
 	git -C $(TREE) worktree add -q --detach $(CURDIR)/$(UPSTREAM_WT) upstream
-	test ! -d $(TREE)/llama/llama.cpp || cp -a $(TREE)/llama/llama.cpp/vendor $(UPSTREAM_WT)/llama/llama.cpp/
 	cd $(UPSTREAM_WT) && go build $(GOBUILDFLAGS) -ldflags='-X=$(MODULE)/version.Version=$(patsubst v%,%,$(UPSTREAM))' \
 		-o $(CURDIR)/$(DIST)/upstream/bin/ollama .
 	@echo "built $(DIST)/upstream/bin/ollama (pristine $(UPSTREAM))"
 
+# Today's Ollama runs models in llama.cpp's llama-server, which it looks for
+# in ../lib/ollama next to the binary. The run-time root (a Debian sid root,
+# scripts/roots/runtime.list) has Debian's llama-server and ggml backends in
+# their flat layout; dist/lib/ollama/llama-server points at it, so the
+# server runs inside that root.
+RUNTIME_ROOT := runtime
+.PHONY: runtime
+runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama/llama-server
+	@scripts/buildroot.sh $(RUNTIME_ROOT) >/dev/null
+	@mkdir -p $(DIST)/lib/ollama
+	@ln -sfn /usr/bin/llama-server $(DIST)/lib/ollama/llama-server
+
 .PHONY: run
-run: build ## build, then run `ollama serve` on 127.0.0.1:11434 (OLLAMA_HOST to change)
-	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(DIST)/bin/ollama serve
+run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)
+	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
 
 .PHONY: check
-check: arch-check test fuzz check-patches pr vulkan rocm-check native-check integration arch-pkg ## everything CI runs (Debian host, root): PKGBUILD lint, unit and upstream tests, short fuzzing, patch round trip, PR series, Vulkan and ROCm (gfx1200) builds + checks, integration suite, the three Arch packages
+check: test fuzz check-patches integration ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, integration suite on the real llama-server
 
+# The scenarios ported to the llama-server runtime (integration/README.md);
+# the cgo-era suite runs in its maintenance tree (scripts/cgo-era.sh integration).
+INTEGRATION_RUN ?= ^TestLlamaServer
 .PHONY: integration
-integration: build build-upstream ## the integration suite: the built servers as black boxes (fake GPU twin, tiny models)
-	go test -tags integration -count=1 -timeout 40m ./integration/...
+integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models)
+	go test ./integration/internal/...
+	OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
+		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
+	go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
+
+.PHONY: cgo-era
+cgo-era: ## a target of the cgo-runner releases (v0.18.2..v0.24.3) in their maintenance tree: make cgo-era T="check-patches UPSTREAM=v0.20.0"
+	scripts/cgo-era.sh $(T)
 
 .PHONY: test
 test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
@@ -126,10 +144,6 @@ patches: ## regenerate patches/ from the commits after fork-base in build/ollama
 check-patches: src ## prove the patch round trip: regenerating patches/ from build/ollama changes no byte
 	@scripts/check-patches.sh $(TREE)
 
-.PHONY: pr
-pr: src ## an upstream-ready series in dist/pr, proven by git am on a pristine tree and its tests
-	scripts/make-pr.sh $(TREE) $(DIST)/pr "$(UPSTREAM_TEST_PKGS)"
-
 .PHONY: bump
 bump: ## move the pin to UPSTREAM=vX.Y.Z: bump commit, conflict-resolved patches, mechanical refresh, drops (docs/upstream.md)
 	@test "$(UPSTREAM)" != "$(PIN)" || { echo "bump: UPSTREAM=vX.Y.Z, another release than the pin $(PIN)"; exit 1; }
@@ -145,11 +159,11 @@ check-variants: ## the byte round trip of every variant folder, each on its own 
 		$(MAKE) -s check-patches UPSTREAM=$$v || exit 1; done
 
 .PHONY: upstream-matrix
-upstream-matrix: ## on demand: does the series apply, build, test on each served release (docs/upstream.md); FULL="v..." also builds and tests those
-	nice -n 15 scripts/upstream-matrix.sh $(FULL)
+upstream-matrix: ## on demand: does the series apply, build, test on each served release (docs/upstream.md), the cgo era's too; FULL="v..." also builds and tests those
+	nice -n 15 scripts/upstream-matrix.sh $(filter-out v0.1% v0.2%,$(FULL))
+	scripts/cgo-era.sh upstream-matrix FULL="$(filter v0.1% v0.2%,$(FULL))"
 
 .PHONY: clean
 clean: ## remove build/ and dist/ (caches outside the repo stay)
 	rm -rf $(BUILD) $(DIST)
 
--include mk/*.mk

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The upstream matrix (docs/upstream.md): for each release in
-# docs/upstream-matrix/releases, whether the module proxy serves it and the
+# scripts/upstream-releases, whether the module proxy serves it and the
 # series applies strictly (no fuzz, no 3-way merge); for the releases named
 # on the command line also whether it builds, `make test` passes and the
 # integration suite passes. Each release's raw logs and result go to
-# docs/upstream-matrix/<release>/; results of earlier runs are kept for the
+# build/upstream-matrix/<release>/ (build output, not committed); results of earlier runs are kept for the
 # steps not run again (each says when it ran). The table in docs/upstream.md
 # is then regenerated from all results.
 #
@@ -16,7 +16,9 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-out=docs/upstream-matrix
+out=build/upstream-matrix
+releases=scripts/upstream-releases
+mkdir -p "$out"
 module=github.com/ollama/ollama
 pin=$(go list -m -f '{{.Version}}' "$module")
 stamp() { date -u +%Y-%m-%dT%H:%MZ; }
@@ -103,7 +105,7 @@ table() {
 	{
 		echo "| release | served | series | applies strictly | builds | \`make test\` | integration suite |"
 		echo "| --- | --- | --- | --- | --- | --- | --- |"
-		grep -vE '^[[:space:]]*(#|$)' "$out/releases" | while read -r v; do
+		grep -vE '^[[:space:]]*(#|$)' "$releases" | while read -r v; do
 			if [[ $(get_result "$v" served) != yes ]]; then
 				echo "| $v | $(get_result "$v" served | sed 's/^no/not served/') | | | | | |"
 				continue
@@ -130,7 +132,7 @@ PY
 }
 
 if [ "${1:-}" = --table ]; then table; exit 0; fi
-list() { grep -vE '^[[:space:]]*(#|$)' "$out/releases"; }
+list() { grep -vE '^[[:space:]]*(#|$)' "$releases"; }
 if [ "${1:-}" = --only ]; then
 	shift
 	list() { printf '%s\n' "$@"; }
