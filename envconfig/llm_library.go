@@ -147,7 +147,7 @@ func LibraryNameMatches(name, library, libDir string) bool {
 }
 
 // WantsLibraryDir reports whether a subfolder of lib/ollama (its base name,
-// e.g. "rocm", "cuda_v13", "vulkan") holds a library the user asked for.
+// e.g. "rocm_v7_2", "cuda_v13", "vulkan") holds a library the user asked for.
 // Folders that hold no known library are only loaded when not set.
 func (p LibraryPreference) WantsLibraryDir(dir string) bool {
 	if !p.IsSet() {
@@ -155,41 +155,15 @@ func (p LibraryPreference) WantsLibraryDir(dir string) bool {
 	}
 	dir = strings.ToLower(dir)
 	for _, n := range p.names {
-		if n == dir || (n == "cuda" && strings.HasPrefix(dir, "cuda_")) {
+		if n == dir {
+			return true
+		}
+		// "cuda" is any cuda_* folder, "rocm" any rocm_v7_* folder.
+		if l, ok := LookupGPULibrary(n); ok && strings.HasPrefix(dir, l.FolderPrefix) {
 			return true
 		}
 	}
 	return false
-}
-
-// GGMLBackends lists the GGML backend names (the "name" in
-// libggml-name.so) of the requested libraries, CPU always included, or nil
-// when not set (load every backend, as upstream does).
-func (p LibraryPreference) GGMLBackends() []string {
-	if !p.IsSet() {
-		return nil
-	}
-	out := []string{}
-	add := func(name string) {
-		for _, have := range out {
-			if have == name {
-				return
-			}
-		}
-		out = append(out, name)
-	}
-	for _, n := range p.names {
-		switch {
-		case n == "rocm":
-			add("hip")
-		case n == "cuda" || strings.HasPrefix(n, "cuda_"):
-			add("cuda")
-		case n == "vulkan":
-			add("vulkan")
-		}
-	}
-	add("cpu")
-	return out
 }
 
 // LLMLibraryPreference reads OLLAMA_LLM_LIBRARY from the environment. A value

@@ -115,11 +115,12 @@ func TestLibraryPreferenceRankAndDirs(t *testing.T) {
 		}
 	}
 
-	dirs := []string{"rocm", "vulkan", "cuda_v12", "cuda_v13", "cuda_jetpack6", "mlx"}
+	dirs := []string{"rocm", "rocm_v7_1", "rocm_v7_2", "vulkan", "cuda_v12", "cuda_v13", "cuda_jetpack6", "mlx"}
 	dirCases := map[string][]string{
 		"":              dirs,
 		"vulkan":        {"vulkan"},
-		"ROCm,vulkan":   {"rocm", "vulkan"},
+		"ROCm,vulkan":   {"rocm", "rocm_v7_1", "rocm_v7_2", "vulkan"},
+		"rocm":          {"rocm", "rocm_v7_1", "rocm_v7_2"},
 		"cuda":          {"cuda_v12", "cuda_v13", "cuda_jetpack6"},
 		"cuda_v13":      {"cuda_v13"},
 		"cpu":           nil,
@@ -138,26 +139,6 @@ func TestLibraryPreferenceRankAndDirs(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("WantsLibraryDir with %q (-want +got):\n%s", value, diff)
-		}
-	}
-}
-
-func TestGGMLBackends(t *testing.T) {
-	cases := map[string][]string{
-		"":                  nil,
-		"vulkan":            {"vulkan", "cpu"},
-		"cpu":               {"cpu"},
-		"rocm,vulkan":       {"hip", "vulkan", "cpu"},
-		"cuda_v12,cuda_v13": {"cuda", "cpu"},
-		"vulkan,cpu,rocm":   {"vulkan", "hip", "cpu"},
-	}
-	for value, want := range cases {
-		p, err := ParseLLMLibrary(value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(want, p.GGMLBackends()); diff != "" {
-			t.Errorf("GGMLBackends for %q (-want +got):\n%s", value, diff)
 		}
 	}
 }
