@@ -72,11 +72,19 @@ build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/up
 # their flat layout; dist/lib/ollama/llama-server points at it, so the
 # server runs inside that root.
 RUNTIME_ROOT := runtime
+RUNTIME_TRIPLET := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+RUNTIME_BACKENDS := /usr/lib/$(RUNTIME_TRIPLET)/ggml/backends0
 .PHONY: runtime
 runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama/llama-server
 	@scripts/buildroot.sh $(RUNTIME_ROOT) >/dev/null
 	@mkdir -p $(DIST)/lib/ollama
+	@# llama-server finds its backends itself (ggml's compiled-in folder);
+	@# Ollama's native probe (PCI ids, to pair a GPU's libraries) opens them
+	@# and libggml-base/libggml from lib/ollama, as in upstream's layout.
 	@ln -sfn /usr/bin/llama-server $(DIST)/lib/ollama/llama-server
+	@for f in libggml-base.so libggml.so; do ln -sfn /usr/lib/$(RUNTIME_TRIPLET)/$$f.0 $(DIST)/lib/ollama/$$f; done
+	@for f in $$(cd $$(scripts/buildroot.sh --path $(RUNTIME_ROOT))$(RUNTIME_BACKENDS) && ls libggml-*.so | grep -v '^libggml-cpu'); do \
+		ln -sfn $(RUNTIME_BACKENDS)/$$f $(DIST)/lib/ollama/$$f; done
 
 .PHONY: run
 run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)

@@ -50,11 +50,11 @@ type QuirkDecision struct {
 	Replacement *ml.DeviceInfo
 }
 
-// ApplyQuirks returns the GPUs a model of architecture arch may use: each
+// applyQuirks returns the GPUs a model of architecture arch may use: each
 // GPU whose library is denied for arch is replaced by its best allowed
 // alternate (choices: what discovery found for the same physical device),
 // or left out when it has none. GPUs that are not denied stay as they are.
-func ApplyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []LibraryChoice) ([]ml.DeviceInfo, []QuirkDecision) {
+func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []LibraryChoice) ([]ml.DeviceInfo, []QuirkDecision) {
 	if arch == "" {
 		return gpus, nil
 	}
@@ -110,11 +110,22 @@ func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
 }
 
 // ApplyBackendQuirks is the model-load call site: the GPUs the scheduler
-// offers a model of architecture arch, after the quirk table in force.
+// offers a model of architecture arch, placed by Decide with what discovery
+// found and the rules in force; the plan is explained in the log.
 func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string) []ml.DeviceInfo {
-	out, decisions := ApplyQuirks(gpus, arch, BackendQuirkRules(), LibraryChoices())
-	LogQuirkDecisions(model, arch, decisions)
-	return out
+	libraryChoicesMu.Lock()
+	devices := discovered
+	libraryChoicesMu.Unlock()
+	m := ModelInfo{Name: model, Arch: arch}
+	p := Decide(PlanInput{
+		Devices:    devices,
+		Preference: envconfig.LLMLibraryPreference(),
+		Rules:      BackendQuirkRules(),
+		Model:      m,
+		Offered:    gpus,
+	})
+	LogModelPlan(p, m)
+	return p.GPUs()
 }
 
 // quirkRunnerEnv gives a model's runner the variables its quirk rules ask

@@ -49,7 +49,7 @@ func TestApplyQuirks(t *testing.T) {
 			if _, err := envconfig.BackendDenylistFromEnv(); err != nil {
 				t.Fatal(err)
 			}
-			got, decisions := ApplyQuirks(tc.gpus, tc.arch, BackendQuirkRules(), tc.choices)
+			got, decisions := applyQuirks(tc.gpus, tc.arch, BackendQuirkRules(), tc.choices)
 			var names []string
 			for _, g := range got {
 				names = append(names, g.Library+"@"+g.PCIID)

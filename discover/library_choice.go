@@ -29,11 +29,11 @@ type ExcludedLibrary struct {
 	Reason string
 }
 
-// ChooseLibraries groups the devices that are one physical device seen
+// chooseLibraries groups the devices that are one physical device seen
 // through several libraries (ml.DeviceInfo.Compare) and ranks each group
 // with the user's preference. Devices of libraries the user did not request
 // are left out. The result keeps the order in which devices were found.
-func ChooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]LibraryChoice, []ExcludedLibrary) {
+func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]LibraryChoice, []ExcludedLibrary) {
 	var choices []LibraryChoice
 	var excluded []ExcludedLibrary
 	for _, d := range devices {
@@ -109,7 +109,8 @@ func libraryDir(d ml.DeviceInfo) string {
 // LogLibraryChoices explains discovery: one INFO line per physical device
 // with the chosen library and why the others lost, one line per excluded
 // library, and an ERROR for each requested library that found no device.
-func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref envconfig.LibraryPreference) {
+func LogLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
+	choices, excluded := p.Choices, p.Excluded
 	for _, c := range choices {
 		others := "none"
 		if len(c.Alternates) > 0 {
@@ -136,7 +137,7 @@ func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref
 			"library", e.Device.Library,
 			"reason", e.Reason)
 	}
-	for _, missing := range MissingLibraries(choices, pref) {
+	for _, missing := range p.Missing {
 		found := []string{}
 		for _, c := range choices {
 			found = append(found, fmt.Sprintf("%s %s", c.Chosen.Library, c.Chosen.Description))
@@ -154,9 +155,9 @@ func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref
 	}
 }
 
-// MissingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
+// missingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
 // than cpu) that drive none of the devices found.
-func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference) []string {
+func missingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference) []string {
 	var missing []string
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
@@ -177,23 +178,24 @@ func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference)
 
 var (
 	libraryChoicesMu sync.Mutex
+	discovered       []ml.DeviceInfo
 	libraryChoices   []LibraryChoice
 	libraryExcluded  []ExcludedLibrary
 )
 
-// SelectLibraries is discovery's dedup: it leaves out devices with
-// impossible properties (CheckDevices), chooses a library for every
-// physical device by the user's preference, explains the choice in the log,
-// remembers the alternates for later per-model decisions, and returns the
-// chosen devices.
+// SelectLibraries is discovery's dedup: it plans discovery (Decide with no
+// model: devices with impossible properties left out, a library chosen for
+// every physical device by the user's preference), explains the plan in
+// the log, remembers what was found for the per-model plans, and returns
+// the chosen devices.
 func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
-	choices, excluded := ChooseLibraries(checkedDevices(devices), pref)
-	LogLibraryChoices(choices, excluded, pref)
+	p := Decide(PlanInput{Devices: devices, Preference: pref})
+	LogLibraryChoices(p, pref)
 	libraryChoicesMu.Lock()
-	libraryChoices, libraryExcluded = choices, excluded
+	discovered, libraryChoices, libraryExcluded = devices, p.Choices, p.Excluded
 	libraryChoicesMu.Unlock()
-	return Devices(choices)
+	return Devices(p.Choices)
 }
 
 // LibraryChoices returns what the last discovery chose, alternates included.

@@ -135,7 +135,7 @@ func TestChooseLibraries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				choices, excluded := ChooseLibraries(sets[tc.set](layout), pref)
+				choices, excluded := chooseLibraries(sets[tc.set](layout), pref)
 				if diff := cmp.Diff(tc.want, summarize(choices)); diff != "" {
 					t.Errorf("choices (-want +got):\n%s", diff)
 				}
@@ -175,8 +175,7 @@ func TestLogLibraryChoices(t *testing.T) {
 		dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 		dev("flat", "Vulkan", "0", "0000:03:00.0", "", false),
 	}
-	choices, excluded := ChooseLibraries(devices, pref)
-	LogLibraryChoices(choices, excluded, pref)
+	LogLibraryChoices(Decide(PlanInput{Devices: devices, Preference: pref}), pref)
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {

@@ -36,13 +36,12 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	rdna4 := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
 	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
 	choice := LibraryChoice{Chosen: rdna4, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
-	_, decisions := ApplyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), []LibraryChoice{choice})
+	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), []LibraryChoice{choice})
 	LogQuirkDecisions("tiny", "qwen3", decisions)
-	_, decisions = ApplyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), nil)
+	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), nil)
 	LogQuirkDecisions("tiny", "qwen3", decisions) // the WARN: no alternate
 	pref, _ := envconfig.ParseLLMLibrary("cuda")
-	choices, excluded := ChooseLibraries([]ml.DeviceInfo{rdna4, vk}, pref)
-	LogLibraryChoices(choices, excluded, pref)
+	LogLibraryChoices(Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref}), pref)
 	for _, r := range BuiltinQuirks() {
 		slog.Info("rule", "rule", r)
 	}

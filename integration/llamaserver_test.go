@@ -76,6 +76,22 @@ func runnerDevice(p Proc) string {
 	return ""
 }
 
+// checkPlanLine asserts that the server's explanation of m's placement
+// names the device its runner really got.
+func checkPlanLine(t *testing.T, s *Server, m forkModel, r Proc) {
+	t.Helper()
+	recs := s.LogRecords("backend plan for model")
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i]["model"] == m.Name || strings.HasPrefix(recs[i]["model"], m.Name+":") {
+			if got, want := recs[i]["device"], runnerDevice(r); got != want {
+				t.Errorf("%s: the log's plan says device %q, the runner got --device %q", m.Name, got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("%s: no 'backend plan for model' line", m.Name)
+}
+
 // hipVisibleInits counts the fake HIP's "visible" trace events of process
 // pid (0: any) that saw its device: HIP initialised on the GPU.
 func (b *lsBed) hipVisible(t *testing.T, pid int) int {
@@ -117,6 +133,7 @@ func TestLlamaServerLavapipe(t *testing.T) {
 			if got := runnerDevice(r); got != tc.wantDevice {
 				t.Errorf("runner --device %q, want %q (args %q)", got, tc.wantDevice, r.Args)
 			}
+			checkPlanLine(t, s, m, r)
 			ps := forkPsEntry(t, s, m)
 			if (ps.SizeVRAM > 0) != tc.wantVRAM {
 				t.Errorf("/api/ps size_vram %d, want >0: %v", ps.SizeVRAM, tc.wantVRAM)
@@ -180,12 +197,24 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 			if got := runnerDevice(r); got != tc.device {
 				t.Errorf("%s: runner --device %q, want %q", tc.m.Name, got, tc.device)
 			}
+			checkPlanLine(t, s, tc.m, r)
 			if ps := forkPsEntry(t, s, tc.m); ps.Library != tc.lib {
 				t.Errorf("%s: /api/ps library %q, want %q", tc.m.Name, ps.Library, tc.lib)
 			}
 			// The ROCm runner is the trace's positive control: HIP saw the GPU there.
 			if n := b.hipVisible(t, r.PID); (n > 0) != (tc.lib == "ROCm") {
 				t.Errorf("%s: the fake HIP saw its GPU %d times in the %s runner", tc.m.Name, n, tc.lib)
+			}
+		}
+		// One GPU: the twins are paired (the native probe's PCI id), and
+		// qwen3 moved by the rule, not because the twin was a GPU of its own.
+		chosen := s.LogRecords("backend library chosen")
+		if len(chosen) != 1 || chosen[0]["library"] != "ROCm" || chosen[0]["pci_id"] != "0000:03:00.0" || !strings.HasPrefix(chosen[0]["alternates"], "Vulkan") {
+			t.Errorf("discovery should pair the twins (one GPU, ROCm with the Vulkan alternate): %v", chosen)
+		}
+		for _, rec := range s.LogRecords("backend plan for model") {
+			if strings.HasPrefix(rec["model"], q3.Name) && !strings.Contains(rec["placement"], "rule rocm:gfx1200:qwen3") {
+				t.Errorf("qwen3's plan does not name the built-in rule: %q", rec["placement"])
 			}
 		}
 		if !strings.Contains(s.Log(), "using device ROCm0 (Fake ROCm GPU)") {

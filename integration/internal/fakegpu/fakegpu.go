@@ -382,6 +382,21 @@ func FlatTree(dir string, libs ...string) (string, error) {
 		if err := copyFile(l, filepath.Join(dir, filepath.Base(l)), 0o755); err != nil {
 			return "", err
 		}
+		// Ollama's native probe (PCI ids) opens libggml-vulkan.so by that
+		// name: there, too, the fake stands in for the real one.
+		if filepath.Base(l) == Vulkan.FileName {
+			_ = os.Remove(filepath.Join(dir, "libggml-vulkan.so"))
+			if err := copyFile(l, filepath.Join(dir, "libggml-vulkan.so"), 0o755); err != nil {
+				return "", err
+			}
+		}
+	}
+	// The native probe also opens libggml-base.so and libggml.so from the
+	// folder, where Debian keeps them in the library path.
+	for _, name := range []string{"libggml-base.so", "libggml.so"} {
+		if err := os.Symlink(filepath.Join("/usr/lib", triplet(), name+".0"), filepath.Join(dir, name)); err != nil && !os.IsExist(err) {
+			return "", err
+		}
 	}
 	server := filepath.Join(dir, "llama-server")
 	if err := copyFile(filepath.Join(RootDir(), LlamaServer), server, 0o755); err != nil {
