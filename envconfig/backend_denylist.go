@@ -253,7 +253,6 @@ func CanonicalLibraryName(s string) (string, bool) {
 	return "", false
 }
 
-
 // checkDenyPattern accepts a path.Match pattern made of the characters listed
 // in the syntax comment above.
 func checkDenyPattern(p string) error {

@@ -209,4 +209,3 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 		}
 	})
 }
-
