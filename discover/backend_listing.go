@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/format"
@@ -48,15 +49,85 @@ type BackendListing struct {
 	Backends     []BackendStatus `json:"backends"`
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
-	StuckGPUs []Finding `json:"stuck_gpus,omitempty"`
+	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
+}
+
+// StuckGPU is a GPU that stayed busy for the whole watch window after its
+// runners exited, with no runner left on it: what the idle-GPU watchdog
+// (discover/gpuwatch) found, listed by GET /api/backends and `ollama
+// backends`.
+type StuckGPU struct {
+	// PCIID and Card identify the GPU ("0000:03:00.0", "card1").
+	PCIID string `json:"pci_id"`
+	Card  string `json:"card"`
+
+	// GfxTarget is the AMD gfx target ("gfx1200") when known.
+	GfxTarget string `json:"gfx_target,omitempty"`
+
+	// Library, Compute, Arch and Model describe the runner that last ran
+	// on the GPU.
+	Library string `json:"library"`
+	Compute string `json:"compute,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Model   string `json:"model,omitempty"`
+
+	// OtherRunners lists other runners ("ROCm gemma3 (gemma3:4b)") that
+	// used the GPU since it was last seen idle. When there are any, the
+	// blame is uncertain and nothing is learned.
+	OtherRunners []string `json:"other_runners,omitempty"`
+
+	// DetectedAt is when the window ended.
+	DetectedAt time.Time `json:"detected_at"`
+
+	// Window is how long the GPU was watched, Samples how many readings
+	// were taken, BusyMin and BusyMax the range of gpu_busy_percent.
+	Window  time.Duration `json:"window_ns"`
+	Samples int           `json:"samples"`
+	BusyMin int           `json:"busy_min"`
+	BusyMax int           `json:"busy_max"`
+
+	// ClockMHz is the core clock at the end of the window and MaxClockMHz
+	// the top clock level (pp_dpm_sclk), PowerMicrowatts the power draw
+	// (hwmon); -1 when the GPU does not report it.
+	ClockMHz        int   `json:"sclk_mhz"`
+	MaxClockMHz     int   `json:"sclk_max_mhz"`
+	PowerMicrowatts int64 `json:"power_uw"`
+
+	// DenylistEntry is the OLLAMA_BACKEND_DENYLIST entry that keeps the
+	// library off this GPU for the model's architecture
+	// ("rocm:gfx1200:qwen3"); "" when none can be written.
+	DenylistEntry string `json:"denylist_entry,omitempty"`
+
+	// Remedy tells the user what to do, in one sentence or two.
+	Remedy string `json:"remedy"`
+
+	// Learned is set when the triple was recorded as a learned quirk.
+	Learned bool `json:"learned"`
+
+	// Restored is set for a finding of an earlier server process during
+	// this boot, read back from the learned-quirks file.
+	Restored bool `json:"restored,omitempty"`
+}
+
+// Learned is what the server learned while it runs, for the listing: the
+// quirk rules learned from runners that misbehaved and the GPUs found
+// stuck. The server's idle-GPU watchdog (discover/gpuwatch.Watchdog) is
+// one.
+type Learned interface {
+	LearnedRules() []QuirkRule
+	StuckGPUs() []StuckGPU
 }
 
 // ListBackends lists every device x library discovery found, with what was
-// chosen and why, the quirk rules that apply to it, and the library files
-// that failed to load.
-func ListBackends() BackendListing {
+// chosen and why, the quirk rules that apply to it (learned ones included),
+// the library files that failed to load, and the stuck GPUs. learned may
+// be nil.
+func ListBackends(learned Learned) BackendListing {
 	pref := envconfig.LLMLibraryPreference()
 	rules := BackendQuirkRules()
+	if learned != nil {
+		rules = append(rules, learned.LearnedRules()...)
+	}
 	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []BackendStatus{}}
 	row := func(d ml.DeviceInfo, status, reason string) BackendStatus {
 		s := BackendStatus{
@@ -85,15 +156,20 @@ func ListBackends() BackendListing {
 	for _, f := range LibraryLoadFailures() {
 		l.Backends = append(l.Backends, BackendStatus{Library: f.Library, File: f.File, Status: BackendLoadFailed, Reason: f.Message})
 	}
-	l.StuckGPUs = StuckGPUs()
+	if learned != nil {
+		l.StuckGPUs = learned.StuckGPUs()
+	}
 	return l
 }
 
-// BackendsHandler serves GET /api/backends.
-func BackendsHandler(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	if err := json.NewEncoder(w).Encode(ListBackends()); err != nil {
-		slog.Warn("writing the backend listing", "error", err)
+// BackendsHandler serves GET /api/backends, with what learned holds (nil:
+// nothing learned).
+func BackendsHandler(learned Learned) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		if err := json.NewEncoder(w).Encode(ListBackends(learned)); err != nil {
+			slog.Warn("writing the backend listing", "error", err)
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package discover
 import (
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
@@ -10,15 +12,12 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// LearnedQuirkSource, when set, returns the rules the server learned at run
-// time (the idle-GPU watchdog, repeated runner deaths); they are merged with
-// the built-in and OLLAMA_BACKEND_DENYLIST rules at every model load.
-var LearnedQuirkSource func() []QuirkRule
-
-// BackendQuirkRules is the quirk table in force: the built-in rules (unless
-// OLLAMA_BACKEND_DENYLIST holds "none"), then the user's entries, then
-// what was learned. A malformed variable counts as empty here; `ollama
-// serve` refuses to start with one (envconfig.CheckBackendSelection).
+// BackendQuirkRules is the quirk table of the configuration: the built-in
+// rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
+// entries. What the server learned at run time (discover/gpuwatch) comes
+// after them, from the caller: ApplyBackendQuirks and ListBackends take it.
+// A malformed variable counts as empty here; `ollama serve` refuses to
+// start with one (envconfig.CheckBackendSelection).
 func BackendQuirkRules() []QuirkRule {
 	deny, _ := envconfig.BackendDenylistFromEnv()
 	var rules []QuirkRule
@@ -34,9 +33,6 @@ func BackendQuirkRules() []QuirkRule {
 			Reason:         "OLLAMA_BACKEND_DENYLIST",
 			Source:         QuirkSourceEnv,
 		})
-	}
-	if LearnedQuirkSource != nil {
-		rules = append(rules, LearnedQuirkSource()...)
 	}
 	return rules
 }
@@ -110,11 +106,40 @@ func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
 }
 
 // ApplyBackendQuirks is the model-load call site: the GPUs the scheduler
-// offers a model of architecture arch, after the quirk table in force.
-func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string) []ml.DeviceInfo {
-	out, decisions := ApplyQuirks(gpus, arch, BackendQuirkRules(), LibraryChoices())
+// offers a model of architecture arch, after the quirk table in force, the
+// rules the server learned (learned, from gpuwatch.Watchdog.LearnedRules)
+// last.
+func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...QuirkRule) []ml.DeviceInfo {
+	out, decisions := ApplyQuirks(gpus, arch, append(BackendQuirkRules(), learned...), LibraryChoices())
 	LogQuirkDecisions(model, arch, decisions)
 	return out
+}
+
+// NextLibrary names the library the next load of a model of architecture
+// arch uses on the GPU at pciID that ran it through library (compute as
+// that library reports it), under the quirk table in force with learned
+// last: the first library of the GPU (chosen, then alternates) the rules
+// allow, or "CPU" when none does. The idle-GPU watchdog names it when it
+// learns from a runner that keeps dying.
+func NextLibrary(pciID, library, compute, arch string, learned ...QuirkRule) string {
+	return nextLibrary(pciID, library, compute, arch, append(BackendQuirkRules(), learned...), LibraryChoices())
+}
+
+func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choices []LibraryChoice) string {
+	for _, c := range choices {
+		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
+		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
+			return sameQuirkLibrary(d.Library, library) && strings.EqualFold(d.Compute(), compute) && strings.EqualFold(d.PCIID, pciID)
+		}) {
+			continue
+		}
+		for _, d := range devs {
+			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), arch); !denied {
+				return d.Library
+			}
+		}
+	}
+	return "CPU"
 }
 
 // quirkRunnerEnv gives a model's runner the variables its quirk rules ask

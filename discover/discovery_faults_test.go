@@ -98,8 +98,7 @@ func TestNextLibrary(t *testing.T) {
 	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
 	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
 	choices := []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}}
-	q := LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen2", Cause: LearnedCrashes, PCIID: "0000:03:00.0"}
-	denyROCm := []QuirkRule{q.Rule()}
+	denyROCm := []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}}
 	denyBoth := append(denyROCm, QuirkRule{Library: "Vulkan", ComputePattern: "*", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary})
 	for _, tt := range []struct {
 		name    string
@@ -111,7 +110,7 @@ func TestNextLibrary(t *testing.T) {
 		{"both denied", denyBoth, choices, "CPU"},
 		{"no twin known", denyROCm, nil, "CPU"},
 	} {
-		if got := nextLibrary(q, tt.rules, tt.choices); got != tt.want {
+		if got := nextLibrary("0000:03:00.0", "ROCm", "gfx1200", "qwen2", tt.rules, tt.choices); got != tt.want {
 			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
 		}
 	}

@@ -140,7 +140,7 @@ func readKFDFile(file string) ([]byte, error) {
 // that appears twice, is an error naming the line.
 func ParseKFDProperties(data []byte) (map[string]string, error) {
 	props := make(map[string]string)
-	err := scanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
+	err := ScanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
 		if len(f) != 2 {
 			return fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
 		}
@@ -156,11 +156,11 @@ func ParseKFDProperties(data []byte) (map[string]string, error) {
 	return props, nil
 }
 
-// scanFieldLines calls fn with each non-blank line of a small sysfs file
+// ScanFieldLines calls fn with each non-blank line of a small sysfs file
 // (numbered from 1) and its space-separated fields, and stops at fn's first
 // error. A line longer than max is an error naming the line after which it
 // came.
-func scanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
+func ScanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 256), max+1)
 	line := 0

@@ -53,7 +53,7 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 		t.Errorf("output not passed through: %q", passed.String())
 	}
 
-	listing := ListBackends()
+	listing := ListBackends(nil)
 	failed := 0
 	for _, b := range listing.Backends {
 		if b.Status == BackendLoadFailed {
@@ -89,5 +89,53 @@ func TestFormatBackends(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// fakeLearned stands in for the server's idle-GPU watchdog.
+type fakeLearned struct {
+	rules []QuirkRule
+	stuck []StuckGPU
+}
+
+func (f fakeLearned) LearnedRules() []QuirkRule { return f.rules }
+func (f fakeLearned) StuckGPUs() []StuckGPU     { return f.stuck }
+
+// TestListBackendsLearned: what the server learned shows in the listing,
+// the learned rule on the rows it matches and the stuck GPU after the table.
+func TestListBackendsLearned(t *testing.T) {
+	t.Setenv("OLLAMA_BACKEND_DENYLIST", "none")
+	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
+	libraryChoicesMu.Lock()
+	savedChoices, savedExcluded := libraryChoices, libraryExcluded
+	libraryChoices, libraryExcluded = []LibraryChoice{{Chosen: rocm}}, nil
+	libraryChoicesMu.Unlock()
+	t.Cleanup(func() {
+		libraryChoicesMu.Lock()
+		libraryChoices, libraryExcluded = savedChoices, savedExcluded
+		libraryChoicesMu.Unlock()
+	})
+	learned := fakeLearned{
+		rules: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
+		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
+	}
+
+	// Rows of library files that failed to load (other tests) may follow.
+	if l := ListBackends(nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
+		t.Errorf("listing without anything learned: %+v", l)
+	}
+	l := ListBackends(learned)
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned)"}, l.Backends[0].Rules); diff != "" {
+		t.Errorf("rules of the ROCm row (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(learned.stuck, l.StuckGPUs); diff != "" {
+		t.Errorf("stuck GPUs (-want +got):\n%s", diff)
+	}
+	var b bytes.Buffer
+	if err := formatBackends(&b, l); err != nil {
+		t.Fatal(err)
+	}
+	if want := "GPU 0000:03:00.0 stayed 99%-100% busy after qwen3:8b (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("output does not end with %q:\n%s", want, b.String())
 	}
 }
