@@ -21,15 +21,15 @@ import (
 
 // Backend statuses in the listing.
 const (
-	BackendChosen       = "chosen"
-	BackendAlternate    = "alternate"
-	BackendNotRequested = "not requested"
-	BackendLoadFailed   = "failed to load"
+	backendChosen       = "chosen"
+	backendAlternate    = "alternate"
+	backendNotRequested = "not requested"
+	backendLoadFailed   = "failed to load"
 )
 
-// BackendStatus is one row of the backend listing: a device seen through
+// backendStatus is one row of the backend listing: a device seen through
 // one library, or a library file that failed to load.
-type BackendStatus struct {
+type backendStatus struct {
 	Library     string   `json:"library"`
 	Name        string   `json:"name,omitempty"`
 	Description string   `json:"description,omitempty"`
@@ -42,11 +42,11 @@ type BackendStatus struct {
 	Rules       []string `json:"rules,omitempty"`
 }
 
-// BackendListing is what GET /api/backends answers.
-type BackendListing struct {
+// backendListing is what GET /api/backends answers.
+type backendListing struct {
 	LLMLibrary   string          `json:"llm_library,omitempty"`
 	DefaultOrder string          `json:"default_order"`
-	Backends     []BackendStatus `json:"backends"`
+	Backends     []backendStatus `json:"backends"`
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
 	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
@@ -118,19 +118,19 @@ type Learned interface {
 	StuckGPUs() []StuckGPU
 }
 
-// ListBackends lists every device x library discovery found, with what was
+// listBackends lists every device x library discovery found, with what was
 // chosen and why, the quirk rules that apply to it (learned ones included),
 // the library files that failed to load, and the stuck GPUs. learned may
 // be nil.
-func ListBackends(learned Learned) BackendListing {
+func listBackends(learned Learned) backendListing {
 	pref := envconfig.LLMLibraryPreference()
-	rules := BackendQuirkRules()
+	rules := backendQuirkRules()
 	if learned != nil {
 		rules = append(rules, learned.LearnedRules()...)
 	}
-	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []BackendStatus{}}
-	row := func(d ml.DeviceInfo, status, reason string) BackendStatus {
-		s := BackendStatus{
+	l := backendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []backendStatus{}}
+	row := func(d ml.DeviceInfo, status, reason string) backendStatus {
+		s := backendStatus{
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
 			Compute: d.Compute(), TotalMemory: d.TotalMemory, Status: status, Reason: reason,
 		}
@@ -145,16 +145,16 @@ func ListBackends(learned Learned) BackendListing {
 	choices, excluded := libraryChoices, libraryExcluded
 	libraryChoicesMu.Unlock()
 	for _, c := range choices {
-		l.Backends = append(l.Backends, row(c.Chosen, BackendChosen, ""))
+		l.Backends = append(l.Backends, row(c.Chosen, backendChosen, ""))
 		for i, a := range c.Alternates {
-			l.Backends = append(l.Backends, row(a, BackendAlternate, c.Reasons[i]))
+			l.Backends = append(l.Backends, row(a, backendAlternate, c.Reasons[i]))
 		}
 	}
 	for _, e := range excluded {
-		l.Backends = append(l.Backends, row(e.Device, BackendNotRequested, e.Reason))
+		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
-	for _, f := range LibraryLoadFailures() {
-		l.Backends = append(l.Backends, BackendStatus{Library: f.Library, File: f.File, Status: BackendLoadFailed, Reason: f.Message})
+	for _, f := range libraryLoadFailures() {
+		l.Backends = append(l.Backends, backendStatus{Library: f.Library, File: f.File, Status: backendLoadFailed, Reason: f.Message})
 	}
 	if learned != nil {
 		l.StuckGPUs = learned.StuckGPUs()
@@ -167,7 +167,7 @@ func ListBackends(learned Learned) BackendListing {
 func BackendsHandler(learned Learned) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		if err := json.NewEncoder(w).Encode(ListBackends(learned)); err != nil {
+		if err := json.NewEncoder(w).Encode(listBackends(learned)); err != nil {
 			slog.Warn("writing the backend listing", "error", err)
 		}
 	}
@@ -189,14 +189,14 @@ func WriteBackends(ctx context.Context, w io.Writer, base *url.URL) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
-	var l BackendListing
+	var l backendListing
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&l); err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	return formatBackends(w, l)
 }
 
-func formatBackends(w io.Writer, l BackendListing) error {
+func formatBackends(w io.Writer, l backendListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tPCI ID\tCOMPUTE\tLIBRARY\tMEMORY\tSTATUS\tREASON\tRULES")
 	for _, b := range l.Backends {
@@ -234,9 +234,9 @@ func dash(s string) string {
 	return s
 }
 
-// LibraryLoadFailure is a backend library file that is present but that
+// libraryLoadFailure is a backend library file that is present but that
 // the loader could not open.
-type LibraryLoadFailure struct {
+type libraryLoadFailure struct {
 	Library string // GGML name, e.g. "vulkan"
 	File    string
 	Message string // the loader's error
@@ -244,14 +244,14 @@ type LibraryLoadFailure struct {
 
 var (
 	loadFailuresMu sync.Mutex
-	loadFailures   = map[string]LibraryLoadFailure{}
+	loadFailures   = map[string]libraryLoadFailure{}
 )
 
-// LibraryLoadFailures lists the failures seen so far, by file name.
-func LibraryLoadFailures() []LibraryLoadFailure {
+// libraryLoadFailures lists the failures seen so far, by file name.
+func libraryLoadFailures() []libraryLoadFailure {
 	loadFailuresMu.Lock()
 	defer loadFailuresMu.Unlock()
-	out := make([]LibraryLoadFailure, 0, len(loadFailures))
+	out := make([]libraryLoadFailure, 0, len(loadFailures))
 	for _, f := range loadFailures {
 		out = append(out, f)
 	}

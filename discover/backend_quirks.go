@@ -12,17 +12,17 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// BackendQuirkRules is the quirk table of the configuration: the built-in
+// backendQuirkRules is the quirk table of the configuration: the built-in
 // rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
 // entries. What the server learned at run time (discover/gpuwatch) comes
-// after them, from the caller: ApplyBackendQuirks and ListBackends take it.
+// after them, from the caller: ApplyBackendQuirks and listBackends take it.
 // A malformed variable counts as empty here; `ollama serve` refuses to
 // start with one (envconfig.CheckBackendSelection).
-func BackendQuirkRules() []QuirkRule {
+func backendQuirkRules() []QuirkRule {
 	deny, _ := envconfig.BackendDenylistFromEnv()
 	var rules []QuirkRule
 	if !deny.DropBuiltins {
-		rules = append(rules, BuiltinQuirks()...)
+		rules = append(rules, builtinQuirks()...)
 	}
 	for _, e := range deny.Entries {
 		rules = append(rules, QuirkRule{
@@ -37,8 +37,8 @@ func BackendQuirkRules() []QuirkRule {
 	return rules
 }
 
-// QuirkDecision is what the quirk table did to one GPU for one model.
-type QuirkDecision struct {
+// quirkDecision is what the quirk table did to one GPU for one model.
+type quirkDecision struct {
 	Device ml.DeviceInfo // as discovered (the chosen library)
 	Denied QuirkRule
 	// Replacement is the alternate library used instead; nil when the GPU
@@ -46,23 +46,23 @@ type QuirkDecision struct {
 	Replacement *ml.DeviceInfo
 }
 
-// ApplyQuirks returns the GPUs a model of architecture arch may use: each
+// applyQuirks returns the GPUs a model of architecture arch may use: each
 // GPU whose library is denied for arch is replaced by its best allowed
 // alternate (choices: what discovery found for the same physical device),
 // or left out when it has none. GPUs that are not denied stay as they are.
-func ApplyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []LibraryChoice) ([]ml.DeviceInfo, []QuirkDecision) {
+func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
 	if arch == "" {
 		return gpus, nil
 	}
 	out := make([]ml.DeviceInfo, 0, len(gpus))
-	var decisions []QuirkDecision
+	var decisions []quirkDecision
 	for _, gpu := range gpus {
 		rule, denied := DeniesLibrary(rules, gpu.Library, gpu.Compute(), arch)
 		if !denied {
 			out = append(out, gpu)
 			continue
 		}
-		d := QuirkDecision{Device: gpu, Denied: rule}
+		d := quirkDecision{Device: gpu, Denied: rule}
 		for _, alt := range alternatesOf(gpu, choices) {
 			// The alternate is the same memory seen through another
 			// library: the chosen device's numbers are the fresh ones.
@@ -78,7 +78,7 @@ func ApplyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices [
 	return out, decisions
 }
 
-func alternatesOf(gpu ml.DeviceInfo, choices []LibraryChoice) []ml.DeviceInfo {
+func alternatesOf(gpu ml.DeviceInfo, choices []libraryChoice) []ml.DeviceInfo {
 	for _, c := range choices {
 		if c.Chosen.DeviceID == gpu.DeviceID && c.Chosen.PCIID == gpu.PCIID {
 			return append([]ml.DeviceInfo(nil), c.Alternates...)
@@ -87,9 +87,9 @@ func alternatesOf(gpu ml.DeviceInfo, choices []LibraryChoice) []ml.DeviceInfo {
 	return nil
 }
 
-// LogQuirkDecisions explains each decision in one line: INFO when another
+// logQuirkDecisions explains each decision in one line: INFO when another
 // library of the same GPU takes over, WARN when the GPU is left out.
-func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
+func logQuirkDecisions(model, arch string, decisions []quirkDecision) {
 	for _, d := range decisions {
 		attrs := []any{
 			"model", model, "arch", arch,
@@ -110,8 +110,8 @@ func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
 // rules the server learned (learned, from gpuwatch.Watchdog.LearnedRules)
 // last.
 func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...QuirkRule) []ml.DeviceInfo {
-	out, decisions := ApplyQuirks(gpus, arch, append(BackendQuirkRules(), learned...), LibraryChoices())
-	LogQuirkDecisions(model, arch, decisions)
+	out, decisions := applyQuirks(gpus, arch, append(backendQuirkRules(), learned...), currentLibraryChoices())
+	logQuirkDecisions(model, arch, decisions)
 	return out
 }
 
@@ -122,10 +122,10 @@ func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...Qui
 // allow, or "CPU" when none does. The idle-GPU watchdog names it when it
 // learns from a runner that keeps dying.
 func NextLibrary(pciID, library, compute, arch string, learned ...QuirkRule) string {
-	return nextLibrary(pciID, library, compute, arch, append(BackendQuirkRules(), learned...), LibraryChoices())
+	return nextLibrary(pciID, library, compute, arch, append(backendQuirkRules(), learned...), currentLibraryChoices())
 }
 
-func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choices []LibraryChoice) string {
+func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choices []libraryChoice) string {
 	for _, c := range choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
@@ -149,12 +149,12 @@ func quirkRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
 	if arch == "" {
 		return nil
 	}
-	rules := BackendQuirkRules()
+	rules := backendQuirkRules()
 	var matched []QuirkRule
 	for _, d := range devices {
-		matched = append(matched, MatchQuirks(rules, d.Library, d.Compute(), arch)...)
+		matched = append(matched, matchQuirks(rules, d.Library, d.Compute(), arch)...)
 	}
-	env := QuirkRunnerEnv(matched)
+	env := quirkEnv(matched)
 	for k := range env {
 		if os.Getenv(k) != "" {
 			delete(env, k)

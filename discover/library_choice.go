@@ -11,35 +11,35 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// LibraryChoice is one physical device with every library that can drive
+// libraryChoice is one physical device with every library that can drive
 // it: the chosen one, then the others, best first, each with the reason it
 // lost. A device is counted once, as Chosen, whatever the number of
 // libraries.
-type LibraryChoice struct {
+type libraryChoice struct {
 	Chosen     ml.DeviceInfo
 	Alternates []ml.DeviceInfo
 	// Reasons[i] says why Alternates[i] lost to the library before it.
 	Reasons []string
 }
 
-// ExcludedLibrary is a device found through a library the user did not ask
+// excludedLibrary is a device found through a library the user did not ask
 // for (OLLAMA_LLM_LIBRARY); it is never used.
-type ExcludedLibrary struct {
+type excludedLibrary struct {
 	Device ml.DeviceInfo
 	Reason string
 }
 
-// ChooseLibraries groups the devices that are one physical device seen
+// chooseLibraries groups the devices that are one physical device seen
 // through several libraries (ml.DeviceInfo.Compare) and ranks each group
 // with the user's preference. Devices of libraries the user did not request
 // are left out. The result keeps the order in which devices were found.
-func ChooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]LibraryChoice, []ExcludedLibrary) {
-	var choices []LibraryChoice
-	var excluded []ExcludedLibrary
+func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]libraryChoice, []excludedLibrary) {
+	var choices []libraryChoice
+	var excluded []excludedLibrary
 	for _, d := range devices {
 		if pref.IsSet() {
 			if _, ok := pref.Rank(d.Library, libraryDir(d)); !ok {
-				excluded = append(excluded, ExcludedLibrary{Device: d, Reason: fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, d.Library)})
+				excluded = append(excluded, excludedLibrary{Device: d, Reason: fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, d.Library)})
 				continue
 			}
 		}
@@ -59,7 +59,7 @@ func ChooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) 
 			}
 		}
 		if !placed {
-			choices = append(choices, LibraryChoice{Chosen: d})
+			choices = append(choices, libraryChoice{Chosen: d})
 		}
 	}
 	return choices, excluded
@@ -67,7 +67,7 @@ func ChooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) 
 
 // add puts another library of the same device in rank order: before the
 // first library that it beats. A library already ranked is not added twice.
-func (c *LibraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
+func (c *libraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
 	ranked := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 	pos := len(ranked)
 	for i, have := range ranked {
@@ -86,8 +86,8 @@ func (c *LibraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
 	}
 }
 
-// Devices returns the chosen device of each choice.
-func Devices(choices []LibraryChoice) []ml.DeviceInfo {
+// choiceDevices returns the chosen device of each choice.
+func choiceDevices(choices []libraryChoice) []ml.DeviceInfo {
 	out := make([]ml.DeviceInfo, 0, len(choices))
 	for _, c := range choices {
 		out = append(out, c.Chosen)
@@ -106,10 +106,10 @@ func libraryDir(d ml.DeviceInfo) string {
 	return d.LibraryPath[len(d.LibraryPath)-1]
 }
 
-// LogLibraryChoices explains discovery: one INFO line per physical device
+// logLibraryChoices explains discovery: one INFO line per physical device
 // with the chosen library and why the others lost, one line per excluded
 // library, and an ERROR for each requested library that found no device.
-func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref envconfig.LibraryPreference) {
+func logLibraryChoices(choices []libraryChoice, excluded []excludedLibrary, pref envconfig.LibraryPreference) {
 	for _, c := range choices {
 		others := "none"
 		if len(c.Alternates) > 0 {
@@ -136,7 +136,7 @@ func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref
 			"library", e.Device.Library,
 			"reason", e.Reason)
 	}
-	for _, missing := range MissingLibraries(choices, pref) {
+	for _, missing := range missingLibraries(choices, pref) {
 		found := []string{}
 		for _, c := range choices {
 			found = append(found, fmt.Sprintf("%s %s", c.Chosen.Library, c.Chosen.Description))
@@ -154,9 +154,9 @@ func LogLibraryChoices(choices []LibraryChoice, excluded []ExcludedLibrary, pref
 	}
 }
 
-// MissingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
+// missingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
 // than cpu) that drive none of the devices found.
-func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference) []string {
+func missingLibraries(choices []libraryChoice, pref envconfig.LibraryPreference) []string {
 	var missing []string
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
@@ -177,30 +177,30 @@ func MissingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference)
 
 var (
 	libraryChoicesMu sync.Mutex
-	libraryChoices   []LibraryChoice
-	libraryExcluded  []ExcludedLibrary
+	libraryChoices   []libraryChoice
+	libraryExcluded  []excludedLibrary
 )
 
 // SelectLibraries is discovery's dedup: it leaves out devices with
-// impossible properties (CheckDevices), chooses a library for every
+// impossible properties (checkDevices), chooses a library for every
 // physical device by the user's preference, explains the choice in the log,
 // remembers the alternates for later per-model decisions, and returns the
 // chosen devices.
 func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
-	choices, excluded := ChooseLibraries(checkedDevices(devices), pref)
-	LogLibraryChoices(choices, excluded, pref)
+	choices, excluded := chooseLibraries(checkedDevices(devices), pref)
+	logLibraryChoices(choices, excluded, pref)
 	libraryChoicesMu.Lock()
 	libraryChoices, libraryExcluded = choices, excluded
 	libraryChoicesMu.Unlock()
-	return Devices(choices)
+	return choiceDevices(choices)
 }
 
-// LibraryChoices returns what the last discovery chose, alternates included.
-func LibraryChoices() []LibraryChoice {
+// currentLibraryChoices returns what the last discovery chose, alternates included.
+func currentLibraryChoices() []libraryChoice {
 	libraryChoicesMu.Lock()
 	defer libraryChoicesMu.Unlock()
-	return append([]LibraryChoice(nil), libraryChoices...)
+	return append([]libraryChoice(nil), libraryChoices...)
 }
 
 // RunnerLibrary names the libraries of a runner's devices, each once, in
@@ -228,7 +228,7 @@ func RunnerLibrary(ids []ml.DeviceID) string {
 // runner's memory against the chosen device too.
 func TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
 	var out []ml.DeviceID
-	for _, c := range LibraryChoices() {
+	for _, c := range currentLibraryChoices() {
 		if c.Chosen.DeviceID != id {
 			continue
 		}

@@ -51,7 +51,7 @@ type summary struct {
 	Alternates []string
 }
 
-func summarize(choices []LibraryChoice) []summary {
+func summarize(choices []libraryChoice) []summary {
 	var out []summary
 	for _, c := range choices {
 		s := summary{Chosen: c.Chosen.Library + "@" + c.Chosen.PCIID + c.Chosen.ID}
@@ -135,7 +135,7 @@ func TestChooseLibraries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				choices, excluded := ChooseLibraries(sets[tc.set](layout), pref)
+				choices, excluded := chooseLibraries(sets[tc.set](layout), pref)
 				if diff := cmp.Diff(tc.want, summarize(choices)); diff != "" {
 					t.Errorf("choices (-want +got):\n%s", diff)
 				}
@@ -148,7 +148,7 @@ func TestChooseLibraries(t *testing.T) {
 				}
 				// One physical device is counted once for memory.
 				var total uint64
-				for _, d := range Devices(choices) {
+				for _, d := range choiceDevices(choices) {
 					total += d.TotalMemory
 				}
 				if want := uint64(len(tc.want)) * (16 << 30); total != want {
@@ -175,8 +175,8 @@ func TestLogLibraryChoices(t *testing.T) {
 		dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 		dev("flat", "Vulkan", "0", "0000:03:00.0", "", false),
 	}
-	choices, excluded := ChooseLibraries(devices, pref)
-	LogLibraryChoices(choices, excluded, pref)
+	choices, excluded := chooseLibraries(devices, pref)
+	logLibraryChoices(choices, excluded, pref)
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {
@@ -204,7 +204,7 @@ func TestSelectLibrariesRemembersAlternates(t *testing.T) {
 	if len(got) != 1 || got[0].Library != "ROCm" {
 		t.Fatalf("SelectLibraries chose %+v, want the ROCm device only", got)
 	}
-	choices := LibraryChoices()
+	choices := currentLibraryChoices()
 	if len(choices) != 1 || len(choices[0].Alternates) != 1 || choices[0].Alternates[0].Library != "Vulkan" {
 		t.Errorf("remembered choices = %+v, want ROCm with the Vulkan alternate", summarize(choices))
 	}
@@ -233,7 +233,7 @@ func TestTwinDeviceIDs(t *testing.T) {
 	other := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-2", Library: "ROCm"}, PCIID: "0000:04:00.0"}
 	libraryChoicesMu.Lock()
 	saved := libraryChoices
-	libraryChoices = []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
+	libraryChoices = []libraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
 	libraryChoicesMu.Unlock()
 	t.Cleanup(func() {
 		libraryChoicesMu.Lock()
