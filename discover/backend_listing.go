@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/format"
@@ -20,15 +21,15 @@ import (
 
 // Backend statuses in the listing.
 const (
-	BackendChosen       = "chosen"
-	BackendAlternate    = "alternate"
-	BackendNotRequested = "not requested"
-	BackendLoadFailed   = "failed to load"
+	backendChosen       = "chosen"
+	backendAlternate    = "alternate"
+	backendNotRequested = "not requested"
+	backendLoadFailed   = "failed to load"
 )
 
-// BackendStatus is one row of the backend listing: a device seen through
+// backendStatus is one row of the backend listing: a device seen through
 // one library, or a library file that failed to load.
-type BackendStatus struct {
+type backendStatus struct {
 	Library     string   `json:"library"`
 	Name        string   `json:"name,omitempty"`
 	Description string   `json:"description,omitempty"`
@@ -41,25 +42,95 @@ type BackendStatus struct {
 	Rules       []string `json:"rules,omitempty"`
 }
 
-// BackendListing is what GET /api/backends answers.
-type BackendListing struct {
+// backendListing is what GET /api/backends answers.
+type backendListing struct {
 	LLMLibrary   string          `json:"llm_library,omitempty"`
 	DefaultOrder string          `json:"default_order"`
-	Backends     []BackendStatus `json:"backends"`
+	Backends     []backendStatus `json:"backends"`
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
-	StuckGPUs []Finding `json:"stuck_gpus,omitempty"`
+	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
 }
 
-// ListBackends lists every device x library discovery found, with what was
-// chosen and why, the quirk rules that apply to it, and the library files
-// that failed to load.
-func ListBackends() BackendListing {
+// StuckGPU is a GPU that stayed busy for the whole watch window after its
+// runners exited, with no runner left on it: what the idle-GPU watchdog
+// (discover/gpuwatch) found, listed by GET /api/backends and `ollama
+// backends`.
+type StuckGPU struct {
+	// PCIID and Card identify the GPU ("0000:03:00.0", "card1").
+	PCIID string `json:"pci_id"`
+	Card  string `json:"card"`
+
+	// GfxTarget is the AMD gfx target ("gfx1200") when known.
+	GfxTarget string `json:"gfx_target,omitempty"`
+
+	// Library, Compute, Arch and Model describe the runner that last ran
+	// on the GPU.
+	Library string `json:"library"`
+	Compute string `json:"compute,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Model   string `json:"model,omitempty"`
+
+	// OtherRunners lists other runners ("ROCm gemma3 (gemma3:4b)") that
+	// used the GPU since it was last seen idle. When there are any, the
+	// blame is uncertain and nothing is learned.
+	OtherRunners []string `json:"other_runners,omitempty"`
+
+	// DetectedAt is when the window ended.
+	DetectedAt time.Time `json:"detected_at"`
+
+	// Window is how long the GPU was watched, Samples how many readings
+	// were taken, BusyMin and BusyMax the range of gpu_busy_percent.
+	Window  time.Duration `json:"window_ns"`
+	Samples int           `json:"samples"`
+	BusyMin int           `json:"busy_min"`
+	BusyMax int           `json:"busy_max"`
+
+	// ClockMHz is the core clock at the end of the window and MaxClockMHz
+	// the top clock level (pp_dpm_sclk), PowerMicrowatts the power draw
+	// (hwmon); -1 when the GPU does not report it.
+	ClockMHz        int   `json:"sclk_mhz"`
+	MaxClockMHz     int   `json:"sclk_max_mhz"`
+	PowerMicrowatts int64 `json:"power_uw"`
+
+	// DenylistEntry is the OLLAMA_BACKEND_DENYLIST entry that keeps the
+	// library off this GPU for the model's architecture
+	// ("rocm:gfx1200:qwen3"); "" when none can be written.
+	DenylistEntry string `json:"denylist_entry,omitempty"`
+
+	// Remedy tells the user what to do, in one sentence or two.
+	Remedy string `json:"remedy"`
+
+	// Learned is set when the triple was recorded as a learned quirk.
+	Learned bool `json:"learned"`
+
+	// Restored is set for a finding of an earlier server process during
+	// this boot, read back from the learned-quirks file.
+	Restored bool `json:"restored,omitempty"`
+}
+
+// Learned is what the server learned while it runs, for the listing: the
+// quirk rules learned from runners that misbehaved and the GPUs found
+// stuck. The server's idle-GPU watchdog (discover/gpuwatch.Watchdog) is
+// one.
+type Learned interface {
+	LearnedRules() []QuirkRule
+	StuckGPUs() []StuckGPU
+}
+
+// listBackends lists every device x library discovery found, with what was
+// chosen and why, the quirk rules that apply to it (learned ones included),
+// the library files that failed to load, and the stuck GPUs. learned may
+// be nil.
+func listBackends(learned Learned) backendListing {
 	pref := envconfig.LLMLibraryPreference()
-	rules := BackendQuirkRules()
-	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []BackendStatus{}}
-	row := func(d ml.DeviceInfo, status, reason string) BackendStatus {
-		s := BackendStatus{
+	rules := backendQuirkRules()
+	if learned != nil {
+		rules = append(rules, learned.LearnedRules()...)
+	}
+	l := backendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []backendStatus{}}
+	row := func(d ml.DeviceInfo, status, reason string) backendStatus {
+		s := backendStatus{
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
 			Compute: d.Compute(), TotalMemory: d.TotalMemory, Status: status, Reason: reason,
 		}
@@ -74,26 +145,31 @@ func ListBackends() BackendListing {
 	choices, excluded := libraryChoices, libraryExcluded
 	libraryChoicesMu.Unlock()
 	for _, c := range choices {
-		l.Backends = append(l.Backends, row(c.Chosen, BackendChosen, ""))
+		l.Backends = append(l.Backends, row(c.Chosen, backendChosen, ""))
 		for i, a := range c.Alternates {
-			l.Backends = append(l.Backends, row(a, BackendAlternate, c.Reasons[i]))
+			l.Backends = append(l.Backends, row(a, backendAlternate, c.Reasons[i]))
 		}
 	}
 	for _, e := range excluded {
-		l.Backends = append(l.Backends, row(e.Device, BackendNotRequested, e.Reason))
+		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
-	for _, f := range LibraryLoadFailures() {
-		l.Backends = append(l.Backends, BackendStatus{Library: f.Library, File: f.File, Status: BackendLoadFailed, Reason: f.Message})
+	for _, f := range libraryLoadFailures() {
+		l.Backends = append(l.Backends, backendStatus{Library: f.Library, File: f.File, Status: backendLoadFailed, Reason: f.Message})
 	}
-	l.StuckGPUs = StuckGPUs()
+	if learned != nil {
+		l.StuckGPUs = learned.StuckGPUs()
+	}
 	return l
 }
 
-// BackendsHandler serves GET /api/backends.
-func BackendsHandler(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	if err := json.NewEncoder(w).Encode(ListBackends()); err != nil {
-		slog.Warn("writing the backend listing", "error", err)
+// BackendsHandler serves GET /api/backends, with what learned holds (nil:
+// nothing learned).
+func BackendsHandler(learned Learned) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		if err := json.NewEncoder(w).Encode(listBackends(learned)); err != nil {
+			slog.Warn("writing the backend listing", "error", err)
+		}
 	}
 }
 
@@ -113,14 +189,14 @@ func WriteBackends(ctx context.Context, w io.Writer, base *url.URL) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
-	var l BackendListing
+	var l backendListing
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&l); err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	return formatBackends(w, l)
 }
 
-func formatBackends(w io.Writer, l BackendListing) error {
+func formatBackends(w io.Writer, l backendListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tPCI ID\tCOMPUTE\tLIBRARY\tMEMORY\tSTATUS\tREASON\tRULES")
 	for _, b := range l.Backends {
@@ -158,9 +234,9 @@ func dash(s string) string {
 	return s
 }
 
-// LibraryLoadFailure is a backend library file that is present but that
+// libraryLoadFailure is a backend library file that is present but that
 // the loader could not open.
-type LibraryLoadFailure struct {
+type libraryLoadFailure struct {
 	Library string // GGML name, e.g. "vulkan"
 	File    string
 	Message string // the loader's error
@@ -168,14 +244,14 @@ type LibraryLoadFailure struct {
 
 var (
 	loadFailuresMu sync.Mutex
-	loadFailures   = map[string]LibraryLoadFailure{}
+	loadFailures   = map[string]libraryLoadFailure{}
 )
 
-// LibraryLoadFailures lists the failures seen so far, by file name.
-func LibraryLoadFailures() []LibraryLoadFailure {
+// libraryLoadFailures lists the failures seen so far, by file name.
+func libraryLoadFailures() []libraryLoadFailure {
 	loadFailuresMu.Lock()
 	defer loadFailuresMu.Unlock()
-	out := make([]LibraryLoadFailure, 0, len(loadFailures))
+	out := make([]libraryLoadFailure, 0, len(loadFailures))
 	for _, f := range loadFailures {
 		out = append(out, f)
 	}

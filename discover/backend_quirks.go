@@ -3,6 +3,8 @@ package discover
 import (
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
@@ -10,20 +12,17 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// LearnedQuirkSource, when set, returns the rules the server learned at run
-// time (the idle-GPU watchdog, repeated runner deaths); they are merged with
-// the built-in and OLLAMA_BACKEND_DENYLIST rules at every model load.
-var LearnedQuirkSource func() []QuirkRule
-
-// BackendQuirkRules is the quirk table in force: the built-in rules (unless
-// OLLAMA_BACKEND_DENYLIST holds "none"), then the user's entries, then
-// what was learned. A malformed variable counts as empty here; `ollama
-// serve` refuses to start with one (envconfig.CheckBackendSelection).
-func BackendQuirkRules() []QuirkRule {
+// backendQuirkRules is the quirk table of the configuration: the built-in
+// rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
+// entries. What the server learned at run time (discover/gpuwatch) comes
+// after them, from the caller: ApplyBackendQuirks and listBackends take it.
+// A malformed variable counts as empty here; `ollama serve` refuses to
+// start with one (envconfig.CheckBackendSelection).
+func backendQuirkRules() []QuirkRule {
 	deny, _ := envconfig.BackendDenylistFromEnv()
 	var rules []QuirkRule
 	if !deny.DropBuiltins {
-		rules = append(rules, BuiltinQuirks()...)
+		rules = append(rules, builtinQuirks()...)
 	}
 	for _, e := range deny.Entries {
 		rules = append(rules, QuirkRule{
@@ -35,14 +34,11 @@ func BackendQuirkRules() []QuirkRule {
 			Source:         QuirkSourceEnv,
 		})
 	}
-	if LearnedQuirkSource != nil {
-		rules = append(rules, LearnedQuirkSource()...)
-	}
 	return rules
 }
 
-// QuirkDecision is what the quirk table did to one GPU for one model.
-type QuirkDecision struct {
+// quirkDecision is what the quirk table did to one GPU for one model.
+type quirkDecision struct {
 	Device ml.DeviceInfo // as discovered (the chosen library)
 	Denied QuirkRule
 	// Replacement is the alternate library used instead; nil when the GPU
@@ -54,19 +50,19 @@ type QuirkDecision struct {
 // GPU whose library is denied for arch is replaced by its best allowed
 // alternate (choices: what discovery found for the same physical device),
 // or left out when it has none. GPUs that are not denied stay as they are.
-func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []LibraryChoice) ([]ml.DeviceInfo, []QuirkDecision) {
+func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
 	if arch == "" {
 		return gpus, nil
 	}
 	out := make([]ml.DeviceInfo, 0, len(gpus))
-	var decisions []QuirkDecision
+	var decisions []quirkDecision
 	for _, gpu := range gpus {
 		rule, denied := DeniesLibrary(rules, gpu.Library, gpu.Compute(), arch)
 		if !denied {
 			out = append(out, gpu)
 			continue
 		}
-		d := QuirkDecision{Device: gpu, Denied: rule}
+		d := quirkDecision{Device: gpu, Denied: rule}
 		for _, alt := range alternatesOf(gpu, choices) {
 			// The alternate is the same memory seen through another
 			// library: the chosen device's numbers are the fresh ones.
@@ -82,7 +78,7 @@ func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices [
 	return out, decisions
 }
 
-func alternatesOf(gpu ml.DeviceInfo, choices []LibraryChoice) []ml.DeviceInfo {
+func alternatesOf(gpu ml.DeviceInfo, choices []libraryChoice) []ml.DeviceInfo {
 	for _, c := range choices {
 		if c.Chosen.DeviceID == gpu.DeviceID && c.Chosen.PCIID == gpu.PCIID {
 			return append([]ml.DeviceInfo(nil), c.Alternates...)
@@ -91,9 +87,9 @@ func alternatesOf(gpu ml.DeviceInfo, choices []LibraryChoice) []ml.DeviceInfo {
 	return nil
 }
 
-// LogQuirkDecisions explains each decision in one line: INFO when another
+// logQuirkDecisions explains each decision in one line: INFO when another
 // library of the same GPU takes over, WARN when the GPU is left out.
-func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
+func logQuirkDecisions(model, arch string, decisions []quirkDecision) {
 	for _, d := range decisions {
 		attrs := []any{
 			"model", model, "arch", arch,
@@ -111,8 +107,9 @@ func LogQuirkDecisions(model, arch string, decisions []QuirkDecision) {
 
 // ApplyBackendQuirks is the model-load call site: the GPUs the scheduler
 // offers a model of architecture arch, placed by Decide with what discovery
-// found and the rules in force; the plan is explained in the log.
-func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string) []ml.DeviceInfo {
+// found and the rules in force, the rules the server learned (learned, from
+// gpuwatch.Watchdog.LearnedRules) last; the plan is explained in the log.
+func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...QuirkRule) []ml.DeviceInfo {
 	libraryChoicesMu.Lock()
 	devices := discovered
 	libraryChoicesMu.Unlock()
@@ -120,12 +117,39 @@ func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string) []ml.DeviceInf
 	p := Decide(PlanInput{
 		Devices:    devices,
 		Preference: envconfig.LLMLibraryPreference(),
-		Rules:      BackendQuirkRules(),
+		Rules:      append(backendQuirkRules(), learned...),
 		Model:      m,
 		Offered:    gpus,
 	})
-	LogModelPlan(p, m)
+	logModelPlan(p, m)
 	return p.GPUs()
+}
+
+// NextLibrary names the library the next load of a model of architecture
+// arch uses on the GPU at pciID that ran it through library (compute as
+// that library reports it), under the quirk table in force with learned
+// last: the first library of the GPU (chosen, then alternates) the rules
+// allow, or "CPU" when none does. The idle-GPU watchdog names it when it
+// learns from a runner that keeps dying.
+func NextLibrary(pciID, library, compute, arch string, learned ...QuirkRule) string {
+	return nextLibrary(pciID, library, compute, arch, append(backendQuirkRules(), learned...), currentLibraryChoices())
+}
+
+func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choices []libraryChoice) string {
+	for _, c := range choices {
+		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
+		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
+			return sameQuirkLibrary(d.Library, library) && strings.EqualFold(d.Compute(), compute) && strings.EqualFold(d.PCIID, pciID)
+		}) {
+			continue
+		}
+		for _, d := range devs {
+			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), arch); !denied {
+				return d.Library
+			}
+		}
+	}
+	return "CPU"
 }
 
 // quirkRunnerEnv gives a model's runner the variables its quirk rules ask
@@ -135,12 +159,12 @@ func quirkRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
 	if arch == "" {
 		return nil
 	}
-	rules := BackendQuirkRules()
+	rules := backendQuirkRules()
 	var matched []QuirkRule
 	for _, d := range devices {
-		matched = append(matched, MatchQuirks(rules, d.Library, d.Compute(), arch)...)
+		matched = append(matched, matchQuirks(rules, d.Library, d.Compute(), arch)...)
 	}
-	env := QuirkRunnerEnv(matched)
+	env := quirkEnv(matched)
 	for k := range env {
 		if os.Getenv(k) != "" {
 			delete(env, k)

@@ -10,38 +10,38 @@ import (
 )
 
 func TestApplyQuirks(t *testing.T) {
-	twin := func(compute, pci string) LibraryChoice {
+	twin := func(compute, pci string) libraryChoice {
 		rocm := dev("flat", "ROCm", "GPU-"+pci, pci, compute, false)
 		rocm.FreeMemory = 12 << 30
 		vk := dev("flat", "Vulkan", "0", pci, "", false)
 		vk.FreeMemory = 15 << 30 // stale: measured at discovery
-		return LibraryChoice{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
+		return libraryChoice{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
 	}
 	rdna4 := twin("gfx1200", "0000:03:00.0")
 	rdna3 := twin("gfx1100", "0000:04:00.0")
-	lone := LibraryChoice{Chosen: dev("flat", "ROCm", "GPU-lone", "0000:05:00.0", "gfx1200", false)}
+	lone := libraryChoice{Chosen: dev("flat", "ROCm", "GPU-lone", "0000:05:00.0", "gfx1200", false)}
 
 	cases := []struct {
 		name     string
 		denylist string
 		gpus     []ml.DeviceInfo
-		choices  []LibraryChoice
+		choices  []libraryChoice
 		arch     string
 		want     []string // library@pci of the GPUs offered to the model
 		wantLeft int      // GPUs left out
 	}{
-		{"qwen3 on gfx1200 goes to Vulkan", "", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen3", []string{"Vulkan@0000:03:00.0"}, 0},
-		{"qwen35moe too", "", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen35moe", []string{"Vulkan@0000:03:00.0"}, 0},
-		{"qwen2 stays on ROCm", "", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen2", []string{"ROCm@0000:03:00.0"}, 0},
-		{"gemma3 stays on ROCm", "", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "gemma3", []string{"ROCm@0000:03:00.0"}, 0},
-		{"gfx1100 untouched by the built-in table", "", []ml.DeviceInfo{rdna3.Chosen}, []LibraryChoice{rdna3}, "qwen3", []string{"ROCm@0000:04:00.0"}, 0},
-		{"none drops the built-ins", "none", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen3", []string{"ROCm@0000:03:00.0"}, 0},
-		{"every use denied", "rocm:gfx1200", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "llama", []string{"Vulkan@0000:03:00.0"}, 0},
-		{"user entry for gfx1100", "rocm:gfx11*:qwen3", []ml.DeviceInfo{rdna4.Chosen, rdna3.Chosen}, []LibraryChoice{rdna4, rdna3}, "qwen3", []string{"Vulkan@0000:03:00.0", "Vulkan@0000:04:00.0"}, 0},
-		{"no alternate: left out", "", []ml.DeviceInfo{lone.Chosen, rdna3.Chosen}, []LibraryChoice{lone, rdna3}, "qwen3", []string{"ROCm@0000:04:00.0"}, 1},
-		{"alternate denied too: left out", "none rocm:gfx1200 vulkan:*:qwen3", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen3", nil, 1},
-		{"queues1 keeps ROCm", "none rocm:gfx1200:*=queues1", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "qwen3", []string{"ROCm@0000:03:00.0"}, 0},
-		{"unknown architecture: nothing applies", "rocm:gfx1200:qwen3", []ml.DeviceInfo{rdna4.Chosen}, []LibraryChoice{rdna4}, "", []string{"ROCm@0000:03:00.0"}, 0},
+		{"qwen3 on gfx1200 goes to Vulkan", "", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen3", []string{"Vulkan@0000:03:00.0"}, 0},
+		{"qwen35moe too", "", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen35moe", []string{"Vulkan@0000:03:00.0"}, 0},
+		{"qwen2 stays on ROCm", "", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen2", []string{"ROCm@0000:03:00.0"}, 0},
+		{"gemma3 stays on ROCm", "", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "gemma3", []string{"ROCm@0000:03:00.0"}, 0},
+		{"gfx1100 untouched by the built-in table", "", []ml.DeviceInfo{rdna3.Chosen}, []libraryChoice{rdna3}, "qwen3", []string{"ROCm@0000:04:00.0"}, 0},
+		{"none drops the built-ins", "none", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen3", []string{"ROCm@0000:03:00.0"}, 0},
+		{"every use denied", "rocm:gfx1200", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "llama", []string{"Vulkan@0000:03:00.0"}, 0},
+		{"user entry for gfx1100", "rocm:gfx11*:qwen3", []ml.DeviceInfo{rdna4.Chosen, rdna3.Chosen}, []libraryChoice{rdna4, rdna3}, "qwen3", []string{"Vulkan@0000:03:00.0", "Vulkan@0000:04:00.0"}, 0},
+		{"no alternate: left out", "", []ml.DeviceInfo{lone.Chosen, rdna3.Chosen}, []libraryChoice{lone, rdna3}, "qwen3", []string{"ROCm@0000:04:00.0"}, 1},
+		{"alternate denied too: left out", "none rocm:gfx1200 vulkan:*:qwen3", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen3", nil, 1},
+		{"queues1 keeps ROCm", "none rocm:gfx1200:*=queues1", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "qwen3", []string{"ROCm@0000:03:00.0"}, 0},
+		{"unknown architecture: nothing applies", "rocm:gfx1200:qwen3", []ml.DeviceInfo{rdna4.Chosen}, []libraryChoice{rdna4}, "", []string{"ROCm@0000:03:00.0"}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestApplyQuirks(t *testing.T) {
 			if _, err := envconfig.BackendDenylistFromEnv(); err != nil {
 				t.Fatal(err)
 			}
-			got, decisions := applyQuirks(tc.gpus, tc.arch, BackendQuirkRules(), tc.choices)
+			got, decisions := applyQuirks(tc.gpus, tc.arch, backendQuirkRules(), tc.choices)
 			var names []string
 			for _, g := range got {
 				names = append(names, g.Library+"@"+g.PCIID)

@@ -20,22 +20,22 @@ import (
 // device reported with impossible properties is named and left out (or
 // corrected). Each fault is one WARN line per server process.
 
-// DiscoveryRetryTimeout bounds a discovery runner started again without a
+// discoveryRetryTimeout bounds a discovery runner started again without a
 // library that crashed or hung the first one. It is a fresh bound: the
 // first runner may have used up the discovery timeout by hanging.
-const DiscoveryRetryTimeout = 30 * time.Second
+const discoveryRetryTimeout = 30 * time.Second
 
-// MaxDeviceMemory is the most memory a GPU may report; more is no real GPU
+// maxDeviceMemory is the most memory a GPU may report; more is no real GPU
 // (the largest have a few hundred GiB) but a library reporting garbage.
-const MaxDeviceMemory uint64 = 64 << 40
+const maxDeviceMemory uint64 = 64 << 40
 
-// DiscoveryFaultMsg is the log message of a library that crashed or hung a
+// discoveryFaultMsg is the log message of a library that crashed or hung a
 // discovery runner.
-const DiscoveryFaultMsg = "backend library failed during GPU discovery; left out"
+const discoveryFaultMsg = "backend library failed during GPU discovery; left out"
 
-// DeviceFaultMsg is the log message of a device reported with impossible
+// deviceFaultMsg is the log message of a device reported with impossible
 // properties.
-const DeviceFaultMsg = "backend library reported a faulty device"
+const deviceFaultMsg = "backend library reported a faulty device"
 
 var (
 	discoveryFaultsMu sync.Mutex
@@ -65,8 +65,8 @@ func deviceFilterEnv(env map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
-// DeviceFault is a device that discovery found with impossible properties.
-type DeviceFault struct {
+// deviceFault is a device that discovery found with impossible properties.
+type deviceFault struct {
 	Device ml.DeviceInfo
 	// Problem says what is wrong, Instead what was done about it.
 	Problem, Instead string
@@ -84,19 +84,19 @@ func deviceLibraryName(d ml.DeviceInfo) string {
 	return filepath.Base(libraryDir(d))
 }
 
-// CheckDevices returns the devices fit to use, and a fault for each device
+// checkDevices returns the devices fit to use, and a fault for each device
 // left out or corrected: no library name, no or absurd memory (more than
-// MaxDeviceMemory), free memory above the total (taken as the total), a PCI
+// maxDeviceMemory), free memory above the total (taken as the total), a PCI
 // id reported twice by one library (the first device is kept), and no PCI
 // id while another library reports a GPU of the same size (taken to be that
 // GPU seen twice, and left out so that it is not counted twice; without
 // such a twin it is used as a GPU of its own, said only when another
 // library reports devices too).
-func CheckDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []DeviceFault) {
+func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 	var out []ml.DeviceInfo
-	var faults []DeviceFault
+	var faults []deviceFault
 	fault := func(d ml.DeviceInfo, problem, instead string, args ...any) {
-		faults = append(faults, DeviceFault{Device: d, Problem: fmt.Sprintf(problem, args...), Instead: instead})
+		faults = append(faults, deviceFault{Device: d, Problem: fmt.Sprintf(problem, args...), Instead: instead})
 	}
 	for _, d := range devices {
 		switch {
@@ -106,9 +106,9 @@ func CheckDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []DeviceFault) {
 		case d.TotalMemory == 0:
 			fault(d, "0 bytes of memory", "device left out")
 			continue
-		case d.TotalMemory > MaxDeviceMemory:
+		case d.TotalMemory > maxDeviceMemory:
 			fault(d, "%s of memory, more than the %s accepted", "device left out",
-				format.HumanBytes2(d.TotalMemory), format.HumanBytes2(MaxDeviceMemory))
+				format.HumanBytes2(d.TotalMemory), format.HumanBytes2(maxDeviceMemory))
 			continue
 		}
 		if d.FreeMemory > d.TotalMemory {
@@ -151,23 +151,23 @@ func CheckDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []DeviceFault) {
 	return kept, faults
 }
 
-// LogDeviceFaults reports each fault in one WARN line, once per server
+// logDeviceFaults reports each fault in one WARN line, once per server
 // process.
-func LogDeviceFaults(faults []DeviceFault) {
+func logDeviceFaults(faults []deviceFault) {
 	for _, f := range faults {
 		d := f.Device
 		lib := deviceLibraryName(d)
 		if !reportOnce(strings.Join([]string{"device", lib, d.ID, f.Problem}, "\x00")) {
 			continue
 		}
-		slog.Warn(DeviceFaultMsg, "library", lib, "name", d.Name, "description", d.Description, "id", d.ID,
+		slog.Warn(deviceFaultMsg, "library", lib, "name", d.Name, "description", d.Description, "id", d.ID,
 			"pci_id", d.PCIID, "libdirs", strings.Join(d.LibraryPath, ","), "problem", f.Problem, "instead", f.Instead)
 	}
 }
 
 // checkedDevices is SelectLibraries' first step.
 func checkedDevices(devices []ml.DeviceInfo) []ml.DeviceInfo {
-	ok, faults := CheckDevices(devices)
-	LogDeviceFaults(faults)
+	ok, faults := checkDevices(devices)
+	logDeviceFaults(faults)
 	return ok
 }

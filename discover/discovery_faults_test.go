@@ -60,7 +60,7 @@ func TestCheckDevices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok, faults := CheckDevices(tt.in)
+			ok, faults := checkDevices(tt.in)
 			var keep, problems []string
 			for _, d := range ok {
 				keep = append(keep, d.Library+"/"+d.ID)
@@ -97,21 +97,20 @@ func captureWarns(t *testing.T) *bytes.Buffer {
 func TestNextLibrary(t *testing.T) {
 	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
 	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
-	choices := []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}}
-	q := LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen2", Cause: LearnedCrashes, PCIID: "0000:03:00.0"}
-	denyROCm := []QuirkRule{q.Rule()}
+	choices := []libraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}}
+	denyROCm := []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}}
 	denyBoth := append(denyROCm, QuirkRule{Library: "Vulkan", ComputePattern: "*", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary})
 	for _, tt := range []struct {
 		name    string
 		rules   []QuirkRule
-		choices []LibraryChoice
+		choices []libraryChoice
 		want    string
 	}{
 		{"the Vulkan twin", denyROCm, choices, "Vulkan"},
 		{"both denied", denyBoth, choices, "CPU"},
 		{"no twin known", denyROCm, nil, "CPU"},
 	} {
-		if got := nextLibrary(q, tt.rules, tt.choices); got != tt.want {
+		if got := nextLibrary("0000:03:00.0", "ROCm", "gfx1200", "qwen2", tt.rules, tt.choices); got != tt.want {
 			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
 		}
 	}
@@ -126,7 +125,7 @@ func FuzzDiscoveryOutput(f *testing.F) {
 	f.Cleanup(func() { slog.SetDefault(prev) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var passed bytes.Buffer
-		w := DiscoveryOutput(&passed)
+		w := newDiscoveryOutput(&passed)
 		for rest := data; len(rest) > 0; {
 			n := min(len(rest), 1+len(rest)/3)
 			if _, err := w.Write(rest[:n]); err != nil {

@@ -5,4 +5,25 @@
 // The files here are plain functions over upstream's exported types. The
 // build copies them into github.com/ollama/ollama/discover, where patches in
 // patches/ add the call sites.
+//
+// Files:
+//
+//   - library_choice.go: the library each device uses and its alternates
+//     (OLLAMA_LLM_LIBRARY, the default order), logged and kept for the
+//     listing and the quirk table.
+//   - quirks.go: the quirk table, its rules and their matching.
+//   - backend_quirks.go: the table in force at a model load (built-in,
+//     OLLAMA_BACKEND_DENYLIST, then what the server learned, passed in by
+//     the caller), the GPUs it leaves a model, and the library a model
+//     moves to (NextLibrary).
+//   - kfd.go, rocm_discovery.go: the KFD topology, and keeping HIP off GPUs
+//     the table denies for every model.
+//   - discovery_faults.go, library_load.go: discovery runners that fail or
+//     report junk, and library files that fail to load.
+//   - backend_listing.go: GET /api/backends and `ollama backends`, with
+//     what the server learned (the Learned interface: rules and StuckGPU).
+//
+// The idle-GPU watchdog and the learned-quirks file are the package
+// discover/gpuwatch, which imports this one: the server owns its Watchdog
+// and hands what it learned to ApplyBackendQuirks and BackendsHandler.
 package discover

@@ -101,7 +101,7 @@ func ReadKFDNodes(root string) ([]KFDNode, error) {
 			errs = append(errs, err)
 			continue
 		}
-		props, err := ParseKFDProperties(data)
+		props, err := parseKFDProperties(data)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
 			continue
@@ -134,13 +134,13 @@ func readKFDFile(file string) ([]byte, error) {
 	return data, nil
 }
 
-// ParseKFDProperties parses the content of a KFD topology node properties
+// parseKFDProperties parses the content of a KFD topology node properties
 // file: one "key value" pair a line, blank lines ignored. Values are kept as
 // written. A line that is not exactly two space-separated fields, or a key
 // that appears twice, is an error naming the line.
-func ParseKFDProperties(data []byte) (map[string]string, error) {
+func parseKFDProperties(data []byte) (map[string]string, error) {
 	props := make(map[string]string)
-	err := scanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
+	err := ScanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
 		if len(f) != 2 {
 			return fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
 		}
@@ -156,11 +156,11 @@ func ParseKFDProperties(data []byte) (map[string]string, error) {
 	return props, nil
 }
 
-// scanFieldLines calls fn with each non-blank line of a small sysfs file
+// ScanFieldLines calls fn with each non-blank line of a small sysfs file
 // (numbered from 1) and its space-separated fields, and stops at fn's first
 // error. A line longer than max is an error naming the line after which it
 // came.
-func scanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
+func ScanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 256), max+1)
 	line := 0
@@ -204,7 +204,7 @@ func kfdNodeFromProperties(n int, props map[string]string) (node KFDNode, isGPU 
 		return KFDNode{}, false, nil
 	}
 	node.GfxTargetVersion = version
-	if node.GfxTarget, err = GfxTargetName(version); err != nil {
+	if node.GfxTarget, err = gfxTargetName(version); err != nil {
 		return KFDNode{}, false, err
 	}
 
@@ -255,13 +255,13 @@ func kfdUint(props map[string]string, key string, bits int) (v uint64, ok bool, 
 	return v, true, nil
 }
 
-// GfxTargetName turns a KFD gfx_target_version (major*10000 + minor*100 +
+// gfxTargetName turns a KFD gfx_target_version (major*10000 + minor*100 +
 // stepping, decimal) into the gfx name ROCm uses: "gfx" then the major in
 // decimal and minor and stepping as one hex digit each. 120000 is gfx1200,
 // 120001 gfx1201, 110000 gfx1100, 90010 gfx90a. A zero major (CPU node) or a
 // minor or stepping above 15 (not one hex digit) is an error naming the
 // value.
-func GfxTargetName(version uint64) (string, error) {
+func gfxTargetName(version uint64) (string, error) {
 	major := version / 10000
 	minor := version / 100 % 100
 	stepping := version % 100

@@ -202,18 +202,18 @@ func TestGfxTargetName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want+tt.wantErr, func(t *testing.T) {
-			got, err := GfxTargetName(tt.version)
+			got, err := gfxTargetName(tt.version)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("GfxTargetName(%d) = %q, %v; want error containing %q", tt.version, got, err, tt.wantErr)
+					t.Fatalf("gfxTargetName(%d) = %q, %v; want error containing %q", tt.version, got, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("GfxTargetName(%d) error: %v", tt.version, err)
+				t.Fatalf("gfxTargetName(%d) error: %v", tt.version, err)
 			}
 			if got != tt.want {
-				t.Errorf("GfxTargetName(%d) = %q, want %q", tt.version, got, tt.want)
+				t.Errorf("gfxTargetName(%d) = %q, want %q", tt.version, got, tt.want)
 			}
 		})
 	}
@@ -238,18 +238,18 @@ func TestParseKFDProperties(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseKFDProperties([]byte(tt.in))
+			got, err := parseKFDProperties([]byte(tt.in))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseKFDProperties(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+					t.Fatalf("parseKFDProperties(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseKFDProperties(%q) error: %v", tt.in, err)
+				t.Fatalf("parseKFDProperties(%q) error: %v", tt.in, err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ParseKFDProperties(%q) mismatch (-want +got):\n%s", tt.in, diff)
+				t.Errorf("parseKFDProperties(%q) mismatch (-want +got):\n%s", tt.in, diff)
 			}
 		})
 	}
@@ -275,7 +275,7 @@ func FuzzParseKFDProperties(f *testing.F) {
 	f.Add([]byte("gfx_target_version 18446744073709551615\n"))
 	f.Add([]byte("gfx_target_version -1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		props, err := ParseKFDProperties(data)
+		props, err := parseKFDProperties(data)
 		if err != nil {
 			return
 		}
@@ -288,7 +288,7 @@ func FuzzParseKFDProperties(f *testing.F) {
 		for _, k := range keys {
 			b.WriteString(k + " " + props[k] + "\n")
 		}
-		again, err := ParseKFDProperties([]byte(b.String()))
+		again, err := parseKFDProperties([]byte(b.String()))
 		if err != nil {
 			t.Fatalf("re-serialized properties %q do not parse: %v", b.String(), err)
 		}
@@ -300,9 +300,9 @@ func FuzzParseKFDProperties(f *testing.F) {
 		if err != nil || !isGPU {
 			return
 		}
-		name, err := GfxTargetName(node.GfxTargetVersion)
+		name, err := gfxTargetName(node.GfxTargetVersion)
 		if err != nil || name != node.GfxTarget || !strings.HasPrefix(name, "gfx") {
-			t.Fatalf("node %+v: GfxTargetName = %q, %v", node, name, err)
+			t.Fatalf("node %+v: gfxTargetName = %q, %v", node, name, err)
 		}
 		if node.PCIID != "" && !kfdPCIIDPattern.MatchString(node.PCIID) {
 			t.Fatalf("node %+v: malformed PCIID %q", node, node.PCIID)

@@ -11,20 +11,20 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// LibraryChoice is one physical device with every library that can drive
+// libraryChoice is one physical device with every library that can drive
 // it: the chosen one, then the others, best first, each with the reason it
 // lost. A device is counted once, as Chosen, whatever the number of
 // libraries.
-type LibraryChoice struct {
+type libraryChoice struct {
 	Chosen     ml.DeviceInfo
 	Alternates []ml.DeviceInfo
 	// Reasons[i] says why Alternates[i] lost to the library before it.
 	Reasons []string
 }
 
-// ExcludedLibrary is a device found through a library the user did not ask
+// excludedLibrary is a device found through a library the user did not ask
 // for (OLLAMA_LLM_LIBRARY); it is never used.
-type ExcludedLibrary struct {
+type excludedLibrary struct {
 	Device ml.DeviceInfo
 	Reason string
 }
@@ -33,13 +33,13 @@ type ExcludedLibrary struct {
 // through several libraries (ml.DeviceInfo.Compare) and ranks each group
 // with the user's preference. Devices of libraries the user did not request
 // are left out. The result keeps the order in which devices were found.
-func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]LibraryChoice, []ExcludedLibrary) {
-	var choices []LibraryChoice
-	var excluded []ExcludedLibrary
+func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]libraryChoice, []excludedLibrary) {
+	var choices []libraryChoice
+	var excluded []excludedLibrary
 	for _, d := range devices {
 		if pref.IsSet() {
 			if _, ok := pref.Rank(d.Library, libraryDir(d)); !ok {
-				excluded = append(excluded, ExcludedLibrary{Device: d, Reason: fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, d.Library)})
+				excluded = append(excluded, excludedLibrary{Device: d, Reason: fmt.Sprintf("OLLAMA_LLM_LIBRARY=%s does not request %s", pref, d.Library)})
 				continue
 			}
 		}
@@ -59,7 +59,7 @@ func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) 
 			}
 		}
 		if !placed {
-			choices = append(choices, LibraryChoice{Chosen: d})
+			choices = append(choices, libraryChoice{Chosen: d})
 		}
 	}
 	return choices, excluded
@@ -67,7 +67,7 @@ func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) 
 
 // add puts another library of the same device in rank order: before the
 // first library that it beats. A library already ranked is not added twice.
-func (c *LibraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
+func (c *libraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
 	ranked := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 	pos := len(ranked)
 	for i, have := range ranked {
@@ -86,8 +86,8 @@ func (c *LibraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
 	}
 }
 
-// Devices returns the chosen device of each choice.
-func Devices(choices []LibraryChoice) []ml.DeviceInfo {
+// choiceDevices returns the chosen device of each choice.
+func choiceDevices(choices []libraryChoice) []ml.DeviceInfo {
 	out := make([]ml.DeviceInfo, 0, len(choices))
 	for _, c := range choices {
 		out = append(out, c.Chosen)
@@ -106,10 +106,10 @@ func libraryDir(d ml.DeviceInfo) string {
 	return d.LibraryPath[len(d.LibraryPath)-1]
 }
 
-// LogLibraryChoices explains discovery: one INFO line per physical device
+// logLibraryChoices explains discovery: one INFO line per physical device
 // with the chosen library and why the others lost, one line per excluded
 // library, and an ERROR for each requested library that found no device.
-func LogLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
+func logLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
 	choices, excluded := p.Choices, p.Excluded
 	for _, c := range choices {
 		others := "none"
@@ -157,7 +157,7 @@ func LogLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
 
 // missingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
 // than cpu) that drive none of the devices found.
-func missingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference) []string {
+func missingLibraries(choices []libraryChoice, pref envconfig.LibraryPreference) []string {
 	var missing []string
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
@@ -179,8 +179,8 @@ func missingLibraries(choices []LibraryChoice, pref envconfig.LibraryPreference)
 var (
 	libraryChoicesMu sync.Mutex
 	discovered       []ml.DeviceInfo
-	libraryChoices   []LibraryChoice
-	libraryExcluded  []ExcludedLibrary
+	libraryChoices   []libraryChoice
+	libraryExcluded  []excludedLibrary
 )
 
 // SelectLibraries is discovery's dedup: it plans discovery (Decide with no
@@ -191,18 +191,18 @@ var (
 func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
 	p := Decide(PlanInput{Devices: devices, Preference: pref})
-	LogLibraryChoices(p, pref)
+	logLibraryChoices(p, pref)
 	libraryChoicesMu.Lock()
 	discovered, libraryChoices, libraryExcluded = devices, p.Choices, p.Excluded
 	libraryChoicesMu.Unlock()
-	return Devices(p.Choices)
+	return choiceDevices(p.Choices)
 }
 
-// LibraryChoices returns what the last discovery chose, alternates included.
-func LibraryChoices() []LibraryChoice {
+// currentLibraryChoices returns what the last discovery chose, alternates included.
+func currentLibraryChoices() []libraryChoice {
 	libraryChoicesMu.Lock()
 	defer libraryChoicesMu.Unlock()
-	return append([]LibraryChoice(nil), libraryChoices...)
+	return append([]libraryChoice(nil), libraryChoices...)
 }
 
 // RunnerLibrary names the libraries of a runner's devices, each once, in
@@ -230,7 +230,7 @@ func RunnerLibrary(ids []ml.DeviceID) string {
 // runner's memory against the chosen device too.
 func TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
 	var out []ml.DeviceID
-	for _, c := range LibraryChoices() {
+	for _, c := range currentLibraryChoices() {
 		if c.Chosen.DeviceID != id {
 			continue
 		}

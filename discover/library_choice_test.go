@@ -51,7 +51,7 @@ type summary struct {
 	Alternates []string
 }
 
-func summarize(choices []LibraryChoice) []summary {
+func summarize(choices []libraryChoice) []summary {
 	var out []summary
 	for _, c := range choices {
 		s := summary{Chosen: c.Chosen.Library + "@" + c.Chosen.PCIID + c.Chosen.ID}
@@ -148,7 +148,7 @@ func TestChooseLibraries(t *testing.T) {
 				}
 				// One physical device is counted once for memory.
 				var total uint64
-				for _, d := range Devices(choices) {
+				for _, d := range choiceDevices(choices) {
 					total += d.TotalMemory
 				}
 				if want := uint64(len(tc.want)) * (16 << 30); total != want {
@@ -175,7 +175,7 @@ func TestLogLibraryChoices(t *testing.T) {
 		dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 		dev("flat", "Vulkan", "0", "0000:03:00.0", "", false),
 	}
-	LogLibraryChoices(Decide(PlanInput{Devices: devices, Preference: pref}), pref)
+	logLibraryChoices(Decide(PlanInput{Devices: devices, Preference: pref}), pref)
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {
@@ -203,7 +203,7 @@ func TestSelectLibrariesRemembersAlternates(t *testing.T) {
 	if len(got) != 1 || got[0].Library != "ROCm" {
 		t.Fatalf("SelectLibraries chose %+v, want the ROCm device only", got)
 	}
-	choices := LibraryChoices()
+	choices := currentLibraryChoices()
 	if len(choices) != 1 || len(choices[0].Alternates) != 1 || choices[0].Alternates[0].Library != "Vulkan" {
 		t.Errorf("remembered choices = %+v, want ROCm with the Vulkan alternate", summarize(choices))
 	}
@@ -232,7 +232,7 @@ func TestTwinDeviceIDs(t *testing.T) {
 	other := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-2", Library: "ROCm"}, PCIID: "0000:04:00.0"}
 	libraryChoicesMu.Lock()
 	saved := libraryChoices
-	libraryChoices = []LibraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
+	libraryChoices = []libraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
 	libraryChoicesMu.Unlock()
 	t.Cleanup(func() {
 		libraryChoicesMu.Lock()

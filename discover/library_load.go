@@ -19,14 +19,14 @@ var loaderFailure = regexp.MustCompile(`failed to load (\S+\.(?:so|dll|dylib)): 
 // libggml-cpu-haswell.so).
 var backendFileName = regexp.MustCompile(`^(?:lib)?ggml-([a-z0-9]+)(?:-[A-Za-z0-9_]+)?\.(?:so|dll|dylib)$`)
 
-// DiscoveryOutput returns where a discovery runner's output goes: next (nil
+// newDiscoveryOutput returns where a discovery runner's output goes: next (nil
 // discards it, as upstream does below trace level), with each line also
 // scanned for backend libraries that failed to load. Such a library is
 // reported once per server with the file and the loader's message: ERROR,
 // or WARN when it only lacks a shared object it depends on (a driver or
 // runtime that is not installed, e.g. libcuda.so.1 on a machine without
-// NVIDIA's driver). It is listed by ListBackends.
-func DiscoveryOutput(next io.Writer) io.Writer {
+// NVIDIA's driver). It is listed by listBackends.
+func newDiscoveryOutput(next io.Writer) io.Writer {
 	return &discoveryOutput{next: next}
 }
 
@@ -75,7 +75,7 @@ func (o *discoveryOutput) Write(p []byte) (int, error) {
 			break
 		}
 		if m := loaderFailure.FindSubmatch(o.partial[:i]); m != nil {
-			RecordLibraryLoadFailure(string(m[1]), string(m[2]))
+			recordLibraryLoadFailure(string(m[1]), string(m[2]))
 		} else if m := loadedBackend.FindSubmatch(o.partial[:i]); m != nil {
 			if o.loaded == nil {
 				o.loaded = make(map[string]bool)
@@ -90,9 +90,9 @@ func (o *discoveryOutput) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// RecordLibraryLoadFailure records and reports, once per file, a backend
+// recordLibraryLoadFailure records and reports, once per file, a backend
 // library that failed to load.
-func RecordLibraryLoadFailure(file, message string) {
+func recordLibraryLoadFailure(file, message string) {
 	message = strings.TrimSpace(message)
 	name := filepath.Base(file)
 	library := name
@@ -102,7 +102,7 @@ func RecordLibraryLoadFailure(file, message string) {
 	loadFailuresMu.Lock()
 	_, seen := loadFailures[file]
 	if !seen {
-		loadFailures[file] = LibraryLoadFailure{Library: library, File: file, Message: message}
+		loadFailures[file] = libraryLoadFailure{Library: library, File: file, Message: message}
 	}
 	loadFailuresMu.Unlock()
 	if seen {

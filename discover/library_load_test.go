@@ -16,7 +16,7 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	t.Cleanup(func() { slog.SetDefault(prev) })
 	loadFailuresMu.Lock()
-	loadFailures = map[string]LibraryLoadFailure{}
+	loadFailures = map[string]libraryLoadFailure{}
 	loadFailuresMu.Unlock()
 
 	var passed bytes.Buffer
@@ -28,7 +28,7 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 		"ggml_backend_load_best: failed to load /usr/lib/ollama/libggml-vulkan.so: /usr/lib/ollama/libggml-vulkan.so: undefined symbol: matmul_id_subgroup_bf16_aligned_cm2_len",
 	}
 	for i := 0; i < 2; i++ { // two runners
-		w := DiscoveryOutput(&passed)
+		w := newDiscoveryOutput(&passed)
 		for _, l := range lines[i*2 : i*2+2] {
 			// Lines arrive in pieces, as pipes deliver them.
 			fmt.Fprint(w, l[:10])
@@ -36,11 +36,11 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 		}
 	}
 
-	want := []LibraryLoadFailure{
+	want := []libraryLoadFailure{
 		{Library: "cuda", File: "/usr/lib/ollama/cuda_v13/libggml-cuda.so", Message: "libcuda.so.1: cannot open shared object file: No such file or directory"},
 		{Library: "vulkan", File: "/usr/lib/ollama/libggml-vulkan.so", Message: "/usr/lib/ollama/libggml-vulkan.so: undefined symbol: matmul_id_subgroup_bf16_aligned_cm2_len"},
 	}
-	if diff := cmp.Diff(want, LibraryLoadFailures()); diff != "" {
+	if diff := cmp.Diff(want, libraryLoadFailures()); diff != "" {
 		t.Errorf("failures (-want +got):\n%s", diff)
 	}
 	if got := strings.Count(logs.String(), "level=ERROR"); got != 1 {
@@ -53,10 +53,10 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 		t.Errorf("output not passed through: %q", passed.String())
 	}
 
-	listing := ListBackends()
+	listing := listBackends(nil)
 	failed := 0
 	for _, b := range listing.Backends {
-		if b.Status == BackendLoadFailed {
+		if b.Status == backendLoadFailed {
 			failed++
 		}
 	}
@@ -66,14 +66,14 @@ func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
 }
 
 func TestFormatBackends(t *testing.T) {
-	l := BackendListing{
+	l := backendListing{
 		LLMLibrary:   "vulkan,rocm",
 		DefaultOrder: "CUDA > ROCm > Vulkan",
-		Backends: []BackendStatus{
-			{Library: "Vulkan", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "0.0", TotalMemory: 16 << 30, Status: BackendChosen},
-			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: BackendAlternate,
+		Backends: []backendStatus{
+			{Library: "Vulkan", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "0.0", TotalMemory: 16 << 30, Status: backendChosen},
+			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: backendAlternate,
 				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"}},
-			{Library: "cuda", File: "/usr/lib/ollama/libggml-cuda.so", Status: BackendLoadFailed, Reason: "libcuda.so.1: cannot open shared object file"},
+			{Library: "cuda", File: "/usr/lib/ollama/libggml-cuda.so", Status: backendLoadFailed, Reason: "libcuda.so.1: cannot open shared object file"},
 		},
 	}
 	var b bytes.Buffer
@@ -89,5 +89,53 @@ func TestFormatBackends(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// fakeLearned stands in for the server's idle-GPU watchdog.
+type fakeLearned struct {
+	rules []QuirkRule
+	stuck []StuckGPU
+}
+
+func (f fakeLearned) LearnedRules() []QuirkRule { return f.rules }
+func (f fakeLearned) StuckGPUs() []StuckGPU     { return f.stuck }
+
+// TestListBackendsLearned: what the server learned shows in the listing,
+// the learned rule on the rows it matches and the stuck GPU after the table.
+func TestListBackendsLearned(t *testing.T) {
+	t.Setenv("OLLAMA_BACKEND_DENYLIST", "none")
+	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
+	libraryChoicesMu.Lock()
+	savedChoices, savedExcluded := libraryChoices, libraryExcluded
+	libraryChoices, libraryExcluded = []libraryChoice{{Chosen: rocm}}, nil
+	libraryChoicesMu.Unlock()
+	t.Cleanup(func() {
+		libraryChoicesMu.Lock()
+		libraryChoices, libraryExcluded = savedChoices, savedExcluded
+		libraryChoicesMu.Unlock()
+	})
+	learned := fakeLearned{
+		rules: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
+		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
+	}
+
+	// Rows of library files that failed to load (other tests) may follow.
+	if l := listBackends(nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
+		t.Errorf("listing without anything learned: %+v", l)
+	}
+	l := listBackends(learned)
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned)"}, l.Backends[0].Rules); diff != "" {
+		t.Errorf("rules of the ROCm row (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(learned.stuck, l.StuckGPUs); diff != "" {
+		t.Errorf("stuck GPUs (-want +got):\n%s", diff)
+	}
+	var b bytes.Buffer
+	if err := formatBackends(&b, l); err != nil {
+		t.Fatal(err)
+	}
+	if want := "GPU 0000:03:00.0 stayed 99%-100% busy after qwen3:8b (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("output does not end with %q:\n%s", want, b.String())
 	}
 }

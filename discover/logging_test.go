@@ -35,17 +35,17 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 
 	rdna4 := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
 	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
-	choice := LibraryChoice{Chosen: rdna4, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
-	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), []LibraryChoice{choice})
-	LogQuirkDecisions("tiny", "qwen3", decisions)
-	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", BackendQuirkRules(), nil)
-	LogQuirkDecisions("tiny", "qwen3", decisions) // the WARN: no alternate
+	choice := libraryChoice{Chosen: rdna4, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
+	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", backendQuirkRules(), []libraryChoice{choice})
+	logQuirkDecisions("tiny", "qwen3", decisions)
+	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", backendQuirkRules(), nil)
+	logQuirkDecisions("tiny", "qwen3", decisions) // the WARN: no alternate
 	pref, _ := envconfig.ParseLLMLibrary("cuda")
-	LogLibraryChoices(Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref}), pref)
-	for _, r := range BuiltinQuirks() {
+	logLibraryChoices(Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref}), pref)
+	for _, r := range builtinQuirks() {
 		slog.Info("rule", "rule", r)
 	}
-	RecordLibraryLoadFailure("/l/libggml-vulkan.so", "undefined symbol: x")
+	recordLibraryLoadFailure("/l/libggml-vulkan.so", "undefined symbol: x")
 
 	root := t.TempDir()
 	writeFiles(t, root, map[string]string{
@@ -55,7 +55,7 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	t.Setenv("OLLAMA_BACKEND_DENYLIST", "rocm:gfx1200")
 	resetROCmPlan()
 	t.Cleanup(resetROCmPlan)
-	if plan, _ := currentROCmPlan(); !plan.AllDenied() {
+	if plan, _ := currentROCmPlan(); !plan.allDenied() {
 		t.Error("the fake gfx1200 should be denied")
 	}
 }

@@ -47,15 +47,15 @@ type Placement struct {
 // alternates, and for a model the library on each of its GPUs and what its
 // runner may use. Logs, /api/ps and `ollama backends` print its reasons.
 type Plan struct {
-	Choices  []LibraryChoice
-	Excluded []ExcludedLibrary
+	Choices  []libraryChoice
+	Excluded []excludedLibrary
 	// Missing are libraries OLLAMA_LLM_LIBRARY names that found no device.
 	Missing []string
 	// Placements are the model's GPUs after the rules, in order (at
 	// discovery: every chosen device).
 	Placements []Placement
 	// Quirks are what the rules did to the model's GPUs.
-	Quirks []QuirkDecision
+	Quirks []quirkDecision
 	// Runner is the --device list and environment of the model's runner.
 	Runner llm.RunnerDevices
 }
@@ -68,7 +68,7 @@ func Decide(in PlanInput) Plan {
 	p.Missing = missingLibraries(p.Choices, in.Preference)
 	offered := in.Offered
 	if in.Model == (ModelInfo{}) {
-		offered = Devices(p.Choices)
+		offered = choiceDevices(p.Choices)
 	}
 	gpus, quirks := applyQuirks(offered, in.Model.Arch, in.Rules, p.Choices)
 	p.Quirks = quirks
@@ -89,7 +89,7 @@ func (p Plan) GPUs() []ml.DeviceInfo {
 }
 
 // placementReason says why the model uses g's library on its GPU.
-func placementReason(g ml.DeviceInfo, choices []LibraryChoice, quirks []QuirkDecision, pref envconfig.LibraryPreference) string {
+func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDecision, pref envconfig.LibraryPreference) string {
 	for _, q := range quirks {
 		if q.Replacement != nil && q.Replacement.DeviceID == g.DeviceID {
 			return fmt.Sprintf("rule %s (%s) denies %s for this model", q.Denied.String(), q.Denied.Source, q.Device.Library)
@@ -123,11 +123,11 @@ func (p Plan) describe() string {
 	return strings.Join(parts, "; ")
 }
 
-// LogModelPlan explains a model's placement: the rules' decisions, then one
+// logModelPlan explains a model's placement: the rules' decisions, then one
 // INFO line with the library and device of every GPU and the --device its
 // runner gets.
-func LogModelPlan(p Plan, m ModelInfo) {
-	LogQuirkDecisions(m.Name, m.Arch, p.Quirks)
+func logModelPlan(p Plan, m ModelInfo) {
+	logQuirkDecisions(m.Name, m.Arch, p.Quirks)
 	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch,
 		"library", RunnerLibrary(deviceIDs(p.GPUs())), "device", p.Runner.Device, "placement", p.describe())
 }

@@ -34,12 +34,12 @@ func TestDecide(t *testing.T) {
 		want    want
 	}{
 		{
-			name: "RX 9060 XT, nothing set, qwen2: ROCm", devices: rdna4, rules: BuiltinQuirks(), arch: "qwen2",
+			name: "RX 9060 XT, nothing set, qwen2: ROCm", devices: rdna4, rules: builtinQuirks(), arch: "qwen2",
 			want: want{[]string{"ROCm"}, "ROCm0", "default order CUDA > ROCm > Vulkan"},
 		},
 		{
-			name: "RX 9060 XT, nothing set, qwen3: the built-in rule sends it to the Vulkan twin", devices: rdna4, rules: BuiltinQuirks(), arch: "qwen3",
-			want: want{[]string{"Vulkan"}, "Vulkan0", "rule " + BuiltinQuirks()[0].String() + " (builtin) denies ROCm for this model"},
+			name: "RX 9060 XT, nothing set, qwen3: the built-in rule sends it to the Vulkan twin", devices: rdna4, rules: builtinQuirks(), arch: "qwen3",
+			want: want{[]string{"Vulkan"}, "Vulkan0", "rule " + builtinQuirks()[0].String() + " (builtin) denies ROCm for this model"},
 		},
 		{
 			name: "RX 9060 XT, OLLAMA_BACKEND_DENYLIST=none, qwen3: ROCm", devices: rdna4, arch: "qwen3",
@@ -50,7 +50,7 @@ func TestDecide(t *testing.T) {
 			want: want{[]string{"Vulkan"}, "Vulkan0", "rule " + userROCmGfx1200.String() + " (env) denies ROCm for this model"},
 		},
 		{
-			name: "RX 9060 XT, OLLAMA_LLM_LIBRARY=vulkan: Vulkan, ROCm not requested", devices: rdna4, pref: "vulkan", rules: BuiltinQuirks(), arch: "qwen2",
+			name: "RX 9060 XT, OLLAMA_LLM_LIBRARY=vulkan: Vulkan, ROCm not requested", devices: rdna4, pref: "vulkan", rules: builtinQuirks(), arch: "qwen2",
 			want: want{[]string{"Vulkan"}, "Vulkan0", "OLLAMA_LLM_LIBRARY=vulkan; the only library of this GPU it requests"},
 		},
 		{

@@ -19,7 +19,7 @@ const (
 	QuirkUseOtherLibrary QuirkAction = "use-other-library"
 
 	// QuirkQueues1 keeps the library but starts the runner with
-	// GPU_MAX_HW_QUEUES=1 (see QuirkRunnerEnv).
+	// GPU_MAX_HW_QUEUES=1 (see quirkEnv).
 	QuirkQueues1 QuirkAction = "queues1"
 )
 
@@ -27,7 +27,7 @@ const (
 type QuirkSource string
 
 const (
-	// QuirkSourceBuiltin marks rules from BuiltinQuirks.
+	// QuirkSourceBuiltin marks rules from builtinQuirks.
 	QuirkSourceBuiltin QuirkSource = "builtin"
 
 	// QuirkSourceEnv marks rules from OLLAMA_BACKEND_DENYLIST.
@@ -70,7 +70,7 @@ type QuirkRule struct {
 // family as upstream v0.18.2 registers them (model/models/...).
 var quirkQwen3Archs = []string{"qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next", "qwen3vl", "qwen3vlmoe"}
 
-// BuiltinQuirks returns the built-in quirk table. The result is a fresh copy
+// builtinQuirks returns the built-in quirk table. The result is a fresh copy
 // the caller may modify.
 //
 // The table holds one rule: ROCm on gfx1200 (RDNA4, RX 9060 XT) with Qwen3
@@ -92,7 +92,7 @@ var quirkQwen3Archs = []string{"qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen
 // condemn gfx11. Owners of affected gfx1201 cards can opt in with
 // OLLAMA_BACKEND_DENYLIST, e.g. "rocm:gfx1201:*=queues1" (keep ROCm, one
 // hardware queue) or "rocm:gfx1201:qwen3*" (Vulkan for Qwen3 models).
-func BuiltinQuirks() []QuirkRule {
+func builtinQuirks() []QuirkRule {
 	return []QuirkRule{
 		{
 			Library:        "ROCm",
@@ -109,9 +109,9 @@ func BuiltinQuirks() []QuirkRule {
 	}
 }
 
-// ParseQuirkAction returns the action named s ("use-other-library" or
+// parseQuirkAction returns the action named s ("use-other-library" or
 // "queues1", any letter case).
-func ParseQuirkAction(s string) (QuirkAction, error) {
+func parseQuirkAction(s string) (QuirkAction, error) {
 	switch a := QuirkAction(strings.ToLower(s)); a {
 	case QuirkUseOtherLibrary, QuirkQueues1:
 		return a, nil
@@ -119,10 +119,10 @@ func ParseQuirkAction(s string) (QuirkAction, error) {
 	return "", fmt.Errorf("unknown quirk action %q; accepted: %q, %q", s, QuirkUseOtherLibrary, QuirkQueues1)
 }
 
-// Validate checks that the rule can match anything at all: a known library,
+// validate checks that the rule can match anything at all: a known library,
 // well-formed non-empty globs and a known action. Reason and Source are not
 // checked.
-func (r QuirkRule) Validate() error {
+func (r QuirkRule) validate() error {
 	if _, ok := envconfig.CanonicalLibraryName(r.Library); !ok {
 		return fmt.Errorf("quirk rule %s: unknown library %q; accepted: ROCm (or hip), CUDA, Vulkan", r, r.Library)
 	}
@@ -140,7 +140,7 @@ func (r QuirkRule) Validate() error {
 			return fmt.Errorf("quirk rule %s: arch pattern %q: %w", r, p, err)
 		}
 	}
-	if _, err := ParseQuirkAction(string(r.Action)); err != nil {
+	if _, err := parseQuirkAction(string(r.Action)); err != nil {
 		return fmt.Errorf("quirk rule %s: %w", r, err)
 	}
 	return nil
@@ -150,7 +150,7 @@ func (r QuirkRule) Validate() error {
 func ValidateQuirks(rules []QuirkRule) error {
 	var errs []error
 	for _, r := range rules {
-		if err := r.Validate(); err != nil {
+		if err := r.validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -187,9 +187,9 @@ func (r QuirkRule) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// EveryArch reports whether the rule applies to every model architecture:
+// everyArch reports whether the rule applies to every model architecture:
 // it has no arch patterns, or one of them is all '*'.
-func (r QuirkRule) EveryArch() bool {
+func (r QuirkRule) everyArch() bool {
 	if len(r.ArchPatterns) == 0 {
 		return true
 	}
@@ -211,7 +211,7 @@ func (r QuirkRule) Matches(library, compute, arch string) bool {
 	if !r.matchesDevice(library, compute) {
 		return false
 	}
-	if r.EveryArch() {
+	if r.everyArch() {
 		return true
 	}
 	if arch == "" {
@@ -234,8 +234,8 @@ func (r QuirkRule) matchesDevice(library, compute string) bool {
 	return err == nil && ok
 }
 
-// MatchQuirks returns the rules that match, in table order.
-func MatchQuirks(rules []QuirkRule, library, compute, arch string) []QuirkRule {
+// matchQuirks returns the rules that match, in table order.
+func matchQuirks(rules []QuirkRule, library, compute, arch string) []QuirkRule {
 	var out []QuirkRule
 	for _, r := range rules {
 		if r.Matches(library, compute, arch) {
@@ -256,24 +256,24 @@ func DeniesLibrary(rules []QuirkRule, library, compute, arch string) (QuirkRule,
 	return QuirkRule{}, false
 }
 
-// DeniesEveryUse returns the first QuirkUseOtherLibrary rule that matches the
+// deniesEveryUse returns the first QuirkUseOtherLibrary rule that matches the
 // device for every model architecture, if any. Such a device can be kept out
 // of the library's discovery runner altogether (for ROCm, by leaving it out of
 // ROCR_VISIBLE_DEVICES).
-func DeniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool) {
+func deniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool) {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && r.EveryArch() && r.matchesDevice(library, compute) {
+		if r.Action == QuirkUseOtherLibrary && r.everyArch() && r.matchesDevice(library, compute) {
 			return r, true
 		}
 	}
 	return QuirkRule{}, false
 }
 
-// QuirkRunnerEnv returns the environment variables a runner needs for the
-// given matched rules (from MatchQuirks): GPU_MAX_HW_QUEUES=1 when any of
+// quirkEnv returns the environment variables a runner needs for the
+// given matched rules (from matchQuirks): GPU_MAX_HW_QUEUES=1 when any of
 // them is QuirkQueues1. It returns nil when nothing is needed. Whether a value
 // the user set already should win is the caller's decision.
-func QuirkRunnerEnv(matched []QuirkRule) map[string]string {
+func quirkEnv(matched []QuirkRule) map[string]string {
 	for _, r := range matched {
 		if r.Action == QuirkQueues1 {
 			return map[string]string{"GPU_MAX_HW_QUEUES": "1"}

@@ -12,10 +12,10 @@ import (
 )
 
 func TestBuiltinQuirksValid(t *testing.T) {
-	if err := ValidateQuirks(BuiltinQuirks()); err != nil {
+	if err := ValidateQuirks(builtinQuirks()); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range BuiltinQuirks() {
+	for _, r := range builtinQuirks() {
 		if r.Source != QuirkSourceBuiltin {
 			t.Errorf("built-in rule %s has source %q", r, r.Source)
 		}
@@ -26,12 +26,12 @@ func TestBuiltinQuirksValid(t *testing.T) {
 }
 
 func TestBuiltinQuirksIsACopy(t *testing.T) {
-	a := BuiltinQuirks()
+	a := builtinQuirks()
 	a[0].ArchPatterns[0] = "changed"
 	a[0].ComputePattern = "changed"
-	b := BuiltinQuirks()
+	b := builtinQuirks()
 	if b[0].ArchPatterns[0] == "changed" || b[0].ComputePattern == "changed" {
-		t.Fatal("BuiltinQuirks shares state between calls")
+		t.Fatal("builtinQuirks shares state between calls")
 	}
 }
 
@@ -61,13 +61,13 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, denied := DeniesLibrary(BuiltinQuirks(), tt.library, tt.compute, tt.arch)
+			_, denied := DeniesLibrary(builtinQuirks(), tt.library, tt.compute, tt.arch)
 			if denied != tt.wantDenied {
 				t.Errorf("DeniesLibrary(builtin, %q, %q, %q) = %v, want %v", tt.library, tt.compute, tt.arch, denied, tt.wantDenied)
 			}
 		})
 	}
-	if r, ok := DeniesEveryUse(BuiltinQuirks(), "ROCm", "gfx1200"); ok {
+	if r, ok := deniesEveryUse(builtinQuirks(), "ROCm", "gfx1200"); ok {
 		t.Errorf("built-in table keeps gfx1200 off ROCm for every model via %s; it should only cover the Qwen3 family", r)
 	}
 }
@@ -204,9 +204,9 @@ func TestMatchQuirksAndDenies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := MatchQuirks(rules, tt.library, tt.compute, tt.arch)
+			got := matchQuirks(rules, tt.library, tt.compute, tt.arch)
 			if diff := cmp.Diff(tt.wantMatch, got, cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("MatchQuirks mismatch (-want +got):\n%s", diff)
+				t.Errorf("matchQuirks mismatch (-want +got):\n%s", diff)
 			}
 			deny, ok := DeniesLibrary(rules, tt.library, tt.compute, tt.arch)
 			if (tt.wantDeny != nil) != ok {
@@ -217,8 +217,8 @@ func TestMatchQuirksAndDenies(t *testing.T) {
 					t.Errorf("DeniesLibrary mismatch (-want +got):\n%s", diff)
 				}
 			}
-			if diff := cmp.Diff(tt.wantEnv, QuirkRunnerEnv(got)); diff != "" {
-				t.Errorf("QuirkRunnerEnv mismatch (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.wantEnv, quirkEnv(got)); diff != "" {
+				t.Errorf("quirkEnv mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -246,18 +246,18 @@ func TestDeniesEveryUse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, ok := DeniesEveryUse(rules, tt.library, tt.compute)
+			r, ok := deniesEveryUse(rules, tt.library, tt.compute)
 			if tt.wantIndex < 0 {
 				if ok {
-					t.Errorf("DeniesEveryUse(%q, %q) = %s, want none", tt.library, tt.compute, r)
+					t.Errorf("deniesEveryUse(%q, %q) = %s, want none", tt.library, tt.compute, r)
 				}
 				return
 			}
 			if !ok {
-				t.Fatalf("DeniesEveryUse(%q, %q) found nothing, want %s", tt.library, tt.compute, rules[tt.wantIndex])
+				t.Fatalf("deniesEveryUse(%q, %q) found nothing, want %s", tt.library, tt.compute, rules[tt.wantIndex])
 			}
 			if diff := cmp.Diff(rules[tt.wantIndex], r); diff != "" {
-				t.Errorf("DeniesEveryUse mismatch (-want +got):\n%s", diff)
+				t.Errorf("deniesEveryUse mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -287,7 +287,7 @@ func TestQuirkRuleValidate(t *testing.T) {
 			r := ok
 			r.ArchPatterns = append([]string(nil), ok.ArchPatterns...)
 			tt.mutate(&r)
-			err := r.Validate()
+			err := r.validate()
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Validate(%s) = %v, want nil", r, err)
@@ -318,12 +318,12 @@ func TestParseQuirkAction(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseQuirkAction(tt.in)
+			got, err := parseQuirkAction(tt.in)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("ParseQuirkAction(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+				t.Fatalf("parseQuirkAction(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
 			if got != tt.want {
-				t.Errorf("ParseQuirkAction(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Errorf("parseQuirkAction(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}

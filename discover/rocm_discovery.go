@@ -23,9 +23,9 @@ func SysfsRoot() string {
 	return "/"
 }
 
-// ROCmDiscoveryPlan says how the first discovery pass treats AMD GPUs,
+// rocmDiscoveryPlan says how the first discovery pass treats AMD GPUs,
 // from the KFD topology and the quirk table, before any HIP code runs.
-type ROCmDiscoveryPlan struct {
+type rocmDiscoveryPlan struct {
 	// Denied are the GPUs on which every use of ROCm is denied: HIP must not
 	// initialise them.
 	Denied []KFDNode
@@ -38,11 +38,11 @@ type ROCmDiscoveryPlan struct {
 	NeedVulkan bool
 }
 
-// PlanROCmDiscovery applies the quirk table to the KFD GPU nodes.
-func PlanROCmDiscovery(nodes []KFDNode, rules []QuirkRule) ROCmDiscoveryPlan {
-	var p ROCmDiscoveryPlan
+// planROCmDiscovery applies the quirk table to the KFD GPU nodes.
+func planROCmDiscovery(nodes []KFDNode, rules []QuirkRule) rocmDiscoveryPlan {
+	var p rocmDiscoveryPlan
 	for _, n := range nodes {
-		if r, ok := DeniesEveryUse(rules, "ROCm", n.GfxTarget); ok {
+		if r, ok := deniesEveryUse(rules, "ROCm", n.GfxTarget); ok {
 			p.Denied = append(p.Denied, n)
 			p.Rules = append(p.Rules, r)
 			p.NeedVulkan = true
@@ -65,8 +65,8 @@ func PlanROCmDiscovery(nodes []KFDNode, rules []QuirkRule) ROCmDiscoveryPlan {
 	return p
 }
 
-// AllDenied reports whether there are AMD GPUs and ROCm may use none.
-func (p ROCmDiscoveryPlan) AllDenied() bool { return len(p.Denied) > 0 && len(p.Visible) == 0 }
+// allDenied reports whether there are AMD GPUs and ROCm may use none.
+func (p rocmDiscoveryPlan) allDenied() bool { return len(p.Denied) > 0 && len(p.Visible) == 0 }
 
 // rocmVisibleID is the id ROCR_VISIBLE_DEVICES and ggml's HIP backend use
 // for a GPU: GPU-<unique_id>, or the node's GPU index without one.
@@ -79,15 +79,15 @@ func rocmVisibleID(n KFDNode) string {
 
 var (
 	rocmPlanOnce sync.Once
-	rocmPlan     ROCmDiscoveryPlan
+	rocmPlan     rocmDiscoveryPlan
 	rocmKFDRead  bool
 )
 
 // currentROCmPlan reads KFD once per process and explains, once, which
 // GPUs ROCm is kept away from.
-func currentROCmPlan() (ROCmDiscoveryPlan, bool) {
+func currentROCmPlan() (rocmDiscoveryPlan, bool) {
 	rocmPlanOnce.Do(func() {
-		rules := BackendQuirkRules()
+		rules := backendQuirkRules()
 		nodes, err := ReadKFDNodes(SysfsRoot())
 		if err == nil {
 			// An absent topology is no AMD GPU, or a kernel or container
@@ -102,7 +102,7 @@ func currentROCmPlan() (ROCmDiscoveryPlan, bool) {
 		} else if err != nil {
 			slog.Debug("reading AMD GPU topology", "error", err)
 		}
-		rocmPlan = PlanROCmDiscovery(nodes, rules)
+		rocmPlan = planROCmDiscovery(nodes, rules)
 		for i, n := range rocmPlan.Denied {
 			slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
 				"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", rocmPlan.Rules[i].String(),
@@ -116,7 +116,7 @@ func currentROCmPlan() (ROCmDiscoveryPlan, bool) {
 // lib/ollama (its base name) because ROCm may drive none of the AMD GPUs.
 func SkipROCmLibraryDir(dir string) bool {
 	plan, _ := currentROCmPlan()
-	return strings.HasPrefix(strings.ToLower(dir), "rocm") && plan.AllDenied()
+	return strings.HasPrefix(strings.ToLower(dir), "rocm") && plan.allDenied()
 }
 
 // QuirksNeedVulkan reports whether the quirk table may send a model to a
@@ -126,7 +126,7 @@ func QuirksNeedVulkan() bool {
 	return plan.NeedVulkan
 }
 
-// DiscoveryEnv is the environment every discovery run (llama-server and
+// rocmDiscoveryEnv is the environment every discovery run (llama-server and
 // the native probe) adds where it does not set the variable itself. In the
 // flat layout one llama-server loads every backend, so libraries are kept
 // from discovery by hiding their devices: those the user did not ask for
@@ -135,7 +135,7 @@ func QuirksNeedVulkan() bool {
 // topology could not be read: then a rule that denies every use of ROCm on
 // some GPU target hides ROCm entirely, since which GPU it covers is not
 // known before HIP runs.
-func DiscoveryEnv(pref envconfig.LibraryPreference, plan ROCmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
+func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
 	var hidden, shown []string
 	for _, l := range envconfig.GPULibraries() {
 		if pref.IsSet() && !pref.Names(l.Name) {
@@ -144,7 +144,7 @@ func DiscoveryEnv(pref envconfig.LibraryPreference, plan ROCmDiscoveryPlan, kfdR
 			shown = append(shown, l.Device)
 		}
 	}
-	hideROCm := plan.AllDenied() || (!kfdRead && deniesROCmSomewhere(rules))
+	hideROCm := plan.allDenied() || (!kfdRead && deniesROCmSomewhere(rules))
 	if hideROCm && !slices.Contains(hidden, "ROCm") {
 		hidden = append(hidden, "ROCm")
 		shown = slices.DeleteFunc(shown, func(s string) bool { return s == "ROCm" })
@@ -163,14 +163,14 @@ func DiscoveryEnv(pref envconfig.LibraryPreference, plan ROCmDiscoveryPlan, kfdR
 // some GPU target.
 func deniesROCmSomewhere(rules []QuirkRule) bool {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && sameQuirkLibrary(r.Library, "ROCm") && r.EveryArch() {
+		if r.Action == QuirkUseOtherLibrary && sameQuirkLibrary(r.Library, "ROCm") && r.everyArch() {
 			return true
 		}
 	}
 	return false
 }
 
-// withDiscoveryEnv adds this server's DiscoveryEnv to the environment of
+// withDiscoveryEnv adds this server's rocmDiscoveryEnv to the environment of
 // one discovery run, keeping what the run sets itself (a narrower device
 // filter of the second pass).
 func withDiscoveryEnv(extra map[string]string) map[string]string {
@@ -192,7 +192,7 @@ func withDiscoveryEnv(extra map[string]string) map[string]string {
 
 func currentDiscoveryEnv() map[string]string {
 	plan, kfdRead := currentROCmPlan()
-	return DiscoveryEnv(envconfig.LLMLibraryPreference(), plan, kfdRead, BackendQuirkRules())
+	return rocmDiscoveryEnv(envconfig.LLMLibraryPreference(), plan, kfdRead, backendQuirkRules())
 }
 
 // resetROCmPlan forgets the plan, so tests can read another tree.

@@ -35,8 +35,8 @@ func TestPlanROCmDiscovery(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
-			p := PlanROCmDiscovery(tc.nodes, BackendQuirkRules())
-			got := plan{Visible: p.Visible, NeedVulkan: p.NeedVulkan, AllDenied: p.AllDenied()}
+			p := planROCmDiscovery(tc.nodes, backendQuirkRules())
+			got := plan{Visible: p.Visible, NeedVulkan: p.NeedVulkan, AllDenied: p.allDenied()}
 			for _, n := range p.Denied {
 				got.Denied = append(got.Denied, n.GfxTarget)
 			}
@@ -82,7 +82,7 @@ func TestDiscoveryEnvReadsKFD(t *testing.T) {
 			resetROCmPlan()
 			t.Cleanup(resetROCmPlan)
 			if diff := cmp.Diff(tc.want, currentDiscoveryEnv()); diff != "" {
-				t.Errorf("DiscoveryEnv (-want +got):\n%s", diff)
+				t.Errorf("rocmDiscoveryEnv (-want +got):\n%s", diff)
 			}
 			wantSkip := tc.denylist == "rocm:gfx1*"
 			if got := SkipROCmLibraryDir("rocm"); got != wantSkip {

@@ -6,7 +6,7 @@ package integration
 // in the middle of a generation. One death: the request fails, the server
 // serves the next request on the same library, and the idle-GPU watchdog
 // (watching a fake amdgpu card that reads idle) reports nothing. Deaths in
-// a row (discover.DefaultCrashLimit = 3) for one model on one library: one
+// a row (crashLimit = 3 in discover/gpuwatch) for one model on one library: one
 // ERROR line, the triple is learned in ~/.ollama/backend-quirks.json, the
 // next load uses the other library of the GPU, also after a restart, until
 // OLLAMA_BACKEND_QUIRKS_RESET=1.
@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	relCrashLimit    = 3 // discover.DefaultCrashLimit
+	relCrashLimit    = 3 // crashLimit in discover/gpuwatch
 	relCrashQuirkMsg = "runner keeps dying; the model's next load uses another library of this GPU"
 )
 
@@ -119,7 +119,7 @@ func TestForkReliabilityRunnerKilled(t *testing.T) {
 	relStopClean(t, s.Server)
 }
 
-// TestForkReliabilityRunnerKeepsDying: DefaultCrashLimit deaths in a row.
+// TestForkReliabilityRunnerKeepsDying: crashLimit deaths in a row.
 func TestForkReliabilityRunnerKeepsDying(t *testing.T) {
 	forkBin(t)
 	bed, env := relRunnerBed(t)

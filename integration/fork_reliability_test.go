@@ -19,8 +19,8 @@ import (
 	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
 )
 
-// The fork's discovery fault lines (discover.DiscoveryFaultMsg,
-// discover.DeviceFaultMsg).
+// The fork's discovery fault lines (discoveryFaultMsg and deviceFaultMsg
+// in discover).
 const (
 	relDiscoveryFaultMsg = "backend library failed during GPU discovery; left out"
 	relDeviceFaultMsg    = "backend library reported a faulty device"

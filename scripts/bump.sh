@@ -28,7 +28,7 @@
 set -euo pipefail
 repo=$(pwd)
 module=github.com/ollama/ollama
-pkgs=(discover envconfig llm ml)
+pkgs=(discover discover/gpuwatch envconfig llm ml)
 # BUMP_FROM: port from another release's tree (e.g. the neighbouring range's)
 pinned=${BUMP_FROM:-build/ollama}
 

@@ -8,6 +8,11 @@
 // or a file that imports both the overlay and upstream copy of one package is
 // an error, reported with the names involved.
 //
+// An overlay package may also be new: a folder inside another overlay
+// package (discover/gpuwatch inside discover) that upstream has no Go
+// package for. It is copied whole, doc.go included (there is no upstream
+// package it joins), and its files must be package <folder name>.
+//
 // Usage:
 //
 //	overlay check -tree DIR [-module PATH] PKG...
@@ -88,26 +93,52 @@ type overlayFile struct {
 	data []byte
 }
 
+// newPackage reports whether the overlay package pkg is one upstream does
+// not have: upstream has no Go files in its folder, and the folder lies
+// inside another overlay package. A top-level folder upstream lacks is not
+// new but a mistake (a typo, or a folder of this module only).
+func (o overlay) newPackage(pkg string) bool {
+	if hasGoFiles(filepath.Join(o.tree, filepath.FromSlash(pkg))) {
+		return false
+	}
+	for _, other := range o.pkgs {
+		if other = path.Clean(filepath.ToSlash(other)); other != pkg && strings.HasPrefix(pkg, other+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // check collects the overlay's files and every rule they break.
 func (o overlay) check() ([]overlayFile, []string) {
 	var files []overlayFile
 	var problems []string
+	for i, pkg := range o.pkgs {
+		o.pkgs[i] = path.Clean(filepath.ToSlash(pkg))
+	}
 	for _, pkg := range o.pkgs {
-		pkg = filepath.ToSlash(filepath.Clean(pkg))
+		isNew := o.newPackage(pkg)
 		err := filepath.WalkDir(filepath.FromSlash(pkg), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			rel := filepath.ToSlash(p)
 			if d.IsDir() {
+				if rel == pkg || strings.Contains(rel+"/", "/testdata/") {
+					return nil // testdata travels with its package
+				}
+				if slices.Contains(o.pkgs, rel) {
+					return filepath.SkipDir // a nested overlay package: its own walk takes it
+				}
 				// A sub-folder that is a Go package of its own must be listed as
-				// an overlay package; testdata travels with its package.
-				if rel != pkg && !strings.Contains(rel+"/", "/testdata/") && hasGoFiles(p) && !slices.Contains(o.pkgs, rel) {
+				// an overlay package.
+				if hasGoFiles(p) {
 					problems = append(problems, fmt.Sprintf("%s: a Go package inside an overlay package; list it as an overlay package or move it", rel))
+					return filepath.SkipDir
 				}
 				return nil
 			}
-			if moduleOnly[d.Name()] && !strings.Contains(rel, "/testdata/") {
+			if moduleOnly[d.Name()] && !isNew && !strings.Contains(rel, "/testdata/") {
 				return nil
 			}
 			data, err := os.ReadFile(p)
@@ -138,13 +169,14 @@ func (o overlay) check() ([]overlayFile, []string) {
 			}
 			upstreamDecls[dir] = decls
 		}
-		problems = append(problems, o.checkFile(f, upstreamDecls[dir])...)
+		problems = append(problems, o.checkFile(f, upstreamDecls[dir], o.newPackage(dir))...)
 	}
 	return files, problems
 }
 
-// checkFile reports the rules one overlay Go file breaks.
-func (o overlay) checkFile(f overlayFile, upstream map[string]string) []string {
+// checkFile reports the rules one overlay Go file breaks. isNew says that
+// its package is one upstream does not have (newPackage).
+func (o overlay) checkFile(f overlayFile, upstream map[string]string, isNew bool) []string {
 	fset := token.NewFileSet()
 	file, err := parser.ParseFile(fset, f.rel, f.data, parser.ImportsOnly|parser.ParseComments)
 	if err != nil {
@@ -152,9 +184,14 @@ func (o overlay) checkFile(f overlayFile, upstream map[string]string) []string {
 	}
 	var problems []string
 	dir := path.Dir(f.rel)
-	if len(upstream) == 0 {
-		problems = append(problems, fmt.Sprintf("%s: upstream has no Go package %s to join", f.rel, dir))
-	} else if !hasPackage(upstream, file.Name.Name) && !strings.HasSuffix(file.Name.Name, "_test") {
+	switch name := strings.TrimSuffix(file.Name.Name, "_test"); {
+	case isNew:
+		if name != path.Base(dir) {
+			problems = append(problems, fmt.Sprintf("%s: package %s in the new package %s; name it %s, after its folder", f.rel, file.Name.Name, dir, path.Base(dir)))
+		}
+	case len(upstream) == 0:
+		problems = append(problems, fmt.Sprintf("%s: upstream has no Go package %s to join (a new package must lie inside another overlay package)", f.rel, dir))
+	case !hasPackage(upstream, file.Name.Name) && !strings.HasSuffix(file.Name.Name, "_test"):
 		problems = append(problems, fmt.Sprintf("%s: package %s, but upstream's %s is package %s", f.rel, file.Name.Name, dir, anyPackage(upstream)))
 	}
 

@@ -1,4 +1,4 @@
-package discover
+package gpuwatch
 
 import (
 	"encoding/json"
@@ -13,66 +13,69 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/costa-os/ollama-backend-select/discover"
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 var learnedAt = time.Date(2026, 3, 22, 12, 0, 0, 0, time.UTC)
 
-func openTestQuirks(t *testing.T, path string) (*LearnedQuirks, *logCapture) {
+func openTestQuirks(t *testing.T, path string) (*learnedQuirks, *logCapture) {
 	t.Helper()
 	logs := &logCapture{}
-	q := OpenLearnedQuirks(path, slog.New(logs))
+	q := openLearnedQuirks(path, slog.New(logs))
 	q.now = func() time.Time { return learnedAt }
 	return q, logs
 }
 
 func TestLearnedQuirksRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "home", LearnedQuirksFileName)
+	path := filepath.Join(t.TempDir(), "home", stateFileName)
 	q, logs := openTestQuirks(t, path)
-	if got := q.Rules(); len(got) != 0 {
+	if got := q.rules(); len(got) != 0 {
 		t.Fatalf("rules of a missing file: %v", got)
 	}
 
-	added, err := q.Record(LearnedQuirk{Library: "hip", Compute: "GFX1200", Arch: "Qwen3", Cause: LearnedStuckBusy, Evidence: "100% for 10s", Model: "qwen3:8b", PCIID: "0000:03:00.0"})
+	added, err := q.record(learnedQuirk{Library: "hip", Compute: "GFX1200", Arch: "Qwen3", Cause: causeStuckBusy, Evidence: "100% for 10s", Model: "qwen3:8b", PCIID: "0000:03:00.0"})
 	if err != nil || !added {
 		t.Fatalf("Record = %v, %v", added, err)
 	}
 	// The same triple, spelled differently, is not added twice.
-	added, err = q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: LearnedCrashes})
+	added, err = q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: causeCrashes})
 	if err != nil || added {
 		t.Fatalf("second Record = %v, %v; want false, nil", added, err)
 	}
-	if _, err := q.Record(LearnedQuirk{Library: "CUDA", Compute: "8.9", Arch: "gemma3", Cause: LearnedCrashes, LearnedAt: learnedAt.Add(time.Hour)}); err != nil {
+	if _, err := q.record(learnedQuirk{Library: "CUDA", Compute: "8.9", Arch: "gemma3", Cause: causeCrashes, LearnedAt: learnedAt.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
-	want := []LearnedQuirk{
-		{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: LearnedStuckBusy, Evidence: "100% for 10s", Model: "qwen3:8b", PCIID: "0000:03:00.0", LearnedAt: learnedAt},
-		{Library: "CUDA", Compute: "8.9", Arch: "gemma3", Cause: LearnedCrashes, LearnedAt: learnedAt.Add(time.Hour)},
+	want := []learnedQuirk{
+		{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: causeStuckBusy, Evidence: "100% for 10s", Model: "qwen3:8b", PCIID: "0000:03:00.0", LearnedAt: learnedAt},
+		{Library: "CUDA", Compute: "8.9", Arch: "gemma3", Cause: causeCrashes, LearnedAt: learnedAt.Add(time.Hour)},
 	}
 	again, logs2 := openTestQuirks(t, path)
-	if diff := cmp.Diff(want, again.Quirks()); diff != "" {
+	if diff := cmp.Diff(want, again.all()); diff != "" {
 		t.Errorf("reopened quirks mismatch (-want +got):\n%s", diff)
 	}
-	wantRules := []QuirkRule{
+	wantRules := []discover.QuirkRule{
 		{
-			Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned,
+			Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: discover.QuirkUseOtherLibrary, Source: discover.QuirkSourceLearned,
 			Reason: "learned on this machine on 2026-03-22 (stuck-busy: 100% for 10s); clear with OLLAMA_BACKEND_QUIRKS_RESET=1",
 		},
 		{
-			Library: "CUDA", ComputePattern: "8.9", ArchPatterns: []string{"gemma3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned,
+			Library: "CUDA", ComputePattern: "8.9", ArchPatterns: []string{"gemma3"}, Action: discover.QuirkUseOtherLibrary, Source: discover.QuirkSourceLearned,
 			Reason: "learned on this machine on 2026-03-22 (crashes); clear with OLLAMA_BACKEND_QUIRKS_RESET=1",
 		},
 	}
-	if diff := cmp.Diff(wantRules, again.Rules()); diff != "" {
+	if diff := cmp.Diff(wantRules, again.rules()); diff != "" {
 		t.Errorf("rules mismatch (-want +got):\n%s", diff)
 	}
-	if err := ValidateQuirks(again.Rules()); err != nil {
+	if err := discover.ValidateQuirks(again.rules()); err != nil {
 		t.Errorf("learned rules do not validate: %v", err)
 	}
-	if r, ok := DeniesLibrary(again.Rules(), "ROCm", "gfx1200", "qwen3"); !ok || r.Source != QuirkSourceLearned {
-		t.Errorf("DeniesLibrary(ROCm, gfx1200, qwen3) = %v, %v", r, ok)
+	if r, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", "qwen3"); !ok || r.Source != discover.QuirkSourceLearned {
+		t.Errorf("discover.DeniesLibrary(ROCm, gfx1200, qwen3) = %v, %v", r, ok)
 	}
-	if _, ok := DeniesLibrary(again.Rules(), "ROCm", "gfx1200", "gemma3"); ok {
+	if _, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", "gemma3"); ok {
 		t.Errorf("learned rules deny gemma3 on ROCm")
 	}
 	if n := len(logs.recs) + len(logs2.recs); n != 0 {
@@ -95,28 +98,28 @@ func TestLearnedQuirksRoundTrip(t *testing.T) {
 
 func TestLearnedQuirksRecordInvalid(t *testing.T) {
 	tests := []struct {
-		q       LearnedQuirk
+		q       learnedQuirk
 		wantErr string
 	}{
-		{LearnedQuirk{Library: "cpu", Compute: "x", Arch: "qwen3", Cause: LearnedCrashes}, `learned quirk: library "cpu": accepted: ROCm, CUDA, Vulkan`},
-		{LearnedQuirk{Library: "ROCm", Compute: "", Arch: "qwen3", Cause: LearnedCrashes}, "learned quirk: empty compute"},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "", Cause: LearnedCrashes}, "learned quirk: empty arch"},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx12*", Arch: "qwen3", Cause: LearnedCrashes}, `compute "gfx12*": a learned compute is exact, not a pattern`},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen[3]", Cause: LearnedCrashes}, `arch "qwen[3]"`},
-		{LearnedQuirk{Library: "ROCm", Compute: "9.0", Arch: "qwen3", Cause: LearnedCrashes}, `compute "9.0"`},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen 3", Cause: LearnedCrashes}, `"qwen 3"`},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3:x", Cause: LearnedCrashes}, `arch "qwen3:x": only letters`},
-		{LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: "vibes"}, `cause "vibes"`},
+		{learnedQuirk{Library: "cpu", Compute: "x", Arch: "qwen3", Cause: causeCrashes}, `learned quirk: library "cpu": accepted: ROCm, CUDA, Vulkan`},
+		{learnedQuirk{Library: "ROCm", Compute: "", Arch: "qwen3", Cause: causeCrashes}, "learned quirk: empty compute"},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "", Cause: causeCrashes}, "learned quirk: empty arch"},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx12*", Arch: "qwen3", Cause: causeCrashes}, `compute "gfx12*": a learned compute is exact, not a pattern`},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen[3]", Cause: causeCrashes}, `arch "qwen[3]"`},
+		{learnedQuirk{Library: "ROCm", Compute: "9.0", Arch: "qwen3", Cause: causeCrashes}, `compute "9.0"`},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen 3", Cause: causeCrashes}, `"qwen 3"`},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3:x", Cause: causeCrashes}, `arch "qwen3:x": only letters`},
+		{learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: "vibes"}, `cause "vibes"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantErr, func(t *testing.T) {
-			q, _ := openTestQuirks(t, filepath.Join(t.TempDir(), LearnedQuirksFileName))
-			added, err := q.Record(tt.q)
+			q, _ := openTestQuirks(t, filepath.Join(t.TempDir(), stateFileName))
+			added, err := q.record(tt.q)
 			checkErr(t, err, tt.wantErr)
 			if added {
 				t.Errorf("added an invalid quirk")
 			}
-			if _, err := os.Stat(q.Path()); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(q.path()); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("file written for an invalid quirk: %v", err)
 			}
 		})
@@ -173,9 +176,9 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), LearnedQuirksFileName)
+			path := filepath.Join(t.TempDir(), stateFileName)
 			if tt.name == "unreadable" {
-				path = filepath.Join(filepath.Dir(path), "blocker", LearnedQuirksFileName)
+				path = filepath.Join(filepath.Dir(path), "blocker", stateFileName)
 			}
 			if tt.setup != nil {
 				tt.setup(t, path)
@@ -184,7 +187,7 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 			}
 			q, logs := openTestQuirks(t, path)
 			for range 3 {
-				if diff := cmp.Diff(tt.want, ruleStrings(q.Rules()), cmpopts.EquateEmpty()); diff != "" {
+				if diff := cmp.Diff(tt.want, ruleStrings(q.rules()), cmpopts.EquateEmpty()); diff != "" {
 					t.Fatalf("rules mismatch (-want +got):\n%s", diff)
 				}
 			}
@@ -200,7 +203,7 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 					t.Errorf("WARN error %q does not contain %q", warns[0].Attrs["error"], s)
 				}
 			}
-			if !strings.Contains(warns[0].Attrs["reset"], LearnedQuirksResetEnv) {
+			if !strings.Contains(warns[0].Attrs["reset"], envconfig.BackendQuirksResetEnv) {
 				t.Errorf("WARN does not say how to reset: %+v", warns[0].Attrs)
 			}
 
@@ -208,7 +211,7 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 				return
 			}
 			before, _ := os.ReadFile(path)
-			_, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1100", Arch: "llama", Cause: LearnedCrashes})
+			_, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1100", Arch: "llama", Cause: causeCrashes})
 			after, _ := os.ReadFile(path)
 			if tt.keep {
 				if err == nil || string(before) != string(after) {
@@ -221,7 +224,7 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 				t.Fatalf("Record over a bad file: %v", err)
 			}
 			q2, logs2 := openTestQuirks(t, path)
-			if got := ruleStrings(q2.Rules()); len(got) != len(tt.want)+1 || len(logs2.recs) != 0 {
+			if got := ruleStrings(q2.rules()); len(got) != len(tt.want)+1 || len(logs2.recs) != 0 {
 				t.Errorf("after Record: rules %v, logs %+v", got, logs2.recs)
 			}
 		})
@@ -229,30 +232,30 @@ func TestLearnedQuirksBadFile(t *testing.T) {
 }
 
 func TestLearnedQuirksChangedOnDisk(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LearnedQuirksFileName)
+	path := filepath.Join(t.TempDir(), stateFileName)
 	q, logs := openTestQuirks(t, path)
-	if _, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: LearnedStuckBusy}); err != nil {
+	if _, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: causeStuckBusy}); err != nil {
 		t.Fatal(err)
 	}
 	// Someone else adds an entry.
 	other, _ := openTestQuirks(t, path)
-	if _, err := other.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3moe", Cause: LearnedStuckBusy, LearnedAt: learnedAt.Add(time.Second)}); err != nil {
+	if _, err := other.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3moe", Cause: causeStuckBusy, LearnedAt: learnedAt.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3", "rocm:gfx1200:qwen3moe"}, ruleStrings(q.Rules())); diff != "" {
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3", "rocm:gfx1200:qwen3moe"}, ruleStrings(q.rules())); diff != "" {
 		t.Errorf("rules after another writer (-want +got):\n%s", diff)
 	}
 	// The user deletes the file.
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if got := q.Rules(); len(got) != 0 {
+	if got := q.rules(); len(got) != 0 {
 		t.Errorf("rules after removal: %v", got)
 	}
 	// A broken edit is reported once, however often it is read.
 	writeFile(t, path, "{oops")
 	for range 3 {
-		q.Rules()
+		q.rules()
 	}
 	if n := len(logs.At(slog.LevelWarn)); n != 1 {
 		t.Errorf("%d WARN lines for a broken edit, want 1", n)
@@ -261,9 +264,9 @@ func TestLearnedQuirksChangedOnDisk(t *testing.T) {
 
 func TestLearnedQuirksAtomicWrite(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, LearnedQuirksFileName)
+	path := filepath.Join(dir, stateFileName)
 	q, _ := openTestQuirks(t, path)
-	if _, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: LearnedStuckBusy}); err != nil {
+	if _, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: causeStuckBusy}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.ReadFile(path)
@@ -278,7 +281,7 @@ func TestLearnedQuirksAtomicWrite(t *testing.T) {
 		}
 		return errors.New("disk full")
 	}
-	added, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "gemma3", Cause: LearnedStuckBusy})
+	added, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "gemma3", Cause: causeStuckBusy})
 	if added || err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("Record = %v, %v; want an error naming the file and the cause", added, err)
 	}
@@ -294,7 +297,7 @@ func TestLearnedQuirksAtomicWrite(t *testing.T) {
 		}
 		t.Errorf("directory holds %v, want the state file alone", names)
 	}
-	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(q.Rules())); diff != "" {
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(q.rules())); diff != "" {
 		t.Errorf("in-memory rules changed by a failed write (-want +got):\n%s", diff)
 	}
 
@@ -304,7 +307,7 @@ func TestLearnedQuirksAtomicWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	mkdir(t, filepath.Join(path, "x"))
-	if _, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "gemma3", Cause: LearnedStuckBusy}); err == nil {
+	if _, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "gemma3", Cause: causeStuckBusy}); err == nil {
 		t.Fatalf("Record over a directory succeeded")
 	}
 	entries, _ = os.ReadDir(dir)
@@ -314,52 +317,52 @@ func TestLearnedQuirksAtomicWrite(t *testing.T) {
 }
 
 func TestLearnedQuirksForget(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LearnedQuirksFileName)
+	path := filepath.Join(t.TempDir(), stateFileName)
 	q, logs := openTestQuirks(t, path)
 	for _, arch := range []string{"qwen3", "qwen3moe"} {
-		if _, err := q.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: arch, Cause: LearnedStuckBusy}); err != nil {
+		if _, err := q.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: arch, Cause: causeStuckBusy}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.setStuck("boot-1", "0000:03:00.0", &Finding{PCIID: "0000:03:00.0"}); err != nil {
+	if err := q.setStuck("boot-1", "0000:03:00.0", &finding{PCIID: "0000:03:00.0"}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := q.Forget()
+	n, err := q.forget()
 	if err != nil || n != 2 {
 		t.Fatalf("Forget = %d, %v; want 2, nil", n, err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file still there: %v", err)
 	}
-	if len(q.Rules()) != 0 || q.hasStuck() {
-		t.Errorf("state after Forget: %v", q.Rules())
+	if len(q.rules()) != 0 || q.hasStuck() {
+		t.Errorf("state after Forget: %v", q.rules())
 	}
 	if info := logs.At(slog.LevelInfo); len(info) != 1 || info[0].Attrs["quirks"] != "2" {
 		t.Errorf("INFO lines %+v", info)
 	}
-	if n, err := q.Forget(); n != 0 || err != nil {
+	if n, err := q.forget(); n != 0 || err != nil {
 		t.Errorf("Forget of nothing = %d, %v", n, err)
 	}
 
 	// An unknown version is removed too: the user asked.
 	writeFile(t, path, `{"version":9}`)
 	q2, _ := openTestQuirks(t, path)
-	if _, err := q2.Forget(); err != nil {
+	if _, err := q2.forget(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unknown-version file still there: %v", err)
 	}
-	if _, err := q2.Record(LearnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: LearnedStuckBusy}); err != nil {
+	if _, err := q2.record(learnedQuirk{Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Cause: causeStuckBusy}); err != nil {
 		t.Errorf("Record after Forget: %v", err)
 	}
 }
 
 func TestLearnedQuirksStuck(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LearnedQuirksFileName)
+	path := filepath.Join(t.TempDir(), stateFileName)
 	q, _ := openTestQuirks(t, path)
-	a := Finding{PCIID: "0000:03:00.0", Card: "card1", Arch: "qwen3"}
-	b := Finding{PCIID: "0000:0c:00.0", Card: "card0", Arch: "gemma3"}
+	a := finding{PCIID: "0000:03:00.0", Card: "card1", Arch: "qwen3"}
+	b := finding{PCIID: "0000:0c:00.0", Card: "card0", Arch: "gemma3"}
 	if err := q.setStuck("boot-1", a.PCIID, &a); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +370,7 @@ func TestLearnedQuirksStuck(t *testing.T) {
 		t.Fatal(err)
 	}
 	q2, _ := openTestQuirks(t, path)
-	if diff := cmp.Diff([]Finding{a, b}, q2.stuckGPUs("boot-1")); diff != "" {
+	if diff := cmp.Diff([]finding{a, b}, q2.stuckGPUs("boot-1")); diff != "" {
 		t.Errorf("stuck GPUs mismatch (-want +got):\n%s", diff)
 	}
 	if got := q2.stuckGPUs("boot-2"); len(got) != 0 {
@@ -392,14 +395,14 @@ func TestLearnedQuirksStuck(t *testing.T) {
 }
 
 func TestLearnedQuirksNil(t *testing.T) {
-	var q *LearnedQuirks
-	if q.Path() != "" || q.Rules() != nil || q.Quirks() != nil || q.hasStuck() || q.stuckGPUs("b") != nil || q.setStuck("b", "p", nil) != nil {
-		t.Errorf("nil LearnedQuirks is not empty")
+	var q *learnedQuirks
+	if q.path() != "" || q.rules() != nil || q.all() != nil || q.hasStuck() || q.stuckGPUs("b") != nil || q.setStuck("b", "p", nil) != nil {
+		t.Errorf("nil learnedQuirks is not empty")
 	}
-	if added, err := q.Record(LearnedQuirk{}); added || err != nil {
+	if added, err := q.record(learnedQuirk{}); added || err != nil {
 		t.Errorf("nil Record = %v, %v", added, err)
 	}
-	if n, err := q.Forget(); n != 0 || err != nil {
+	if n, err := q.forget(); n != 0 || err != nil {
 		t.Errorf("nil Forget = %d, %v", n, err)
 	}
 }
@@ -430,15 +433,15 @@ func TestCrashCounter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &CrashCounter{Limit: tt.limit}
+			c := &crashCounter{Limit: tt.limit}
 			var got, hits []int
 			for i, e := range tt.evs {
 				if e.ok {
-					c.Succeeded(e.library, e.compute, e.arch)
-					got = append(got, c.Count(e.library, e.compute, e.arch))
+					c.succeeded(e.library, e.compute, e.arch)
+					got = append(got, c.count(e.library, e.compute, e.arch))
 					continue
 				}
-				n, reached := c.Crashed(e.library, e.compute, e.arch)
+				n, reached := c.crashed(e.library, e.compute, e.arch)
 				got = append(got, n)
 				if reached {
 					hits = append(hits, i)

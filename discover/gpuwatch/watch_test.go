@@ -1,4 +1,4 @@
-package discover
+package gpuwatch
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/discover"
 )
 
 // fakeCard is one DRM card of a fake sysfs tree.
@@ -200,22 +202,22 @@ func (c *logCapture) At(level slog.Level) []capturedLog {
 
 var testNow = time.Date(2026, 3, 22, 12, 0, 0, 0, time.UTC)
 
-// newTestWatchdog returns a watchdog over root that never really sleeps:
+// newTestWatcher returns a watchdog over root that never really sleeps:
 // Window 2s and Interval 500ms make 4 readings.
-func newTestWatchdog(t *testing.T, root string, fsys *scriptFS, alive func(string) bool) (*Watchdog, *logCapture) {
+func newTestWatcher(t *testing.T, root string, fsys *scriptFS, alive func(string) bool) (*watcher, *logCapture) {
 	t.Helper()
 	logs := &logCapture{}
 	if fsys.base == nil {
 		fsys.base = osWatchdogFS{root: root}
 	}
-	w := &Watchdog{
+	w := &watcher{
 		Root:          root,
 		Window:        2 * time.Second,
 		Interval:      500 * time.Millisecond,
 		BusyThreshold: 95,
 		RunnerAlive:   alive,
-		Quirks:        OpenLearnedQuirks(filepath.Join(t.TempDir(), LearnedQuirksFileName), slog.New(logs)),
-		Crashes:       &CrashCounter{},
+		Quirks:        openLearnedQuirks(filepath.Join(t.TempDir(), stateFileName), slog.New(logs)),
+		Crashes:       &crashCounter{},
 		Logger:        slog.New(logs),
 		Now:           func() time.Time { return testNow },
 		Sleep:         func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
@@ -229,13 +231,13 @@ func newTestWatchdog(t *testing.T, root string, fsys *scriptFS, alive func(strin
 func noRunner(string) bool { return false }
 
 var (
-	qwen3OnROCm = RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Compute: "gfx1200"}}}
+	qwen3OnROCm = runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Compute: "gfx1200"}}}
 	card1       = fakeCard{name: "card1", pci: "0000:03:00.0", busy: "100\n", sclk: "0: 500Mhz \n1: 3470Mhz *\n", power: "66000000\n"}
 	card0       = fakeCard{name: "card0", pci: "0000:0c:00.0", busy: "2\n", sclk: "0: 600Mhz *\n", power: "9000000\n"}
 )
 
 func TestWatchdogSampling(t *testing.T) {
-	stuck := Finding{
+	stuck := finding{
 		PCIID: "0000:03:00.0", Card: "card1", GfxTarget: "gfx1200",
 		Library: "ROCm", Compute: "gfx1200", Arch: "qwen3", Model: "qwen3:8b",
 		DetectedAt: testNow, Window: 2 * time.Second, Samples: 4, BusyMin: 100, BusyMax: 100,
@@ -246,11 +248,11 @@ func TestWatchdogSampling(t *testing.T) {
 		name   string
 		cards  []fakeCard
 		script map[string][]string
-		exit   RunnerExit
+		exit   runnerExit
 		alive  func(calls int) bool // by call number, from 1
 		// want is the findings; wantBusyReads how often card1's busy file
 		// was read; wantLogs counts records by level.
-		want          []Finding
+		want          []finding
 		wantBusyReads int
 		wantLogs      map[slog.Level]int
 		wantLearned   int
@@ -259,7 +261,7 @@ func TestWatchdogSampling(t *testing.T) {
 			name:          "stuck for the whole window",
 			cards:         []fakeCard{card1},
 			exit:          qwen3OnROCm,
-			want:          []Finding{stuck},
+			want:          []finding{stuck},
 			wantBusyReads: 4,
 			wantLogs:      map[slog.Level]int{slog.LevelError: 1},
 			wantLearned:   1,
@@ -269,7 +271,7 @@ func TestWatchdogSampling(t *testing.T) {
 			cards:         []fakeCard{card1},
 			script:        map[string][]string{busyFile("card1"): {"95\n", "99\n"}},
 			exit:          qwen3OnROCm,
-			want:          []Finding{func() Finding { f := stuck; f.BusyMin, f.BusyMax = 95, 99; return f }()},
+			want:          []finding{func() finding { f := stuck; f.BusyMin, f.BusyMax = 95, 99; return f }()},
 			wantBusyReads: 4,
 			wantLogs:      map[slog.Level]int{slog.LevelError: 1},
 			wantLearned:   1,
@@ -354,7 +356,7 @@ func TestWatchdogSampling(t *testing.T) {
 			name:  "clock and power junk are left out",
 			cards: []fakeCard{{name: "card1", pci: "0000:03:00.0", busy: "100\n", sclk: "garbage\n", power: "-1\n"}},
 			exit:  qwen3OnROCm,
-			want: []Finding{func() Finding {
+			want: []finding{func() finding {
 				f := stuck
 				f.ClockMHz, f.MaxClockMHz, f.PowerMicrowatts = -1, -1, -1
 				return f
@@ -367,7 +369,7 @@ func TestWatchdogSampling(t *testing.T) {
 			name:          "clock and power missing",
 			cards:         []fakeCard{{name: "card1", pci: "0000:03:00.0", busy: "100\n"}},
 			exit:          qwen3OnROCm,
-			want:          []Finding{func() Finding { f := stuck; f.ClockMHz, f.MaxClockMHz, f.PowerMicrowatts = -1, -1, -1; return f }()},
+			want:          []finding{func() finding { f := stuck; f.ClockMHz, f.MaxClockMHz, f.PowerMicrowatts = -1, -1, -1; return f }()},
 			wantBusyReads: 4,
 			wantLogs:      map[slog.Level]int{slog.LevelError: 1},
 			wantLearned:   1,
@@ -375,17 +377,17 @@ func TestWatchdogSampling(t *testing.T) {
 		{
 			name:          "a GPU the runner did not use",
 			cards:         []fakeCard{card0, card1},
-			exit:          RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{PCIID: "0000:0c:00.0", Library: "ROCm", Compute: "gfx1036"}}},
+			exit:          runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{PCIID: "0000:0c:00.0", Library: "ROCm", Compute: "gfx1036"}}},
 			wantBusyReads: 0,
 		},
 		{
 			name:  "two cards, both used, one stuck",
 			cards: []fakeCard{card0, card1},
-			exit: RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{
+			exit: runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{
 				{PCIID: "0000:0c:00.0", Library: "ROCm", Compute: "gfx1036"},
 				{PCIID: "0000:03:00.0", Library: "ROCm", Compute: "gfx1200"},
 			}},
-			want:          []Finding{stuck},
+			want:          []finding{stuck},
 			wantBusyReads: 4,
 			wantLogs:      map[slog.Level]int{slog.LevelError: 1},
 			wantLearned:   1,
@@ -393,8 +395,8 @@ func TestWatchdogSampling(t *testing.T) {
 		{
 			name:  "Vulkan: not learned",
 			cards: []fakeCard{card1},
-			exit:  RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{PCIID: "0000:03:00.0", Library: "Vulkan", Compute: "0.0"}}},
-			want: []Finding{func() Finding {
+			exit:  runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{PCIID: "0000:03:00.0", Library: "Vulkan", Compute: "0.0"}}},
+			want: []finding{func() finding {
 				f := stuck
 				f.Library, f.Compute, f.GfxTarget, f.DenylistEntry, f.Learned = "Vulkan", "0.0", "", "vulkan:0.0:qwen3", false
 				return f
@@ -405,13 +407,13 @@ func TestWatchdogSampling(t *testing.T) {
 		{
 			name:          "a GPU without PCI address is not watched",
 			cards:         []fakeCard{card1},
-			exit:          RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{Library: "ROCm", Compute: "gfx1200"}}},
+			exit:          runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{Library: "ROCm", Compute: "gfx1200"}}},
 			wantBusyReads: 0,
 		},
 		{
 			name:          "a PCI address without a card",
 			cards:         []fakeCard{card1},
-			exit:          RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{PCIID: "0000:09:00.0", Library: "ROCm", Compute: "gfx1200"}}},
+			exit:          runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{PCIID: "0000:09:00.0", Library: "ROCm", Compute: "gfx1200"}}},
 			wantBusyReads: 0,
 			wantLogs:      map[slog.Level]int{slog.LevelDebug: 1},
 		},
@@ -425,19 +427,19 @@ func TestWatchdogSampling(t *testing.T) {
 				n := int(aliveCalls.Add(1))
 				return tt.alive != nil && tt.alive(n)
 			}
-			w, logs := newTestWatchdog(t, root, fsys, alive)
-			w.RunnerExited(context.Background(), tt.exit)
-			w.Wait()
+			w, logs := newTestWatcher(t, root, fsys, alive)
+			w.runnerExited(context.Background(), tt.exit)
+			w.wait()
 
-			opts := cmpopts.IgnoreFields(Finding{}, "Remedy")
-			if diff := cmp.Diff(tt.want, w.StuckGPUs(), opts, cmpopts.EquateEmpty()); diff != "" {
+			opts := cmpopts.IgnoreFields(finding{}, "Remedy")
+			if diff := cmp.Diff(tt.want, w.stuckGPUs(), opts, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("StuckGPUs mismatch (-want +got):\n%s", diff)
 			}
 			if got := fsys.Reads(busyFile("card1")); got != tt.wantBusyReads {
 				t.Errorf("card1 busy read %d times, want %d", got, tt.wantBusyReads)
 			}
 			for _, c := range fsys.Calls() {
-				if strings.Contains(c, "card0/device/") && !strings.HasSuffix(c, "/uevent") && !slices.ContainsFunc(tt.exit.GPUs, func(g RunnerGPU) bool { return g.PCIID == "0000:0c:00.0" }) {
+				if strings.Contains(c, "card0/device/") && !strings.HasSuffix(c, "/uevent") && !slices.ContainsFunc(tt.exit.GPUs, func(g runnerGPU) bool { return g.PCIID == "0000:0c:00.0" }) {
 					t.Errorf("read %q of a GPU the runner did not use", c)
 				}
 			}
@@ -446,7 +448,7 @@ func TestWatchdogSampling(t *testing.T) {
 					t.Errorf("%d %s records, want %d: %+v", got, level, tt.wantLogs[level], logs.At(level))
 				}
 			}
-			if got := len(w.Quirks.Quirks()); got != tt.wantLearned {
+			if got := len(w.Quirks.all()); got != tt.wantLearned {
 				t.Errorf("%d learned quirks, want %d", got, tt.wantLearned)
 			}
 		})
@@ -457,9 +459,9 @@ func TestWatchdogSampling(t *testing.T) {
 // the committed RDNA4 tree.
 func TestWatchdogErrorLine(t *testing.T) {
 	root := "testdata/sysfs-rdna4"
-	w, logs := newTestWatchdog(t, root, &scriptFS{}, noRunner)
-	w.RunnerExited(context.Background(), qwen3OnROCm)
-	w.Wait()
+	w, logs := newTestWatcher(t, root, &scriptFS{}, noRunner)
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
 
 	errs := logs.At(slog.LevelError)
 	if len(errs) != 1 {
@@ -474,7 +476,7 @@ func TestWatchdogErrorLine(t *testing.T) {
 			"library": "ROCm", "compute": "gfx1200", "arch": "qwen3", "model": "qwen3:8b",
 			"busy_min": "100", "busy_max": "100", "window": "2s",
 			"sclk_mhz": "3470", "sclk_max_mhz": "3470", "power_w": "66",
-			"learned": "true", "file": w.Quirks.Path(),
+			"learned": "true", "file": w.Quirks.path(),
 			"remedy": "learned: qwen3 models will not use ROCm on this GPU from their next load (to forget: OLLAMA_BACKEND_QUIRKS_RESET=1 and restart); " +
 				"to make it permanent, set OLLAMA_BACKEND_DENYLIST=rocm:gfx1200:qwen3 keeps ROCm off this GPU for qwen3 models, " +
 				"or OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model; " +
@@ -485,11 +487,11 @@ func TestWatchdogErrorLine(t *testing.T) {
 		t.Errorf("ERROR line mismatch (-want +got):\n%s", diff)
 	}
 
-	rules := w.Quirks.Rules()
+	rules := w.Quirks.rules()
 	if len(rules) != 1 {
 		t.Fatalf("learned rules = %v, want one", rules)
 	}
-	if r := rules[0]; r.String() != "rocm:gfx1200:qwen3" || r.Source != QuirkSourceLearned || r.Action != QuirkUseOtherLibrary ||
+	if r := rules[0]; r.String() != "rocm:gfx1200:qwen3" || r.Source != discover.QuirkSourceLearned || r.Action != discover.QuirkUseOtherLibrary ||
 		!r.Matches("ROCm", "gfx1200", "qwen3") || r.Matches("ROCm", "gfx1200", "qwen2") || r.Matches("Vulkan", "0.0", "qwen3") {
 		t.Errorf("learned rule %+v does not keep ROCm off gfx1200 for qwen3 only", r)
 	}
@@ -503,49 +505,49 @@ func TestWatchdogErrorLine(t *testing.T) {
 func TestWatchdogDefaults(t *testing.T) {
 	root := buildFakeSysfs(t, card1)
 	fsys := &scriptFS{}
-	w, _ := newTestWatchdog(t, root, fsys, noRunner)
+	w, _ := newTestWatcher(t, root, fsys, noRunner)
 	w.Window, w.Interval, w.BusyThreshold = 0, 0, 0
 	var slept atomic.Int64
 	w.Sleep = func(ctx context.Context, d time.Duration) error {
 		slept.Add(int64(d))
 		return ctx.Err()
 	}
-	w.RunnerExited(context.Background(), qwen3OnROCm)
-	w.Wait()
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
 	if got := fsys.Reads(busyFile("card1")); got != 20 {
 		t.Errorf("busy read %d times, want 20", got)
 	}
-	if got := time.Duration(slept.Load()); got != DefaultWatchdogWindow {
-		t.Errorf("slept %s, want %s", got, DefaultWatchdogWindow)
+	if got := time.Duration(slept.Load()); got != defaultWindow {
+		t.Errorf("slept %s, want %s", got, defaultWindow)
 	}
-	if f := w.StuckGPUs(); len(f) != 1 || f[0].Window != DefaultWatchdogWindow {
-		t.Errorf("StuckGPUs = %+v, want one over %s", f, DefaultWatchdogWindow)
+	if f := w.stuckGPUs(); len(f) != 1 || f[0].Window != defaultWindow {
+		t.Errorf("StuckGPUs = %+v, want one over %s", f, defaultWindow)
 	}
 }
 
 // TestWatchdogRealSleep runs a short window on the real timer.
 func TestWatchdogRealSleep(t *testing.T) {
 	root := buildFakeSysfs(t, card1)
-	w, _ := newTestWatchdog(t, root, &scriptFS{}, noRunner)
+	w, _ := newTestWatcher(t, root, &scriptFS{}, noRunner)
 	w.Sleep, w.Window, w.Interval = nil, 20*time.Millisecond, 5*time.Millisecond
 	start := time.Now()
-	w.RunnerExited(context.Background(), qwen3OnROCm)
-	w.Wait()
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
 	if el := time.Since(start); el < 20*time.Millisecond {
 		t.Errorf("window took %s, want at least 20ms", el)
 	}
-	if len(w.StuckGPUs()) != 1 {
+	if len(w.stuckGPUs()) != 1 {
 		t.Errorf("no finding")
 	}
 
 	// Cancelling the context stops the watch.
-	w2, _ := newTestWatchdog(t, root, &scriptFS{}, noRunner)
+	w2, _ := newTestWatcher(t, root, &scriptFS{}, noRunner)
 	w2.Sleep, w2.Window, w2.Interval = nil, time.Hour, time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
-	w2.RunnerExited(ctx, qwen3OnROCm)
+	w2.runnerExited(ctx, qwen3OnROCm)
 	cancel()
-	w2.Wait()
-	if len(w2.StuckGPUs()) != 0 {
+	w2.wait()
+	if len(w2.stuckGPUs()) != 0 {
 		t.Errorf("finding after cancel")
 	}
 }
@@ -556,19 +558,19 @@ func TestWatchdogRealSleep(t *testing.T) {
 func TestWatchdogNoReads(t *testing.T) {
 	t.Run("nothing exited", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, card1), fsys, noRunner)
-		_ = w.StuckGPUs()
-		w.Wait()
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, card1), fsys, noRunner)
+		_ = w.stuckGPUs()
+		w.wait()
 		if c := fsys.Calls(); len(c) != 0 {
 			t.Errorf("calls %v, want none", c)
 		}
 	})
 	t.Run("models stay loaded", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, card1), fsys, func(string) bool { return true })
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, card1), fsys, func(string) bool { return true })
 		for range 3 {
-			w.RunnerExited(context.Background(), qwen3OnROCm)
-			w.Wait()
+			w.runnerExited(context.Background(), qwen3OnROCm)
+			w.wait()
 		}
 		if c := fsys.Calls(); len(c) != 0 {
 			t.Errorf("calls %v, want none", c)
@@ -576,10 +578,10 @@ func TestWatchdogNoReads(t *testing.T) {
 	})
 	t.Run("no DRM sysfs", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, t.TempDir(), fsys, noRunner)
+		w, _ := newTestWatcher(t, t.TempDir(), fsys, noRunner)
 		for range 3 {
-			w.RunnerExited(context.Background(), qwen3OnROCm)
-			w.Wait()
+			w.runnerExited(context.Background(), qwen3OnROCm)
+			w.wait()
 		}
 		if diff := cmp.Diff([]string{"stat sys/class/drm"}, fsys.Calls()); diff != "" {
 			t.Errorf("calls mismatch (-want +got):\n%s", diff)
@@ -587,29 +589,29 @@ func TestWatchdogNoReads(t *testing.T) {
 	})
 	t.Run("not Linux", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, card1), fsys, noRunner)
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, card1), fsys, noRunner)
 		w.goos = "darwin"
-		w.RunnerExited(context.Background(), qwen3OnROCm)
-		w.Wait()
+		w.runnerExited(context.Background(), qwen3OnROCm)
+		w.wait()
 		if c := fsys.Calls(); len(c) != 0 {
 			t.Errorf("calls %v, want none", c)
 		}
 	})
 	t.Run("no RunnerAlive", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, card1), fsys, nil)
-		w.RunnerExited(context.Background(), qwen3OnROCm)
-		w.Wait()
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, card1), fsys, nil)
+		w.runnerExited(context.Background(), qwen3OnROCm)
+		w.wait()
 		if c := fsys.Calls(); len(c) != 0 {
 			t.Errorf("calls %v, want none", c)
 		}
 	})
 	t.Run("a card without busy file is read once", func(t *testing.T) {
 		fsys := &scriptFS{}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, fakeCard{name: "card1", pci: "0000:03:00.0"}), fsys, noRunner)
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, fakeCard{name: "card1", pci: "0000:03:00.0"}), fsys, noRunner)
 		for range 3 {
-			w.RunnerExited(context.Background(), qwen3OnROCm)
-			w.Wait()
+			w.runnerExited(context.Background(), qwen3OnROCm)
+			w.wait()
 		}
 		if got := fsys.Reads(busyFile("card1")); got != 1 {
 			t.Errorf("busy read %d times, want 1", got)
@@ -617,10 +619,10 @@ func TestWatchdogNoReads(t *testing.T) {
 	})
 	t.Run("the DRM class is scanned once", func(t *testing.T) {
 		fsys := &scriptFS{script: map[string][]string{busyFile("card1"): {"0\n"}}}
-		w, _ := newTestWatchdog(t, buildFakeSysfs(t, card1), fsys, noRunner)
+		w, _ := newTestWatcher(t, buildFakeSysfs(t, card1), fsys, noRunner)
 		for range 3 {
-			w.RunnerExited(context.Background(), qwen3OnROCm)
-			w.Wait()
+			w.runnerExited(context.Background(), qwen3OnROCm)
+			w.wait()
 		}
 		n := 0
 		for _, c := range fsys.Calls() {
@@ -641,10 +643,10 @@ func TestWatchdogLinkedSysfs(t *testing.T) {
 	c.link = true
 	root := buildFakeSysfs(t, c)
 	fsys := &scriptFS{}
-	w, _ := newTestWatchdog(t, root, fsys, noRunner)
-	w.RunnerExited(context.Background(), qwen3OnROCm)
-	w.Wait()
-	if f := w.StuckGPUs(); len(f) != 1 || f[0].Card != "card1" || f[0].PowerMicrowatts != 66_000_000 {
+	w, _ := newTestWatcher(t, root, fsys, noRunner)
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
+	if f := w.stuckGPUs(); len(f) != 1 || f[0].Card != "card1" || f[0].PowerMicrowatts != 66_000_000 {
 		t.Errorf("StuckGPUs = %+v, want card1 at 66 W", f)
 	}
 	for _, call := range fsys.Calls() {
@@ -657,19 +659,19 @@ func TestWatchdogLinkedSysfs(t *testing.T) {
 // TestWatchdogAttribution covers blame: several runners since the GPU was
 // last idle, a GPU already stuck, recovery, and a restarted server.
 func TestWatchdogAttribution(t *testing.T) {
-	gemma := RunnerExit{Model: "gemma3:4b", Arch: "gemma3", GPUs: qwen3OnROCm.GPUs}
+	gemma := runnerExit{Model: "gemma3:4b", Arch: "gemma3", GPUs: qwen3OnROCm.GPUs}
 
 	t.Run("runner on the GPU, then both exit", func(t *testing.T) {
 		root := buildFakeSysfs(t, card1)
 		alive := atomic.Bool{}
 		alive.Store(true)
-		w, logs := newTestWatchdog(t, root, &scriptFS{}, func(string) bool { return alive.Load() })
-		w.RunnerExited(context.Background(), qwen3OnROCm) // gemma still loaded
-		w.Wait()
+		w, logs := newTestWatcher(t, root, &scriptFS{}, func(string) bool { return alive.Load() })
+		w.runnerExited(context.Background(), qwen3OnROCm) // gemma still loaded
+		w.wait()
 		alive.Store(false)
-		w.RunnerExited(context.Background(), gemma)
-		w.Wait()
-		f := w.StuckGPUs()
+		w.runnerExited(context.Background(), gemma)
+		w.wait()
+		f := w.stuckGPUs()
 		if len(f) != 1 || f[0].Arch != "gemma3" || f[0].Learned || f[0].DenylistEntry != "rocm:gfx1200:gemma3" {
 			t.Fatalf("StuckGPUs = %+v, want gemma3 last, not learned", f)
 		}
@@ -679,27 +681,27 @@ func TestWatchdogAttribution(t *testing.T) {
 		if !strings.HasPrefix(f[0].Remedy, "several runners used this GPU since it was last idle (ROCm gemma3 (gemma3:4b); ROCm qwen3 (qwen3:8b))") {
 			t.Errorf("Remedy = %q", f[0].Remedy)
 		}
-		if len(w.Quirks.Quirks()) != 0 || len(logs.At(slog.LevelError)) != 1 {
-			t.Errorf("learned %v, %d ERROR lines; want nothing and 1", w.Quirks.Quirks(), len(logs.At(slog.LevelError)))
+		if len(w.Quirks.all()) != 0 || len(logs.At(slog.LevelError)) != 1 {
+			t.Errorf("learned %v, %d ERROR lines; want nothing and 1", w.Quirks.all(), len(logs.At(slog.LevelError)))
 		}
 	})
 
 	t.Run("idle between runners clears the blame", func(t *testing.T) {
 		root := buildFakeSysfs(t, card1)
 		fsys := &scriptFS{script: map[string][]string{busyFile("card1"): {"3\n", "100\n"}}}
-		w, _ := newTestWatchdog(t, root, fsys, noRunner)
-		w.RunnerExited(context.Background(), gemma)
-		w.Wait()
-		w.RunnerExited(context.Background(), qwen3OnROCm)
-		w.Wait()
-		if f := w.StuckGPUs(); len(f) != 1 || f[0].Arch != "qwen3" || len(f[0].OtherRunners) != 0 || !f[0].Learned {
+		w, _ := newTestWatcher(t, root, fsys, noRunner)
+		w.runnerExited(context.Background(), gemma)
+		w.wait()
+		w.runnerExited(context.Background(), qwen3OnROCm)
+		w.wait()
+		if f := w.stuckGPUs(); len(f) != 1 || f[0].Arch != "qwen3" || len(f[0].OtherRunners) != 0 || !f[0].Learned {
 			t.Fatalf("StuckGPUs = %+v, want qwen3 alone, learned", f)
 		}
 	})
 
 	t.Run("a newer exit supersedes the watch", func(t *testing.T) {
 		root := buildFakeSysfs(t, card1)
-		w, _ := newTestWatchdog(t, root, &scriptFS{}, noRunner)
+		w, _ := newTestWatcher(t, root, &scriptFS{}, noRunner)
 		var calls atomic.Int32
 		started := make(chan struct{})
 		w.Sleep = func(ctx context.Context, _ time.Duration) error {
@@ -709,11 +711,11 @@ func TestWatchdogAttribution(t *testing.T) {
 			}
 			return ctx.Err()
 		}
-		w.RunnerExited(context.Background(), qwen3OnROCm)
+		w.runnerExited(context.Background(), qwen3OnROCm)
 		<-started
-		w.RunnerExited(context.Background(), gemma)
-		w.Wait()
-		f := w.StuckGPUs()
+		w.runnerExited(context.Background(), gemma)
+		w.wait()
+		f := w.stuckGPUs()
 		if len(f) != 1 || f[0].Arch != "gemma3" || len(f[0].OtherRunners) != 1 || f[0].Samples != 4 {
 			t.Fatalf("StuckGPUs = %+v, want one gemma3 finding blaming both, 4 samples", f)
 		}
@@ -722,12 +724,12 @@ func TestWatchdogAttribution(t *testing.T) {
 	t.Run("already stuck: later runners not blamed, then recovery", func(t *testing.T) {
 		root := buildFakeSysfs(t, card1)
 		fsys := &scriptFS{script: map[string][]string{busyFile("card1"): {"100\n", "100\n", "100\n", "100\n", "100\n", "100\n", "100\n", "100\n", "4\n"}}}
-		w, logs := newTestWatchdog(t, root, fsys, noRunner)
-		w.RunnerExited(context.Background(), qwen3OnROCm)
-		w.Wait()
-		w.RunnerExited(context.Background(), gemma)
-		w.Wait()
-		f := w.StuckGPUs()
+		w, logs := newTestWatcher(t, root, fsys, noRunner)
+		w.runnerExited(context.Background(), qwen3OnROCm)
+		w.wait()
+		w.runnerExited(context.Background(), gemma)
+		w.wait()
+		f := w.stuckGPUs()
 		if len(f) != 1 || f[0].Arch != "qwen3" {
 			t.Fatalf("StuckGPUs = %+v, want qwen3 kept", f)
 		}
@@ -737,13 +739,13 @@ func TestWatchdogAttribution(t *testing.T) {
 		if got := logs.At(slog.LevelWarn)[0].Attrs["since"]; got != "ROCm gemma3 (gemma3:4b)" {
 			t.Errorf("WARN since = %q", got)
 		}
-		if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w.Quirks.Rules())); diff != "" {
+		if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w.Quirks.rules())); diff != "" {
 			t.Errorf("learned rules mismatch (-want +got):\n%s", diff)
 		}
 		// The GPU recovers (reboot-less amdgpu reload, say).
-		w.RunnerExited(context.Background(), gemma)
-		w.Wait()
-		if f := w.StuckGPUs(); len(f) != 0 {
+		w.runnerExited(context.Background(), gemma)
+		w.wait()
+		if f := w.stuckGPUs(); len(f) != 0 {
 			t.Errorf("StuckGPUs = %+v after recovery, want none", f)
 		}
 		if len(logs.At(slog.LevelInfo)) != 1 {
@@ -756,46 +758,46 @@ func TestWatchdogAttribution(t *testing.T) {
 
 	t.Run("restarted server remembers the stuck GPU for this boot", func(t *testing.T) {
 		root := buildFakeSysfs(t, card1)
-		w, _ := newTestWatchdog(t, root, &scriptFS{}, noRunner)
-		w.RunnerExited(context.Background(), qwen3OnROCm)
-		w.Wait()
+		w, _ := newTestWatcher(t, root, &scriptFS{}, noRunner)
+		w.runnerExited(context.Background(), qwen3OnROCm)
+		w.wait()
 
 		// A new server process, same boot, same state file.
 		fsys2 := &scriptFS{}
-		w2, logs2 := newTestWatchdog(t, root, fsys2, noRunner)
-		w2.Quirks = OpenLearnedQuirks(w.Quirks.Path(), slog.New(logs2))
-		f := w2.StuckGPUs()
+		w2, logs2 := newTestWatcher(t, root, fsys2, noRunner)
+		w2.Quirks = openLearnedQuirks(w.Quirks.path(), slog.New(logs2))
+		f := w2.stuckGPUs()
 		if len(f) != 1 || !f[0].Restored || f[0].Arch != "qwen3" {
 			t.Fatalf("restored StuckGPUs = %+v, want qwen3", f)
 		}
 		if diff := cmp.Diff([]string{"read " + watchdogBootIDFile}, fsys2.Calls()); diff != "" {
 			t.Errorf("restoring read (-want +got):\n%s", diff)
 		}
-		w2.RunnerExited(context.Background(), gemma)
-		w2.Wait()
+		w2.runnerExited(context.Background(), gemma)
+		w2.wait()
 		if len(logs2.At(slog.LevelError)) != 0 || len(logs2.At(slog.LevelWarn)) != 1 {
 			t.Errorf("%d ERROR, %d WARN; want 0 and 1", len(logs2.At(slog.LevelError)), len(logs2.At(slog.LevelWarn)))
 		}
-		if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w2.Quirks.Rules())); diff != "" {
+		if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w2.Quirks.rules())); diff != "" {
 			t.Errorf("learned rules mismatch (-want +got):\n%s", diff)
 		}
 
 		// After a reboot the record no longer applies.
 		writeFile(t, filepath.Join(root, filepath.FromSlash(watchdogBootIDFile)), "boot-2\n")
-		w3, logs3 := newTestWatchdog(t, root, &scriptFS{}, noRunner)
-		w3.Quirks = OpenLearnedQuirks(w.Quirks.Path(), slog.New(logs3))
-		if f := w3.StuckGPUs(); len(f) != 0 {
+		w3, logs3 := newTestWatcher(t, root, &scriptFS{}, noRunner)
+		w3.Quirks = openLearnedQuirks(w.Quirks.path(), slog.New(logs3))
+		if f := w3.stuckGPUs(); len(f) != 0 {
 			t.Errorf("StuckGPUs after reboot = %+v, want none", f)
 		}
-		w3.RunnerExited(context.Background(), gemma)
-		w3.Wait()
+		w3.runnerExited(context.Background(), gemma)
+		w3.wait()
 		if len(logs3.At(slog.LevelError)) != 1 {
 			t.Errorf("%d ERROR lines after reboot, want 1", len(logs3.At(slog.LevelError)))
 		}
 	})
 }
 
-func ruleStrings(rules []QuirkRule) []string {
+func ruleStrings(rules []discover.QuirkRule) []string {
 	var out []string
 	for _, r := range rules {
 		out = append(out, r.String())
@@ -804,52 +806,43 @@ func ruleStrings(rules []QuirkRule) []string {
 }
 
 func TestWatchdogCrashes(t *testing.T) {
-	// No discovery ran: no alternate library is known.
-	libraryChoicesMu.Lock()
-	saved := libraryChoices
-	libraryChoices = nil
-	libraryChoicesMu.Unlock()
-	t.Cleanup(func() {
-		libraryChoicesMu.Lock()
-		libraryChoices = saved
-		libraryChoicesMu.Unlock()
-	})
+	// No discovery ran in this test binary: no alternate library is known.
 	crash := qwen3OnROCm
 	crash.Crashed = true
 	tests := []struct {
 		name   string
-		exits  []RunnerExit
+		exits  []runnerExit
 		want   []string
 		wantIn string
 	}{
-		{name: "three in a row", exits: []RunnerExit{crash, crash, crash}, want: []string{"rocm:gfx1200:qwen3"}, wantIn: "the runner died 3 times in a row"},
-		{name: "two", exits: []RunnerExit{crash, crash}},
-		{name: "a clean exit resets", exits: []RunnerExit{crash, crash, qwen3OnROCm, crash, crash}},
-		{name: "other arch does not reset", exits: []RunnerExit{crash, crash, {Arch: "gemma3", GPUs: qwen3OnROCm.GPUs}, crash}, want: []string{"rocm:gfx1200:qwen3"}},
-		{name: "CPU runner not counted", exits: []RunnerExit{
-			{Arch: "qwen3", Crashed: true, GPUs: []RunnerGPU{{Library: "cpu"}}},
-			{Arch: "qwen3", Crashed: true, GPUs: []RunnerGPU{{Library: "cpu"}}},
-			{Arch: "qwen3", Crashed: true, GPUs: []RunnerGPU{{Library: "cpu"}}},
+		{name: "three in a row", exits: []runnerExit{crash, crash, crash}, want: []string{"rocm:gfx1200:qwen3"}, wantIn: "the runner died 3 times in a row"},
+		{name: "two", exits: []runnerExit{crash, crash}},
+		{name: "a clean exit resets", exits: []runnerExit{crash, crash, qwen3OnROCm, crash, crash}},
+		{name: "other arch does not reset", exits: []runnerExit{crash, crash, {Arch: "gemma3", GPUs: qwen3OnROCm.GPUs}, crash}, want: []string{"rocm:gfx1200:qwen3"}},
+		{name: "CPU runner not counted", exits: []runnerExit{
+			{Arch: "qwen3", Crashed: true, GPUs: []runnerGPU{{Library: "cpu"}}},
+			{Arch: "qwen3", Crashed: true, GPUs: []runnerGPU{{Library: "cpu"}}},
+			{Arch: "qwen3", Crashed: true, GPUs: []runnerGPU{{Library: "cpu"}}},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Idle GPU, no DRM: only the counter is at work.
-			w, logs := newTestWatchdog(t, t.TempDir(), &scriptFS{}, noRunner)
+			w, logs := newTestWatcher(t, t.TempDir(), &scriptFS{}, noRunner)
 			for _, e := range tt.exits {
-				w.RunnerExited(context.Background(), e)
-				w.Wait()
+				w.runnerExited(context.Background(), e)
+				w.wait()
 			}
-			if diff := cmp.Diff(tt.want, ruleStrings(w.Quirks.Rules())); diff != "" {
+			if diff := cmp.Diff(tt.want, ruleStrings(w.Quirks.rules())); diff != "" {
 				t.Errorf("learned rules mismatch (-want +got):\n%s", diff)
 			}
 			if tt.wantIn != "" {
 				errs := logs.At(slog.LevelError)
-				if len(errs) != 1 || errs[0].Msg != CrashQuirkMsg || !strings.Contains(errs[0].Attrs["evidence"], tt.wantIn) ||
+				if len(errs) != 1 || errs[0].Msg != crashQuirkMsg || !strings.Contains(errs[0].Attrs["evidence"], tt.wantIn) ||
 					errs[0].Attrs["remedy"] == "" || errs[0].Attrs["next"] != "CPU" {
-					t.Errorf("ERROR lines %+v, want one %q with %q, a remedy and next=CPU (no alternate known)", errs, CrashQuirkMsg, tt.wantIn)
+					t.Errorf("ERROR lines %+v, want one %q with %q, a remedy and next=CPU (no alternate known)", errs, crashQuirkMsg, tt.wantIn)
 				}
-				if q := w.Quirks.Quirks(); q[0].Cause != LearnedCrashes || q[0].PCIID != "0000:03:00.0" || q[0].Model != "qwen3:8b" {
+				if q := w.Quirks.all(); q[0].Cause != causeCrashes || q[0].PCIID != "0000:03:00.0" || q[0].Model != "qwen3:8b" {
 					t.Errorf("learned %+v", q[0])
 				}
 			}
@@ -868,23 +861,23 @@ func TestRunnerGPUs(t *testing.T) {
 		{ID: "0", Library: "ROCm"}, {ID: "1", Library: "ROCm"}, {ID: "0", Library: "Vulkan"},
 		{ID: "0", Library: "Metal"}, {ID: "cpu", Library: "cpu"}, {ID: "9", Library: "CUDA"},
 	}
-	want := []RunnerGPU{
+	want := []runnerGPU{
 		{PCIID: "0000:03:00.0", Library: "ROCm", Compute: devices[0].Compute()},
 		{PCIID: "0000:0c:00.0", Library: "ROCm", Compute: devices[1].Compute()},
 		{PCIID: "0000:03:00.0", Library: "Vulkan", Compute: devices[2].Compute()},
 		{Library: "Metal", Compute: devices[3].Compute()},
 	}
-	got := RunnerGPUs(ids, devices)
+	got := runnerGPUs(ids, devices)
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("RunnerGPUs mismatch (-want +got):\n%s", diff)
+		t.Errorf("runnerGPUs mismatch (-want +got):\n%s", diff)
 	}
 	if want[0].Compute != "gfx1200" {
 		t.Errorf("ROCm compute %q, want gfx1200 (upstream's Compute changed?)", want[0].Compute)
 	}
-	exit := RunnerExit{GPUs: got}
+	exit := runnerExit{GPUs: got}
 	for pci, want := range map[string]bool{"0000:03:00.0": true, "0000:0c:00.0": true, "0000:0C:00.0": true, "0000:04:00.0": false, "": false} {
-		if exit.UsesPCIID(pci) != want {
-			t.Errorf("UsesPCIID(%q) = %v, want %v", pci, !want, want)
+		if exit.usesPCIID(pci) != want {
+			t.Errorf("usesPCIID(%q) = %v, want %v", pci, !want, want)
 		}
 	}
 }
@@ -922,10 +915,10 @@ func TestRemedyText(t *testing.T) {
 // the gfx target comes from the KFD topology of the committed tree. Vulkan
 // entries would cover every Vulkan GPU, so nothing is learned.
 func TestWatchdogGfxFromKFD(t *testing.T) {
-	w, logs := newTestWatchdog(t, "testdata/sysfs-rdna4", &scriptFS{}, noRunner)
-	w.RunnerExited(context.Background(), RunnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []RunnerGPU{{PCIID: "0000:03:00.0", Library: "Vulkan", Compute: "0.0"}}})
-	w.Wait()
-	f := w.StuckGPUs()
+	w, logs := newTestWatcher(t, "testdata/sysfs-rdna4", &scriptFS{}, noRunner)
+	w.runnerExited(context.Background(), runnerExit{Model: "qwen3:8b", Arch: "qwen3", GPUs: []runnerGPU{{PCIID: "0000:03:00.0", Library: "Vulkan", Compute: "0.0"}}})
+	w.wait()
+	f := w.stuckGPUs()
 	if len(f) != 1 || f[0].GfxTarget != "gfx1200" || f[0].Learned || f[0].DenylistEntry != "vulkan:0.0:qwen3" {
 		t.Fatalf("StuckGPUs = %+v, want gfx1200 from KFD, not learned", f)
 	}
@@ -937,7 +930,7 @@ func TestWatchdogGfxFromKFD(t *testing.T) {
 	if errs := logs.At(slog.LevelError); len(errs) != 1 || errs[0].Attrs["learned"] != "false" || errs[0].Attrs["gfx_target"] != "gfx1200" {
 		t.Errorf("ERROR lines %+v", errs)
 	}
-	if len(w.Quirks.Quirks()) != 0 {
-		t.Errorf("learned %v", w.Quirks.Quirks())
+	if len(w.Quirks.all()) != 0 {
+		t.Errorf("learned %v", w.Quirks.all())
 	}
 }

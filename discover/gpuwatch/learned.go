@@ -1,4 +1,4 @@
-package discover
+package gpuwatch
 
 import (
 	"bytes"
@@ -15,18 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-// LearnedQuirksFileName is the name of the learned-quirks state file in the
+// stateFileName is the name of the learned-quirks state file in the
 // server's home directory (~/.ollama/backend-quirks.json).
-const LearnedQuirksFileName = "backend-quirks.json"
-
-// LearnedQuirksResetEnv is the environment variable that, set to a true
-// value when the server starts, clears what was learned (see
-// LearnedQuirks.Forget). Reading it is envconfig's job; the name lives here
-// so the log messages and docs can point at it.
-const LearnedQuirksResetEnv = "OLLAMA_BACKEND_QUIRKS_RESET"
+const stateFileName = "backend-quirks.json"
 
 const (
 	// learnedQuirksVersion is the state file format this code reads and
@@ -42,23 +37,23 @@ const (
 	learnedQuirksMaxEntries = 256
 )
 
-// LearnedCause says what was observed before a quirk was learned.
-type LearnedCause string
+// learnedCause says what was observed before a quirk was learned.
+type learnedCause string
 
 const (
-	// LearnedStuckBusy: the GPU stayed busy after the runner exited (see
-	// Watchdog).
-	LearnedStuckBusy LearnedCause = "stuck-busy"
+	// causeStuckBusy: the GPU stayed busy after the runner exited (see
+	// watcher).
+	causeStuckBusy learnedCause = "stuck-busy"
 
-	// LearnedCrashes: the runner died several times in a row (see
-	// CrashCounter).
-	LearnedCrashes LearnedCause = "crashes"
+	// causeCrashes: the runner died several times in a row (see
+	// crashCounter).
+	causeCrashes learnedCause = "crashes"
 )
 
-// LearnedQuirk is one (library, compute, model architecture) triple this
-// machine has seen misbehave. As a rule (LearnedQuirk.Rule) it keeps the
+// learnedQuirk is one (library, compute, model architecture) triple this
+// machine has seen misbehave. As a rule (learnedQuirk.rule) it keeps the
 // library off matching devices for that architecture.
-type LearnedQuirk struct {
+type learnedQuirk struct {
 	// Library is the library as upstream names it: "ROCm", "CUDA",
 	// "Vulkan".
 	Library string `json:"library"`
@@ -71,7 +66,7 @@ type LearnedQuirk struct {
 	Arch string `json:"arch"`
 
 	// Cause says what was observed.
-	Cause LearnedCause `json:"cause"`
+	Cause learnedCause `json:"cause"`
 
 	// Evidence is a short human-readable account of the observation.
 	Evidence string `json:"evidence,omitempty"`
@@ -85,21 +80,21 @@ type LearnedQuirk struct {
 	LearnedAt time.Time `json:"learned_at"`
 }
 
-// Rule returns the quirk as a rule of the quirk table: the library is not
+// rule returns the quirk as a rule of the quirk table: the library is not
 // used for the architecture on devices of that compute.
-func (q LearnedQuirk) Rule() QuirkRule {
+func (q learnedQuirk) rule() discover.QuirkRule {
 	reason := fmt.Sprintf("learned on this machine on %s (%s", q.LearnedAt.UTC().Format(time.DateOnly), q.Cause)
 	if q.Evidence != "" {
 		reason += ": " + q.Evidence
 	}
-	reason += "); clear with " + LearnedQuirksResetEnv + "=1"
-	return QuirkRule{
+	reason += "); clear with " + envconfig.BackendQuirksResetEnv + "=1"
+	return discover.QuirkRule{
 		Library:        q.Library,
 		ComputePattern: q.Compute,
 		ArchPatterns:   []string{q.Arch},
-		Action:         QuirkUseOtherLibrary,
+		Action:         discover.QuirkUseOtherLibrary,
 		Reason:         reason,
-		Source:         QuirkSourceLearned,
+		Source:         discover.QuirkSourceLearned,
 	}
 }
 
@@ -107,57 +102,57 @@ func (q LearnedQuirk) Rule() QuirkRule {
 // and checks that the triple is an exact, valid OLLAMA_BACKEND_DENYLIST
 // entry, so what is learned can also be written by hand. Errors name the
 // bad value.
-func (q LearnedQuirk) normalize() (LearnedQuirk, error) {
+func (q learnedQuirk) normalize() (learnedQuirk, error) {
 	lib, ok := envconfig.CanonicalLibraryName(q.Library)
 	if !ok {
-		return LearnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", kfdTruncate(q.Library))
+		return learnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", truncate(q.Library))
 	}
 	q.Library = lib
 	q.Compute = strings.ToLower(q.Compute)
 	q.Arch = strings.ToLower(q.Arch)
 	for _, v := range []struct{ what, s string }{{"compute", q.Compute}, {"arch", q.Arch}} {
 		if v.s == "" {
-			return LearnedQuirk{}, fmt.Errorf("empty %s", v.what)
+			return learnedQuirk{}, fmt.Errorf("empty %s", v.what)
 		}
 		if strings.ContainsAny(v.s, "*?[]^") {
-			return LearnedQuirk{}, fmt.Errorf("%s %q: a learned %s is exact, not a pattern", v.what, kfdTruncate(v.s), v.what)
+			return learnedQuirk{}, fmt.Errorf("%s %q: a learned %s is exact, not a pattern", v.what, truncate(v.s), v.what)
 		}
 		if i := strings.IndexFunc(v.s, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r))
 		}); i >= 0 {
-			return LearnedQuirk{}, fmt.Errorf("%s %q: only letters, digits, '.', '_', '-' and '+' are accepted", v.what, kfdTruncate(v.s))
+			return learnedQuirk{}, fmt.Errorf("%s %q: only letters, digits, '.', '_', '-' and '+' are accepted", v.what, truncate(v.s))
 		}
 	}
-	entry := q.Rule().String()
+	entry := q.rule().String()
 	d, err := envconfig.ParseBackendDenylist(entry)
 	if err != nil {
-		return LearnedQuirk{}, fmt.Errorf("%q is not a denylist entry: %w", kfdTruncate(entry), err)
+		return learnedQuirk{}, fmt.Errorf("%q is not a denylist entry: %w", truncate(entry), err)
 	}
 	if len(d.Entries) != 1 || d.Entries[0].Compute != q.Compute || len(d.Entries[0].Archs) != 1 || d.Entries[0].Archs[0] != q.Arch {
-		return LearnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", kfdTruncate(entry))
+		return learnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", truncate(entry))
 	}
 	switch q.Cause {
-	case LearnedStuckBusy, LearnedCrashes:
+	case causeStuckBusy, causeCrashes:
 	default:
-		return LearnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s", kfdTruncate(string(q.Cause)), LearnedStuckBusy, LearnedCrashes)
+		return learnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s", truncate(string(q.Cause)), causeStuckBusy, causeCrashes)
 	}
 	return q, nil
 }
 
-func (q LearnedQuirk) key() string { return q.Library + ":" + q.Compute + ":" + q.Arch }
+func (q learnedQuirk) key() string { return q.Library + ":" + q.Compute + ":" + q.Arch }
 
 // learnedStuck is a GPU the watchdog found stuck, kept across server
 // restarts of the same boot: the GPU stays stuck until reboot, so a model
 // run on it later must not be blamed.
 type learnedStuck struct {
 	BootID  string  `json:"boot_id"`
-	Finding Finding `json:"finding"`
+	Finding finding `json:"finding"`
 }
 
 // learnedQuirksState is the state file's content.
 type learnedQuirksState struct {
 	Version   int            `json:"version"`
-	Quirks    []LearnedQuirk `json:"quirks"`
+	Quirks    []learnedQuirk `json:"quirks"`
 	StuckGPUs []learnedStuck `json:"stuck_gpus,omitempty"`
 }
 
@@ -182,7 +177,7 @@ func decodeLearnedQuirks(data []byte) (state learnedQuirksState, problems []erro
 	}
 	var version int
 	if err := json.Unmarshal(*head.Version, &version); err != nil {
-		return learnedQuirksState{}, nil, fmt.Errorf("version %s: want a whole number", kfdTruncate(string(*head.Version)))
+		return learnedQuirksState{}, nil, fmt.Errorf("version %s: want a whole number", truncate(string(*head.Version)))
 	}
 	if version != learnedQuirksVersion {
 		return learnedQuirksState{}, nil, &learnedVersionError{version}
@@ -244,7 +239,7 @@ func (e *learnedVersionError) Error() string {
 func encodeLearnedQuirks(state learnedQuirksState) ([]byte, error) {
 	state.Version = learnedQuirksVersion
 	if state.Quirks == nil {
-		state.Quirks = []LearnedQuirk{}
+		state.Quirks = []learnedQuirk{}
 	}
 	data, err := json.MarshalIndent(state, "", "  ")
 	if err != nil {
@@ -253,17 +248,17 @@ func encodeLearnedQuirks(state learnedQuirksState) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// LearnedQuirks is the learned-quirks state file of one server: the
+// learnedQuirks is the learned-quirks state file of one server: the
 // (library, compute, architecture) triples this machine has seen misbehave,
 // and the GPUs found stuck during the current boot. It is safe for
-// concurrent use. A nil *LearnedQuirks holds nothing and records nothing.
+// concurrent use. A nil *learnedQuirks holds nothing and records nothing.
 //
 // The file is read once when opened and again whenever it changed on disk
-// (checked with one stat at each Rules call), so deleting it takes effect
+// (checked with one stat at each rules call), so deleting it takes effect
 // at the next model load. Problems with the file are logged as one WARN
 // naming the file and never stop the server.
-type LearnedQuirks struct {
-	path   string
+type learnedQuirks struct {
+	file   string
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -276,7 +271,7 @@ type LearnedQuirks struct {
 	// means someone else changed it.
 	stamp learnedStamp
 	// keep is set while the file holds a version this code does not
-	// know: it is neither used nor overwritten (Forget still removes it).
+	// know: it is neither used nor overwritten (forget still removes it).
 	keep bool
 }
 
@@ -290,34 +285,34 @@ type learnedStamp struct {
 	statErr string
 }
 
-// OpenLearnedQuirks reads the learned-quirks file at path (usually
-// LearnedQuirksFileName in the server's home). A missing file holds
+// openLearnedQuirks reads the learned-quirks file at path (usually
+// stateFileName in the server's home). A missing file holds
 // nothing. A file that is unreadable, too big, corrupt, truncated, of the
 // wrong shape or of an unknown version is logged once as a WARN through
 // logger (slog.Default() when nil) and treated as empty; it never fails.
-func OpenLearnedQuirks(path string, logger *slog.Logger) *LearnedQuirks {
+func openLearnedQuirks(path string, logger *slog.Logger) *learnedQuirks {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &LearnedQuirks{path: path, logger: logger, now: time.Now}
+	s := &learnedQuirks{file: path, logger: logger, now: time.Now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reloadLocked()
 	return s
 }
 
-// Path returns the state file's path.
-func (s *LearnedQuirks) Path() string {
+// path returns the state file's path.
+func (s *learnedQuirks) path() string {
 	if s == nil {
 		return ""
 	}
-	return s.path
+	return s.file
 }
 
 // statLocked returns the file's stamp, and the error when it cannot be
 // stat'ed for another reason than not existing.
-func (s *LearnedQuirks) statLocked() (learnedStamp, error) {
-	fi, err := os.Stat(s.path)
+func (s *learnedQuirks) statLocked() (learnedStamp, error) {
+	fi, err := os.Stat(s.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return learnedStamp{}, nil
 	}
@@ -329,7 +324,7 @@ func (s *LearnedQuirks) statLocked() (learnedStamp, error) {
 
 // refreshLocked reloads the file if it changed on disk since it was last
 // read or written. A file that stays broken is reported once.
-func (s *LearnedQuirks) refreshLocked() {
+func (s *learnedQuirks) refreshLocked() {
 	if st, _ := s.statLocked(); st == s.stamp {
 		return
 	}
@@ -337,7 +332,7 @@ func (s *LearnedQuirks) refreshLocked() {
 }
 
 // reloadLocked reads the file, replacing the state. Problems are logged.
-func (s *LearnedQuirks) reloadLocked() {
+func (s *learnedQuirks) reloadLocked() {
 	s.state, s.keep = learnedQuirksState{}, false
 	st, err := s.statLocked()
 	s.stamp = st
@@ -352,7 +347,7 @@ func (s *LearnedQuirks) reloadLocked() {
 		s.warn(errors.New("not a regular file"))
 		return
 	}
-	f, err := os.Open(s.path)
+	f, err := os.Open(s.file)
 	if err != nil {
 		s.warn(err)
 		return
@@ -376,13 +371,13 @@ func (s *LearnedQuirks) reloadLocked() {
 	s.state = state
 }
 
-func (s *LearnedQuirks) warn(err error) {
-	s.logger.Warn("ignoring learned backend quirks file", "file", s.path, "error", err,
-		"reset", "remove the file or set "+LearnedQuirksResetEnv+"=1 and restart")
+func (s *learnedQuirks) warn(err error) {
+	s.logger.Warn("ignoring learned backend quirks file", "file", s.file, "error", err,
+		"reset", "remove the file or set "+envconfig.BackendQuirksResetEnv+"=1 and restart")
 }
 
-// Quirks returns the learned quirks, oldest first.
-func (s *LearnedQuirks) Quirks() []LearnedQuirk {
+// all returns the learned quirks, oldest first.
+func (s *learnedQuirks) all() []learnedQuirk {
 	if s == nil {
 		return nil
 	}
@@ -392,24 +387,25 @@ func (s *LearnedQuirks) Quirks() []LearnedQuirk {
 	return slices.Clone(s.state.Quirks)
 }
 
-// Rules returns the learned quirks as quirk rules (Source
-// QuirkSourceLearned, Action QuirkUseOtherLibrary), to be merged with
-// BuiltinQuirks and OLLAMA_BACKEND_DENYLIST's rules when a model is loaded.
+// rules returns the learned quirks as quirk rules (Source
+// QuirkSourceLearned, Action QuirkUseOtherLibrary), which discover merges
+// with the built-in and OLLAMA_BACKEND_DENYLIST rules when a model is
+// loaded (Watchdog.LearnedRules).
 // It re-reads the file when it changed on disk.
-func (s *LearnedQuirks) Rules() []QuirkRule {
-	var rules []QuirkRule
-	for _, q := range s.Quirks() {
-		rules = append(rules, q.Rule())
+func (s *learnedQuirks) rules() []discover.QuirkRule {
+	var rules []discover.QuirkRule
+	for _, q := range s.all() {
+		rules = append(rules, q.rule())
 	}
 	return rules
 }
 
-// Record adds a quirk and writes the file. It returns false, with a nil
+// record adds a quirk and writes the file. It returns false, with a nil
 // error, when the same triple is already recorded. The quirk's library is
 // made canonical and its compute and arch lower-case; a triple that is not
 // an exact OLLAMA_BACKEND_DENYLIST entry is an error naming the bad value.
 // A zero LearnedAt is set to now.
-func (s *LearnedQuirks) Record(q LearnedQuirk) (added bool, err error) {
+func (s *learnedQuirks) record(q learnedQuirk) (added bool, err error) {
 	if s == nil {
 		return false, nil
 	}
@@ -440,7 +436,7 @@ func (s *LearnedQuirks) Record(q LearnedQuirk) (added bool, err error) {
 }
 
 // hasStuck reports whether any stuck GPU is recorded, of any boot.
-func (s *LearnedQuirks) hasStuck() bool {
+func (s *learnedQuirks) hasStuck() bool {
 	if s == nil {
 		return false
 	}
@@ -451,14 +447,14 @@ func (s *LearnedQuirks) hasStuck() bool {
 }
 
 // stuckGPUs returns the stuck GPUs recorded during the boot bootID.
-func (s *LearnedQuirks) stuckGPUs(bootID string) []Finding {
+func (s *learnedQuirks) stuckGPUs(bootID string) []finding {
 	if s == nil || bootID == "" {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refreshLocked()
-	var out []Finding
+	var out []finding
 	for _, st := range s.state.StuckGPUs {
 		if st.BootID == bootID {
 			out = append(out, st.Finding)
@@ -469,7 +465,7 @@ func (s *LearnedQuirks) stuckGPUs(bootID string) []Finding {
 
 // setStuck records (f set) or clears (f nil) the stuck state of a GPU for
 // the boot bootID, dropping records of other boots.
-func (s *LearnedQuirks) setStuck(bootID, pciID string, f *Finding) error {
+func (s *learnedQuirks) setStuck(bootID, pciID string, f *finding) error {
 	if s == nil || bootID == "" {
 		return nil
 	}
@@ -497,19 +493,19 @@ func (s *LearnedQuirks) setStuck(bootID, pciID string, f *Finding) error {
 }
 
 // writeLocked writes next to the file and makes it the state.
-func (s *LearnedQuirks) writeLocked(next learnedQuirksState) error {
+func (s *learnedQuirks) writeLocked(next learnedQuirksState) error {
 	if s.keep {
-		return fmt.Errorf("%s holds a format this server does not know; not overwriting it (remove it, or set %s=1, to start over)", s.path, LearnedQuirksResetEnv)
+		return fmt.Errorf("%s holds a format this server does not know; not overwriting it (remove it, or set %s=1, to start over)", s.file, envconfig.BackendQuirksResetEnv)
 	}
 	data, err := encodeLearnedQuirks(next)
 	if err != nil {
-		return fmt.Errorf("encoding %s: %w", s.path, err)
+		return fmt.Errorf("encoding %s: %w", s.file, err)
 	}
 	write := s.writeHook
 	if write == nil {
 		write = func(w io.Writer, data []byte) error { _, err := w.Write(data); return err }
 	}
-	if err := writeFileAtomic(s.path, data, write); err != nil {
+	if err := writeFileAtomic(s.file, data, write); err != nil {
 		return err
 	}
 	s.state = next
@@ -518,10 +514,10 @@ func (s *LearnedQuirks) writeLocked(next learnedQuirksState) error {
 	return nil
 }
 
-// Forget removes every learned quirk and stuck-GPU record by removing the
+// forget removes every learned quirk and stuck-GPU record by removing the
 // file, whatever its content. It returns how many quirks were removed.
-// This is what LearnedQuirksResetEnv does at server start.
-func (s *LearnedQuirks) Forget() (int, error) {
+// This is what envconfig.BackendQuirksResetEnv does at server start.
+func (s *learnedQuirks) forget() (int, error) {
 	if s == nil {
 		return 0, nil
 	}
@@ -529,11 +525,11 @@ func (s *LearnedQuirks) Forget() (int, error) {
 	defer s.mu.Unlock()
 	s.refreshLocked()
 	n := len(s.state.Quirks)
-	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(s.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("forgetting learned backend quirks: %w", err)
 	}
 	s.state, s.keep, s.stamp = learnedQuirksState{}, false, learnedStamp{}
-	s.logger.Info("forgot learned backend quirks", "file", s.path, "quirks", n)
+	s.logger.Info("forgot learned backend quirks", "file", s.file, "quirks", n)
 	return n, nil
 }
 

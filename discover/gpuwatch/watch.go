@@ -1,4 +1,4 @@
-package discover
+package gpuwatch
 
 import (
 	"cmp"
@@ -13,22 +13,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/costa-os/ollama-backend-select/discover"
+	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/ml"
 )
 
-// Watchdog defaults.
+// Watcher defaults.
 const (
-	DefaultWatchdogWindow        = 10 * time.Second
-	DefaultWatchdogInterval      = 500 * time.Millisecond
-	DefaultWatchdogBusyThreshold = 95
+	defaultWindow        = 10 * time.Second
+	defaultInterval      = 500 * time.Millisecond
+	defaultBusyThreshold = 95
 )
 
 // watchdogMaxSuspects bounds the runners remembered per GPU between two
 // idle observations.
 const watchdogMaxSuspects = 8
 
-// RunnerGPU is one GPU a runner used, as the watchdog needs it.
-type RunnerGPU struct {
+// runnerGPU is one GPU a runner used, as the watchdog needs it.
+type runnerGPU struct {
 	// PCIID is ml.DeviceInfo.PCIID ("0000:03:00.0"); "" when the library
 	// does not report it, and then the GPU is not watched.
 	PCIID string `json:"pci_id,omitempty"`
@@ -41,12 +43,12 @@ type RunnerGPU struct {
 	Compute string `json:"compute"`
 }
 
-// RunnerGPUs returns the GPUs of a runner: for each device id the runner
+// runnerGPUs returns the GPUs of a runner: for each device id the runner
 // reported (llm.LlamaServer.Load's result, runnerRef.gpus), the matching
 // device of the list the runner was loaded with. CPU devices and ids not in
 // the list are left out.
-func RunnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []RunnerGPU {
-	var out []RunnerGPU
+func runnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []runnerGPU {
+	var out []runnerGPU
 	for _, id := range ids {
 		if id.Library == "" || strings.EqualFold(id.Library, "cpu") {
 			continue
@@ -55,7 +57,7 @@ func RunnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []RunnerGPU {
 			if d.DeviceID != id {
 				continue
 			}
-			g := RunnerGPU{Library: d.Library, Compute: d.Compute()}
+			g := runnerGPU{Library: d.Library, Compute: d.Compute()}
 			if pci, err := normalizePCIID(d.PCIID); err == nil {
 				g.PCIID = pci
 			}
@@ -66,17 +68,17 @@ func RunnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []RunnerGPU {
 	return out
 }
 
-// RunnerExit describes a runner that has exited: unloaded (keep_alive
+// runnerExit describes a runner that has exited: unloaded (keep_alive
 // expiry, keep_alive 0, eviction) or dead on its own.
-type RunnerExit struct {
+type runnerExit struct {
 	// Model names the model for logs ("qwen3:8b").
 	Model string
 
 	// Arch is the model's GGUF general.architecture ("qwen3").
 	Arch string
 
-	// GPUs are the GPUs the runner used (RunnerGPUs).
-	GPUs []RunnerGPU
+	// GPUs are the GPUs the runner used (runnerGPUs).
+	GPUs []runnerGPU
 
 	// Crashed is set when the runner process exited on its own (a crash
 	// while loading or serving) rather than being stopped by the
@@ -84,10 +86,10 @@ type RunnerExit struct {
 	Crashed bool
 }
 
-// UsesPCIID reports whether the runner used the GPU at the PCI address.
-// Callers implementing Watchdog.RunnerAlive can keep a RunnerExit (or its
-// GPUs) for every live runner and ask it.
-func (e RunnerExit) UsesPCIID(pciID string) bool {
+// usesPCIID reports whether the runner used the GPU at the PCI address.
+// The server's Watchdog keeps a runnerExit for every live runner and asks
+// it, as the watcher's RunnerAlive.
+func (e runnerExit) usesPCIID(pciID string) bool {
 	want, err := normalizePCIID(pciID)
 	if err != nil {
 		return false
@@ -100,78 +102,29 @@ func (e RunnerExit) UsesPCIID(pciID string) bool {
 	return false
 }
 
-// Finding is a GPU that stayed busy for the whole watch window after its
-// runners exited, with no runner left on it.
-type Finding struct {
-	// PCIID and Card identify the GPU ("0000:03:00.0", "card1").
-	PCIID string `json:"pci_id"`
-	Card  string `json:"card"`
+// finding is what a watch reports: discover.StuckGPU, the row of the
+// backend listing, which the learned-quirks file also keeps for later
+// server processes of the same boot.
+type finding = discover.StuckGPU
 
-	// GfxTarget is the AMD gfx target ("gfx1200") when known.
-	GfxTarget string `json:"gfx_target,omitempty"`
-
-	// Library, Compute, Arch and Model describe the runner that last ran
-	// on the GPU.
-	Library string `json:"library"`
-	Compute string `json:"compute,omitempty"`
-	Arch    string `json:"arch,omitempty"`
-	Model   string `json:"model,omitempty"`
-
-	// OtherRunners lists other runners ("ROCm gemma3 (gemma3:4b)") that
-	// used the GPU since it was last seen idle. When there are any, the
-	// blame is uncertain and nothing is learned.
-	OtherRunners []string `json:"other_runners,omitempty"`
-
-	// DetectedAt is when the window ended.
-	DetectedAt time.Time `json:"detected_at"`
-
-	// Window is how long the GPU was watched, Samples how many readings
-	// were taken, BusyMin and BusyMax the range of gpu_busy_percent.
-	Window  time.Duration `json:"window_ns"`
-	Samples int           `json:"samples"`
-	BusyMin int           `json:"busy_min"`
-	BusyMax int           `json:"busy_max"`
-
-	// ClockMHz is the core clock at the end of the window and MaxClockMHz
-	// the top clock level (pp_dpm_sclk), PowerMicrowatts the power draw
-	// (hwmon); -1 when the GPU does not report it.
-	ClockMHz        int   `json:"sclk_mhz"`
-	MaxClockMHz     int   `json:"sclk_max_mhz"`
-	PowerMicrowatts int64 `json:"power_uw"`
-
-	// DenylistEntry is the OLLAMA_BACKEND_DENYLIST entry that keeps the
-	// library off this GPU for the model's architecture
-	// ("rocm:gfx1200:qwen3"); "" when none can be written.
-	DenylistEntry string `json:"denylist_entry,omitempty"`
-
-	// Remedy tells the user what to do, in one sentence or two.
-	Remedy string `json:"remedy"`
-
-	// Learned is set when the triple was recorded as a learned quirk.
-	Learned bool `json:"learned"`
-
-	// Restored is set for a finding of an earlier server process during
-	// this boot, read back from the learned-quirks file.
-	Restored bool `json:"restored,omitempty"`
-}
-
-// Watchdog notices GPUs left busy after their runners exit, the RDNA4
+// watcher notices GPUs left busy after their runners exit, the RDNA4
 // (gfx1200) symptom where Qwen3 models on ROCm leave the GPU at 100% busy
-// and top clock until reboot.
+// and top clock until reboot. The server's Watchdog owns one.
 //
-// After a runner exits (RunnerExited), it watches each GPU the runner used
+// After a runner exits (runnerExited), it watches each GPU the runner used
 // that has DRM sysfs, for Window, reading gpu_busy_percent every Interval
 // while RunnerAlive says no runner is on that GPU. If every reading is at or
-// above BusyThreshold, it reports a Finding as one ERROR log line, keeps it
-// for StuckGPUs, and records the triple in Quirks so the next load of that
+// above BusyThreshold, it reports a finding as one ERROR log line, keeps it
+// for stuckGPUs, and records the triple in Quirks so the next load of that
 // architecture avoids the library. A reading below the threshold, or a
 // runner starting on the GPU, ends the watch early.
 //
 // It costs nothing while idle: nothing runs and nothing is read unless a
 // runner exited; DRM sysfs is looked for once, and on a machine without it
-// (or not Linux) nothing under it is ever read. Configure the exported
-// fields before the first RunnerExited; zero values take the defaults.
-type Watchdog struct {
+// (or not Linux) nothing under it is ever read. The capitalized fields are
+// its configuration: set them before the first runnerExited; zero values
+// take the defaults.
+type watcher struct {
 	// Root is the filesystem root sysfs is read under; "" means "/".
 	Root string
 
@@ -183,22 +136,22 @@ type Watchdog struct {
 
 	// RunnerAlive reports whether a runner is loaded or loading on the GPU
 	// at the PCI address. It is called from the watchdog's goroutines,
-	// never from RunnerExited, so RunnerExited may be called with the
+	// never from runnerExited, so runnerExited may be called with the
 	// scheduler's locks held. A nil RunnerAlive turns sampling off: a busy
 	// GPU could not be told from one a new runner uses.
 	RunnerAlive func(pciID string) bool
 
 	// Quirks records what was learned; nil learns nothing.
-	Quirks *LearnedQuirks
+	Quirks *learnedQuirks
 
 	// Crashes counts consecutive runner deaths; at its limit the triple
 	// becomes a learned quirk. Nil counts nothing.
-	Crashes *CrashCounter
+	Crashes *crashCounter
 
 	// Logger is where findings go; nil means slog.Default().
 	Logger *slog.Logger
 
-	// Now and Sleep stand in for the clock in tests. Sleep returns early
+	// Now and Sleep stand in for the clock (Options). Sleep returns early
 	// with ctx's error when ctx ends.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -218,7 +171,7 @@ type Watchdog struct {
 	noCard      map[string]bool   // PCI ids without a DRM card
 	unsupported map[string]bool   // PCI ids whose card has no usable gpu_busy_percent
 	watches     map[string]*gpuWatch
-	findings    map[string]Finding
+	findings    map[string]finding
 	restored    bool
 	bootID      *string
 }
@@ -227,15 +180,15 @@ type Watchdog struct {
 type gpuWatch struct {
 	gen      int
 	cancel   context.CancelFunc
-	suspects []RunnerSuspect // most recent first
+	suspects []runnerSuspect // most recent first
 }
 
-// RunnerSuspect is a runner that used a GPU since it was last seen idle.
-type RunnerSuspect struct {
+// runnerSuspect is a runner that used a GPU since it was last seen idle.
+type runnerSuspect struct {
 	Library, Compute, Arch, Model string
 }
 
-func (s RunnerSuspect) String() string {
+func (s runnerSuspect) String() string {
 	out := s.Library + " " + cmp.Or(s.Arch, "unknown-arch")
 	if s.Model != "" {
 		out += " (" + s.Model + ")"
@@ -243,32 +196,32 @@ func (s RunnerSuspect) String() string {
 	return out
 }
 
-func (s RunnerSuspect) same(o RunnerSuspect) bool {
-	return sameQuirkLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
+func (s runnerSuspect) same(o runnerSuspect) bool {
+	return sameLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
 }
 
-func (w *Watchdog) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()) }
-func (w *Watchdog) window() time.Duration {
-	return cmp.Or(max(w.Window, 0), DefaultWatchdogWindow)
+func (w *watcher) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()) }
+func (w *watcher) window() time.Duration {
+	return cmp.Or(max(w.Window, 0), defaultWindow)
 }
-func (w *Watchdog) interval() time.Duration {
-	return cmp.Or(max(w.Interval, 0), DefaultWatchdogInterval)
+func (w *watcher) interval() time.Duration {
+	return cmp.Or(max(w.Interval, 0), defaultInterval)
 }
-func (w *Watchdog) threshold() int {
+func (w *watcher) threshold() int {
 	if w.BusyThreshold <= 0 || w.BusyThreshold > 100 {
-		return DefaultWatchdogBusyThreshold
+		return defaultBusyThreshold
 	}
 	return w.BusyThreshold
 }
 
-func (w *Watchdog) now() time.Time {
+func (w *watcher) now() time.Time {
 	if w.Now != nil {
 		return w.Now()
 	}
 	return time.Now()
 }
 
-func (w *Watchdog) sleep(ctx context.Context, d time.Duration) error {
+func (w *watcher) sleep(ctx context.Context, d time.Duration) error {
 	if w.Sleep != nil {
 		return w.Sleep(ctx, d)
 	}
@@ -282,21 +235,21 @@ func (w *Watchdog) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (w *Watchdog) fs() watchdogFS {
+func (w *watcher) fs() watchdogFS {
 	if w.fsys != nil {
 		return w.fsys
 	}
 	return osWatchdogFS{root: cmp.Or(w.Root, "/")}
 }
 
-func (w *Watchdog) root() string { return cmp.Or(w.Root, "/") }
+func (w *watcher) root() string { return cmp.Or(w.Root, "/") }
 
-// RunnerExited tells the watchdog that a runner exited. Call it after the
+// runnerExited tells the watcher that a runner exited. Call it after the
 // runner's process is gone and the runner is no longer counted by
 // RunnerAlive, with a context that lives as long as the server (not a
 // request's): ending it stops the watch. It counts crashes at once and
 // returns; watching happens in goroutines.
-func (w *Watchdog) RunnerExited(ctx context.Context, exit RunnerExit) {
+func (w *watcher) runnerExited(ctx context.Context, exit runnerExit) {
 	w.countCrash(exit)
 
 	if w.RunnerAlive == nil || cmp.Or(w.goos, runtime.GOOS) != "linux" {
@@ -322,9 +275,9 @@ func (w *Watchdog) RunnerExited(ctx context.Context, exit RunnerExit) {
 			gw = &gpuWatch{}
 			w.watches[pci] = gw
 		}
-		s := RunnerSuspect{Library: g.Library, Compute: g.Compute, Arch: exit.Arch, Model: exit.Model}
+		s := runnerSuspect{Library: g.Library, Compute: g.Compute, Arch: exit.Arch, Model: exit.Model}
 		gw.suspects = slices.DeleteFunc(gw.suspects, s.same)
-		gw.suspects = append([]RunnerSuspect{s}, gw.suspects...)
+		gw.suspects = append([]runnerSuspect{s}, gw.suspects...)
 		if len(gw.suspects) > watchdogMaxSuspects {
 			gw.suspects = gw.suspects[:watchdogMaxSuspects]
 		}
@@ -339,44 +292,44 @@ func (w *Watchdog) RunnerExited(ctx context.Context, exit RunnerExit) {
 	}
 }
 
-// Wait blocks until every watch started so far has ended.
-func (w *Watchdog) Wait() { w.wg.Wait() }
+// wait blocks until every watch started so far has ended.
+func (w *watcher) wait() { w.wg.Wait() }
 
-// StuckGPUs returns the GPUs found stuck and not seen recovered since,
+// stuckGPUs returns the GPUs found stuck and not seen recovered since,
 // sorted by PCI address, including those an earlier server process found
 // during this boot.
-func (w *Watchdog) StuckGPUs() []Finding {
+func (w *watcher) stuckGPUs() []finding {
 	w.restore()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]Finding, 0, len(w.findings))
+	out := make([]finding, 0, len(w.findings))
 	for _, f := range w.findings {
 		f.OtherRunners = slices.Clone(f.OtherRunners)
 		out = append(out, f)
 	}
-	slices.SortFunc(out, func(a, b Finding) int { return strings.Compare(a.PCIID, b.PCIID) })
+	slices.SortFunc(out, func(a, b finding) int { return strings.Compare(a.PCIID, b.PCIID) })
 	return out
 }
 
 // countCrash feeds the crash counter and learns the triple at its limit.
-func (w *Watchdog) countCrash(exit RunnerExit) {
+func (w *watcher) countCrash(exit runnerExit) {
 	if w.Crashes == nil {
 		return
 	}
 	for _, g := range exit.GPUs {
 		if !exit.Crashed {
-			w.Crashes.Succeeded(g.Library, g.Compute, exit.Arch)
+			w.Crashes.succeeded(g.Library, g.Compute, exit.Arch)
 			continue
 		}
-		n, reached := w.Crashes.Crashed(g.Library, g.Compute, exit.Arch)
+		n, reached := w.Crashes.crashed(g.Library, g.Compute, exit.Arch)
 		if !reached {
 			continue
 		}
-		q := LearnedQuirk{
+		q := learnedQuirk{
 			Library:  g.Library,
 			Compute:  g.Compute,
 			Arch:     exit.Arch,
-			Cause:    LearnedCrashes,
+			Cause:    causeCrashes,
 			Evidence: fmt.Sprintf("the runner died %d times in a row", n),
 			Model:    exit.Model,
 			PCIID:    g.PCIID,
@@ -387,25 +340,25 @@ func (w *Watchdog) countCrash(exit RunnerExit) {
 	}
 }
 
-func (w *Watchdog) learnFromCrashes(q LearnedQuirk) {
+func (w *watcher) learnFromCrashes(q learnedQuirk) {
 	entry := ""
 	if n, err := q.normalize(); err == nil {
-		entry = n.Rule().String()
+		entry = n.rule().String()
 	}
-	added, err := w.Quirks.Record(q)
+	added, err := w.Quirks.record(q)
 	attrs := []any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "evidence", q.Evidence}
 	switch {
 	case err != nil:
 		w.logger().Warn("runner keeps dying; could not record a learned backend quirk", append(attrs, "error", err,
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
 	case added:
-		w.logger().Error(CrashQuirkMsg, append(attrs, "next", nextLibrary(q, BackendQuirkRules(), LibraryChoices()),
-			"file", w.Quirks.Path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+		w.logger().Error(crashQuirkMsg, append(attrs, "next", discover.NextLibrary(q.PCIID, q.Library, q.Compute, q.Arch, w.Quirks.rules()...),
+			"file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
 }
 
 // drmAvailable reports, looking once, whether the root has DRM sysfs.
-func (w *Watchdog) drmAvailable() bool {
+func (w *watcher) drmAvailable() bool {
 	w.drmOnce.Do(func() {
 		fi, err := w.fs().Stat(watchdogDRMDir)
 		ok := err == nil && fi.IsDir()
@@ -420,7 +373,7 @@ func (w *Watchdog) drmAvailable() bool {
 
 // cardFor returns the DRM card of a PCI address, scanning the DRM class on
 // the first use and again once for an address not found.
-func (w *Watchdog) cardFor(pci string) (string, bool) {
+func (w *watcher) cardFor(pci string) (string, bool) {
 	w.mu.Lock()
 	card, ok := w.cards[pci]
 	scanned := w.cards != nil
@@ -458,8 +411,8 @@ const (
 )
 
 // watch samples one GPU for the window. gen identifies this watch among the
-// GPU's watches; a newer RunnerExited supersedes it.
-func (w *Watchdog) watch(ctx context.Context, pci string, gen int) {
+// GPU's watches; a newer runnerExited supersedes it.
+func (w *watcher) watch(ctx context.Context, pci string, gen int) {
 	defer w.wg.Done()
 	log := w.logger()
 	n := max(1, int(w.window()/w.interval()))
@@ -468,7 +421,7 @@ func (w *Watchdog) watch(ctx context.Context, pci string, gen int) {
 
 	var (
 		card     string
-		f        Finding
+		f        finding
 		outcome  = watchAborted
 		finished = false
 	)
@@ -540,7 +493,7 @@ func (w *Watchdog) watch(ctx context.Context, pci string, gen int) {
 	w.finish(pci, gen, outcome, f)
 }
 
-func (w *Watchdog) markUnsupported(pci string) {
+func (w *watcher) markUnsupported(pci string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.unsupported == nil {
@@ -550,7 +503,7 @@ func (w *Watchdog) markUnsupported(pci string) {
 }
 
 // finish records how a watch ended.
-func (w *Watchdog) finish(pci string, gen int, outcome watchOutcome, f Finding) {
+func (w *watcher) finish(pci string, gen int, outcome watchOutcome, f finding) {
 	if outcome != watchAborted {
 		w.restore()
 	}
@@ -572,7 +525,7 @@ func (w *Watchdog) finish(pci string, gen int, outcome watchOutcome, f Finding) 
 		delete(w.findings, pci)
 	case watchStuck:
 		if w.findings == nil {
-			w.findings = make(map[string]Finding)
+			w.findings = make(map[string]finding)
 		}
 		if wasStuck {
 			// Stuck before these runners ran: keep the first attribution.
@@ -591,7 +544,7 @@ func (w *Watchdog) finish(pci string, gen int, outcome watchOutcome, f Finding) 
 	case outcome == watchStuck && wasStuck:
 		w.logger().Warn("GPU watchdog: the GPU is still busy with no runner on it; not blaming the runners since",
 			"pci_id", pci, "card", prev.Card, "busy_min", f.BusyMin, "busy_max", f.BusyMax,
-			"stuck_since", prev.DetectedAt, "stuck_after", RunnerSuspect{prev.Library, prev.Compute, prev.Arch, prev.Model}.String(),
+			"stuck_since", prev.DetectedAt, "stuck_after", runnerSuspect{prev.Library, prev.Compute, prev.Arch, prev.Model}.String(),
 			"since", joinSuspects(suspects), "remedy", prev.Remedy)
 	case outcome == watchStuck:
 		w.report(pci, f, suspects)
@@ -599,8 +552,8 @@ func (w *Watchdog) finish(pci string, gen int, outcome watchOutcome, f Finding) 
 }
 
 // report completes, records and logs a new finding.
-func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
-	last := RunnerSuspect{}
+func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
+	last := runnerSuspect{}
 	if len(suspects) > 0 {
 		last = suspects[0]
 	}
@@ -611,23 +564,23 @@ func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
 	f.GfxTarget = w.gfxTarget(pci, last.Compute)
 	f.DetectedAt = w.now()
 
-	q := LearnedQuirk{
+	q := learnedQuirk{
 		Library:  last.Library,
 		Compute:  last.Compute,
 		Arch:     last.Arch,
-		Cause:    LearnedStuckBusy,
+		Cause:    causeStuckBusy,
 		Evidence: stuckEvidence(f),
 		Model:    last.Model,
 		PCIID:    pci,
 	}
 	var learnErr error
 	if n, err := q.normalize(); err == nil {
-		f.DenylistEntry = n.Rule().String()
+		f.DenylistEntry = n.rule().String()
 		// Vulkan reports compute "0.0" for every device, so its entry
 		// would cover every GPU; and with several suspects the blame is
 		// uncertain. Neither is learned; the user is told.
-		if len(f.OtherRunners) == 0 && !sameQuirkLibrary(n.Library, "Vulkan") && w.Quirks != nil {
-			f.Learned, learnErr = w.Quirks.Record(q)
+		if len(f.OtherRunners) == 0 && !sameLibrary(n.Library, "Vulkan") && w.Quirks != nil {
+			f.Learned, learnErr = w.Quirks.record(q)
 			if learnErr == nil && !f.Learned {
 				// Already learned earlier: still in force.
 				f.Learned = true
@@ -642,7 +595,7 @@ func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
 
 	w.mu.Lock()
 	if w.findings == nil {
-		w.findings = make(map[string]Finding)
+		w.findings = make(map[string]finding)
 	}
 	w.findings[pci] = f
 	w.mu.Unlock()
@@ -659,7 +612,7 @@ func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
 	}
 	attrs = append(attrs, "learned", f.Learned)
 	if f.Learned {
-		attrs = append(attrs, "file", w.Quirks.Path())
+		attrs = append(attrs, "file", w.Quirks.path())
 	}
 	if learnErr != nil {
 		attrs = append(attrs, "learn_error", learnErr)
@@ -670,11 +623,11 @@ func (w *Watchdog) report(pci string, f Finding, suspects []RunnerSuspect) {
 
 // gfxTarget returns the AMD gfx target of the GPU: the compute string
 // under ROCm, else the KFD topology's name for the PCI address.
-func (w *Watchdog) gfxTarget(pci, compute string) string {
+func (w *watcher) gfxTarget(pci, compute string) string {
 	if strings.HasPrefix(strings.ToLower(compute), "gfx") {
 		return strings.ToLower(compute)
 	}
-	nodes, _ := ReadKFDNodes(w.root())
+	nodes, _ := discover.ReadKFDNodes(w.root())
 	for _, n := range nodes {
 		if n.PCIID == pci {
 			return n.GfxTarget
@@ -685,7 +638,7 @@ func (w *Watchdog) gfxTarget(pci, compute string) string {
 
 // restore loads, once, the stuck GPUs an earlier server process recorded
 // during this boot. Nothing is read when none were recorded.
-func (w *Watchdog) restore() {
+func (w *watcher) restore() {
 	w.mu.Lock()
 	if w.restored {
 		w.mu.Unlock()
@@ -700,7 +653,7 @@ func (w *Watchdog) restore() {
 		f.Restored = true
 		w.mu.Lock()
 		if w.findings == nil {
-			w.findings = make(map[string]Finding)
+			w.findings = make(map[string]finding)
 		}
 		if _, ok := w.findings[f.PCIID]; !ok {
 			w.findings[f.PCIID] = f
@@ -710,7 +663,7 @@ func (w *Watchdog) restore() {
 }
 
 // currentBootID reads the kernel's boot id once.
-func (w *Watchdog) currentBootID() string {
+func (w *watcher) currentBootID() string {
 	w.mu.Lock()
 	cached := w.bootID
 	w.mu.Unlock()
@@ -726,7 +679,7 @@ func (w *Watchdog) currentBootID() string {
 
 // persistStuck records (f set) or clears the stuck state of a GPU in the
 // learned-quirks file, for later server processes of this boot.
-func (w *Watchdog) persistStuck(pci string, f *Finding) {
+func (w *watcher) persistStuck(pci string, f *finding) {
 	if w.Quirks == nil {
 		return
 	}
@@ -738,7 +691,7 @@ func (w *Watchdog) persistStuck(pci string, f *Finding) {
 	}
 }
 
-func joinSuspects(suspects []RunnerSuspect) string {
+func joinSuspects(suspects []runnerSuspect) string {
 	parts := make([]string, len(suspects))
 	for i, s := range suspects {
 		parts[i] = s.String()
@@ -747,7 +700,7 @@ func joinSuspects(suspects []RunnerSuspect) string {
 }
 
 // stuckEvidence summarizes a finding's readings for the learned quirk.
-func stuckEvidence(f Finding) string {
+func stuckEvidence(f finding) string {
 	s := fmt.Sprintf("GPU %s stayed %d-%d%% busy for %s after the runner exited", f.PCIID, f.BusyMin, f.BusyMax, f.Window)
 	if f.ClockMHz >= 0 {
 		s += fmt.Sprintf(", core clock %d MHz", f.ClockMHz)
@@ -775,14 +728,14 @@ func remedyText(entry, arch, library, gfx string, learned bool) string {
 	var parts []string
 	if learned {
 		parts = append(parts, fmt.Sprintf("learned: %s models will not use %s on this GPU from their next load (to forget: %s=1 and restart)",
-			cmp.Or(arch, "these"), library, LearnedQuirksResetEnv))
+			cmp.Or(arch, "these"), library, envconfig.BackendQuirksResetEnv))
 	}
 	var fixes []string
 	if entry != "" {
 		fixes = append(fixes, fmt.Sprintf("OLLAMA_BACKEND_DENYLIST=%s keeps %s off this GPU for %s models", entry, library, cmp.Or(arch, "these")))
 	}
 	switch {
-	case !sameQuirkLibrary(library, "Vulkan"):
+	case !sameLibrary(library, "Vulkan"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model")
 	case strings.HasPrefix(gfx, "gfx"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=rocm uses ROCm for every model")

@@ -1,0 +1,134 @@
+package gpuwatch
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ollama/ollama/ml"
+)
+
+func TestRunnerAliveOn(t *testing.T) {
+	w := &Watchdog{now: time.Now, alive: map[int]runnerExit{}} // no learned-quirks file: nothing watched
+
+	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
+	if w.runnerAliveOn("0000:03:00.0") {
+		t.Fatal("alive with no runner")
+	}
+	w.LoadStarting()
+	if !w.runnerAliveOn("0000:03:00.0") {
+		t.Error("a load in progress must count as alive on every GPU")
+	}
+	w.RunnerLoaded(42, "qwen3-tiny", "qwen3", []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+	if !w.runnerAliveOn("0000:03:00.0") || w.runnerAliveOn("0000:04:00.0") {
+		t.Error("alive must follow the runner's GPUs once loaded")
+	}
+	// No watcher set up (not Linux, no home): exiting is still tracked.
+	w.RunnerExiting(42, func() bool { return false })
+	if w.runnerAliveOn("0000:03:00.0") {
+		t.Error("still alive after the runner exited")
+	}
+	w.RunnerExiting(43, nil) // unknown pid: nothing happens
+	if got := w.StuckGPUs(); got != nil {
+		t.Errorf("StuckGPUs() = %v without a watcher", got)
+	}
+	if got := w.LearnedRules(); got != nil {
+		t.Errorf("LearnedRules() = %v without a watcher", got)
+	}
+}
+
+// TestWatchdogNil: a scheduler built without a watchdog calls a nil one.
+func TestWatchdogNil(t *testing.T) {
+	var w *Watchdog
+	w.LoadStarting()
+	w.RunnerLoaded(1, "m", "qwen3", nil, nil)
+	w.RunnerExiting(1, nil)
+	if w.LearnedRules() != nil || w.StuckGPUs() != nil {
+		t.Error("a nil Watchdog reports something")
+	}
+}
+
+// TestNew: the server's set-up learns from runners that keep dying, and
+// model loads see what it learned at once; OLLAMA_BACKEND_QUIRKS_RESET=1
+// forgets it at the next start.
+func TestNew(t *testing.T) {
+	state := filepath.Join(t.TempDir(), ".ollama", stateFileName)
+	logs := &logCapture{}
+	opts := Options{
+		SysfsRoot: t.TempDir(), StateFile: state, Logger: slog.New(logs),
+		Now:   func() time.Time { return testNow },
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	}
+	t.Setenv("OLLAMA_BACKEND_QUIRKS_RESET", "")
+	w := New(opts)
+	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
+	for pid := range crashLimit {
+		w.LoadStarting()
+		w.RunnerLoaded(pid+100, "qwen3:8b", "qwen3", []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+		w.RunnerExiting(pid+100, func() bool { return true })
+	}
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w.LearnedRules())); diff != "" {
+		t.Errorf("learned rules (-want +got):\n%s", diff)
+	}
+	if errs := logs.At(slog.LevelError); len(errs) != 1 || errs[0].Msg != crashQuirkMsg || errs[0].Attrs["file"] != state {
+		t.Errorf("ERROR lines %+v", errs)
+	}
+	w.watch.wait()
+	if got := w.StuckGPUs(); len(got) != 0 {
+		t.Errorf("StuckGPUs = %+v, want none (no DRM under the root)", got)
+	}
+
+	// Another server process reads the file back; with the reset it
+	// starts from nothing and removes the file.
+	if got := ruleStrings(New(opts).LearnedRules()); len(got) != 1 {
+		t.Errorf("a new server's learned rules = %v, want the one", got)
+	}
+	t.Setenv("OLLAMA_BACKEND_QUIRKS_RESET", "1")
+	if got := New(opts).LearnedRules(); len(got) != 0 {
+		t.Errorf("learned rules after the reset = %v", got)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state file after the reset: %v", err)
+	}
+}
+
+func TestProcessGone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	if processGone(os.Getpid()) {
+		t.Error("this process reported gone")
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	pid := cmd.Process.Pid
+	if processGone(pid) {
+		t.Error("a running child reported gone")
+	}
+	// Killed by a signal: a zombie until reaped, then no /proc entry.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !processGone(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !processGone(pid) {
+		t.Error("a killed child (zombie) not reported gone")
+	}
+	_ = cmd.Wait()
+	if !processGone(pid) {
+		t.Error("a reaped child not reported gone")
+	}
+	if processGone(0) || processGone(-1) {
+		t.Error("no pid reported gone")
+	}
+}
