@@ -8,6 +8,11 @@
 //
 // Files:
 //
+//   - plan.go: the one decision, Decide(PlanInput) Plan: devices,
+//     OLLAMA_LLM_LIBRARY, rules and a model in; per GPU the library, the
+//     alternates and the reasons, and the runner's --device and
+//     environment out. Pure; discovery (SelectLibraries) and the model
+//     load (ApplyBackendQuirks) gather its inputs and carry it out.
 //   - library_choice.go: the library each device uses and its alternates
 //     (OLLAMA_LLM_LIBRARY, the default order), logged and kept for the
 //     listing and the quirk table.
@@ -16,8 +21,9 @@
 //     OLLAMA_BACKEND_DENYLIST, then what the server learned, passed in by
 //     the caller), the GPUs it leaves a model, and the library a model
 //     moves to (NextLibrary).
-//   - kfd.go, rocm_discovery.go: the KFD topology, and keeping HIP off GPUs
-//     the table denies for every model.
+//   - kfd.go, rocm_discovery.go: the KFD topology, and the discovery
+//     environment: libraries not wanted hidden by their visibility
+//     variables, HIP kept off GPUs the table denies for every model.
 //   - discovery_faults.go, library_load.go: discovery runners that fail or
 //     report junk, and library files that fail to load.
 //   - backend_listing.go: GET /api/backends and `ollama backends`, with
