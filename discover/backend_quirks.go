@@ -113,16 +113,16 @@ func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...Qui
 	libraryChoicesMu.Lock()
 	devices := discovered
 	libraryChoicesMu.Unlock()
-	m := ModelInfo{Name: model, Arch: arch}
 	p := Decide(PlanInput{
 		Devices:    devices,
 		Preference: envconfig.LLMLibraryPreference(),
 		Rules:      append(backendQuirkRules(), learned...),
-		Model:      m,
+		Model:      model,
+		Arch:       arch,
 		Offered:    gpus,
 	})
-	logModelPlan(p, m)
-	return p.GPUs()
+	logModelPlan(p, model, arch)
+	return p.GPUs
 }
 
 // NextLibrary names the library the next load of a model of architecture
@@ -139,7 +139,7 @@ func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choice
 	for _, c := range choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
-			return sameQuirkLibrary(d.Library, library) && strings.EqualFold(d.Compute(), compute) && strings.EqualFold(d.PCIID, pciID)
+			return envconfig.SameLibrary(d.Library, library) && strings.EqualFold(d.Compute(), compute) && strings.EqualFold(d.PCIID, pciID)
 		}) {
 			continue
 		}

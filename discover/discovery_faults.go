@@ -165,7 +165,7 @@ func logDeviceFaults(faults []deviceFault) {
 	}
 }
 
-// checkedDevices is SelectLibraries' first step.
+// checkedDevices is selectLibraries' first step.
 func checkedDevices(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	ok, faults := checkDevices(devices)
 	logDeviceFaults(faults)

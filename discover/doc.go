@@ -11,7 +11,7 @@
 //   - plan.go: the one decision, Decide(PlanInput) Plan: devices,
 //     OLLAMA_LLM_LIBRARY, rules and a model in; per GPU the library, the
 //     alternates and the reasons, and the runner's --device and
-//     environment out. Pure; discovery (SelectLibraries) and the model
+//     environment out. Pure; discovery (selectLibraries) and the model
 //     load (ApplyBackendQuirks) gather its inputs and carry it out.
 //   - library_choice.go: the library each device uses and its alternates
 //     (OLLAMA_LLM_LIBRARY, the default order), logged and kept for the

@@ -183,12 +183,12 @@ var (
 	libraryExcluded  []excludedLibrary
 )
 
-// SelectLibraries is discovery's dedup: it plans discovery (Decide with no
+// selectLibraries is discovery's dedup: it plans discovery (Decide with no
 // model: devices with impossible properties left out, a library chosen for
 // every physical device by the user's preference), explains the plan in
 // the log, remembers what was found for the per-model plans, and returns
 // the chosen devices.
-func SelectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
+func selectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
 	p := Decide(PlanInput{Devices: devices, Preference: pref})
 	logLibraryChoices(p, pref)

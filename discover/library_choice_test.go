@@ -199,9 +199,9 @@ func TestSelectLibrariesRemembersAlternates(t *testing.T) {
 		dev("subdir", "Vulkan", "0", "0000:03:00.0", "", false),
 		dev("subdir", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 	}
-	got := SelectLibraries(devices)
+	got := selectLibraries(devices)
 	if len(got) != 1 || got[0].Library != "ROCm" {
-		t.Fatalf("SelectLibraries chose %+v, want the ROCm device only", got)
+		t.Fatalf("selectLibraries chose %+v, want the ROCm device only", got)
 	}
 	choices := currentLibraryChoices()
 	if len(choices) != 1 || len(choices[0].Alternates) != 1 || choices[0].Alternates[0].Library != "Vulkan" {

@@ -22,25 +22,13 @@ type PlanInput struct {
 	// Rules are the quirk rules in force: built-in, OLLAMA_BACKEND_DENYLIST,
 	// learned (BackendQuirkRules).
 	Rules []QuirkRule
-	// Model is the model to place; the zero value plans discovery only.
-	Model ModelInfo
+	// Model and Arch (general.architecture, "qwen3") name the model to
+	// place.
+	Model, Arch string
 	// Offered are the GPUs the scheduler offers the model (chosen devices
-	// with fresh free memory); none: the model runs on the CPU. Without a
-	// Model, the plan places every chosen device (discovery).
+	// with fresh free memory); none: the model runs on the CPU. Discovery
+	// offers none and reads Choices.
 	Offered []ml.DeviceInfo
-}
-
-// ModelInfo is what the decision knows of a model.
-type ModelInfo struct {
-	Name string
-	// Arch is general.architecture ("qwen3").
-	Arch string
-}
-
-// Placement is the library a model uses on one GPU, and why.
-type Placement struct {
-	Device ml.DeviceInfo
-	Reason string
 }
 
 // Plan is the decision: per physical GPU the library chosen and the
@@ -51,9 +39,11 @@ type Plan struct {
 	Excluded []excludedLibrary
 	// Missing are libraries OLLAMA_LLM_LIBRARY names that found no device.
 	Missing []string
-	// Placements are the model's GPUs after the rules, in order (at
-	// discovery: every chosen device).
-	Placements []Placement
+	// GPUs are the model's GPUs after the rules, in order, each through
+	// the library it uses; Reasons[i]
+	// says why GPUs[i] uses that library.
+	GPUs    []ml.DeviceInfo
+	Reasons []string
 	// Quirks are what the rules did to the model's GPUs.
 	Quirks []quirkDecision
 	// Runner is the --device list and environment of the model's runner.
@@ -66,26 +56,12 @@ func Decide(in PlanInput) Plan {
 	var p Plan
 	p.Choices, p.Excluded = chooseLibraries(checkedDevices(in.Devices), in.Preference)
 	p.Missing = missingLibraries(p.Choices, in.Preference)
-	offered := in.Offered
-	if in.Model == (ModelInfo{}) {
-		offered = choiceDevices(p.Choices)
+	p.GPUs, p.Quirks = applyQuirks(in.Offered, in.Arch, in.Rules, p.Choices)
+	for _, g := range p.GPUs {
+		p.Reasons = append(p.Reasons, placementReason(g, p.Choices, p.Quirks, in.Preference))
 	}
-	gpus, quirks := applyQuirks(offered, in.Model.Arch, in.Rules, p.Choices)
-	p.Quirks = quirks
-	for _, g := range gpus {
-		p.Placements = append(p.Placements, Placement{Device: g, Reason: placementReason(g, p.Choices, quirks, in.Preference)})
-	}
-	p.Runner = llm.PlanRunnerDevices(gpus)
+	p.Runner = llm.PlanRunnerDevices(p.GPUs)
 	return p
-}
-
-// GPUs are the devices of the model's placements.
-func (p Plan) GPUs() []ml.DeviceInfo {
-	out := make([]ml.DeviceInfo, len(p.Placements))
-	for i, pl := range p.Placements {
-		out[i] = pl.Device
-	}
-	return out
 }
 
 // placementReason says why the model uses g's library on its GPU.
@@ -113,12 +89,12 @@ func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDec
 // describe renders the placements for a log line: "Vulkan <GPU> (reason)"
 // per GPU; "cpu" without GPUs.
 func (p Plan) describe() string {
-	if len(p.Placements) == 0 {
+	if len(p.GPUs) == 0 {
 		return "cpu"
 	}
-	parts := make([]string, len(p.Placements))
-	for i, pl := range p.Placements {
-		parts[i] = fmt.Sprintf("%s %s (%s)", pl.Device.Library, pl.Device.Description, pl.Reason)
+	parts := make([]string, len(p.GPUs))
+	for i, g := range p.GPUs {
+		parts[i] = fmt.Sprintf("%s %s (%s)", g.Library, g.Description, p.Reasons[i])
 	}
 	return strings.Join(parts, "; ")
 }
@@ -126,10 +102,10 @@ func (p Plan) describe() string {
 // logModelPlan explains a model's placement: the rules' decisions, then one
 // INFO line with the library and device of every GPU and the --device its
 // runner gets.
-func logModelPlan(p Plan, m ModelInfo) {
-	logQuirkDecisions(m.Name, m.Arch, p.Quirks)
-	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch,
-		"library", RunnerLibrary(deviceIDs(p.GPUs())), "device", p.Runner.Device, "placement", p.describe())
+func logModelPlan(p Plan, model, arch string) {
+	logQuirkDecisions(model, arch, p.Quirks)
+	slog.Info("backend plan for model", "model", model, "arch", arch,
+		"library", RunnerLibrary(deviceIDs(p.GPUs)), "device", p.Runner.Device, "placement", p.describe())
 }
 
 func deviceIDs(devices []ml.DeviceInfo) []ml.DeviceID {

@@ -73,28 +73,42 @@ func TestDecide(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The scheduler offers the chosen devices, as discovery left them.
-			offered := Decide(PlanInput{Devices: tc.devices, Preference: pref}).GPUs()
+			offered := choiceDevices(Decide(PlanInput{Devices: tc.devices, Preference: pref}).Choices)
 			if tc.cpuOnly {
 				if len(offered) != 0 {
 					t.Fatalf("discovery plan places %d GPUs, want none", len(offered))
 				}
 			}
-			p := Decide(PlanInput{Devices: tc.devices, Preference: pref, Rules: tc.rules, Model: ModelInfo{Name: "m", Arch: tc.arch}, Offered: offered})
+			p := Decide(PlanInput{Devices: tc.devices, Preference: pref, Rules: tc.rules, Model: "m", Arch: tc.arch, Offered: offered})
 			got := want{Device: p.Runner.Device}
-			for _, pl := range p.Placements {
-				got.Libraries = append(got.Libraries, pl.Device.Library)
+			for _, g := range p.GPUs {
+				got.Libraries = append(got.Libraries, g.Library)
 			}
-			if len(p.Placements) > 0 {
-				got.Reason = p.Placements[0].Reason
+			if len(p.Reasons) > 0 {
+				got.Reason = p.Reasons[0]
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
 			// The same input gives the same plan.
-			again := Decide(PlanInput{Devices: tc.devices, Preference: pref, Rules: tc.rules, Model: ModelInfo{Name: "m", Arch: tc.arch}, Offered: offered})
+			again := Decide(PlanInput{Devices: tc.devices, Preference: pref, Rules: tc.rules, Model: "m", Arch: tc.arch, Offered: offered})
 			if diff := cmp.Diff(p.Runner, again.Runner); diff != "" {
 				t.Errorf("Decide is not deterministic (-first +second):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestDecideKeepsOfferedWithoutModelName: a model whose name and
+// architecture are unknown keeps the GPUs it is offered (upstream's
+// scheduler tests load such models).
+func TestDecideKeepsOfferedWithoutModelName(t *testing.T) {
+	gpu := dev("flat", "CUDA", "0", "0000:18:00.0", "9.0", false)
+	p := Decide(PlanInput{Rules: builtinQuirks(), Offered: []ml.DeviceInfo{gpu}})
+	if diff := cmp.Diff([]ml.DeviceInfo{gpu}, p.GPUs); diff != "" {
+		t.Errorf("GPUs (-want +got):\n%s", diff)
+	}
+	if p.Runner.Device != "CUDA0" {
+		t.Errorf("runner --device %q, want CUDA0", p.Runner.Device)
 	}
 }

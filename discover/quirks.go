@@ -227,7 +227,7 @@ func (r QuirkRule) Matches(library, compute, arch string) bool {
 }
 
 func (r QuirkRule) matchesDevice(library, compute string) bool {
-	if !sameQuirkLibrary(r.Library, library) {
+	if !envconfig.SameLibrary(r.Library, library) {
 		return false
 	}
 	ok, err := path.Match(strings.ToLower(r.ComputePattern), strings.ToLower(compute))
@@ -280,18 +280,6 @@ func quirkEnv(matched []QuirkRule) map[string]string {
 		}
 	}
 	return nil
-}
-
-// sameQuirkLibrary compares library names case-insensitively, with "hip"
-// standing for "ROCm". Libraries outside the known set compare as written.
-func sameQuirkLibrary(a, b string) bool {
-	if ca, ok := envconfig.CanonicalLibraryName(a); ok {
-		a = ca
-	}
-	if cb, ok := envconfig.CanonicalLibraryName(b); ok {
-		b = cb
-	}
-	return strings.EqualFold(a, b)
 }
 
 // isQuirkMatchAll reports whether p matches every string without '/'.

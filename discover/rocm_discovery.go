@@ -58,7 +58,7 @@ func planROCmDiscovery(nodes []KFDNode, rules []QuirkRule) rocmDiscoveryPlan {
 	// A rule for another library (CUDA) cannot be checked before discovery:
 	// discover the twins whenever one is in force.
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && !sameQuirkLibrary(r.Library, "ROCm") && !sameQuirkLibrary(r.Library, "Vulkan") {
+		if r.Action == QuirkUseOtherLibrary && !envconfig.SameLibrary(r.Library, "ROCm") && !envconfig.SameLibrary(r.Library, "Vulkan") {
 			p.NeedVulkan = true
 		}
 	}
@@ -112,16 +112,16 @@ func currentROCmPlan() (rocmDiscoveryPlan, bool) {
 	return rocmPlan, rocmKFDRead
 }
 
-// SkipROCmLibraryDir reports whether discovery skips a subfolder of
+// skipROCmLibraryDir reports whether discovery skips a subfolder of
 // lib/ollama (its base name) because ROCm may drive none of the AMD GPUs.
-func SkipROCmLibraryDir(dir string) bool {
+func skipROCmLibraryDir(dir string) bool {
 	plan, _ := currentROCmPlan()
 	return strings.HasPrefix(strings.ToLower(dir), "rocm") && plan.allDenied()
 }
 
-// QuirksNeedVulkan reports whether the quirk table may send a model to a
+// quirksNeedVulkan reports whether the quirk table may send a model to a
 // Vulkan twin, so Vulkan is discovered even without OLLAMA_VULKAN.
-func QuirksNeedVulkan() bool {
+func quirksNeedVulkan() bool {
 	plan, _ := currentROCmPlan()
 	return plan.NeedVulkan
 }
@@ -163,7 +163,7 @@ func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, 
 // some GPU target.
 func deniesROCmSomewhere(rules []QuirkRule) bool {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && sameQuirkLibrary(r.Library, "ROCm") && r.everyArch() {
+		if r.Action == QuirkUseOtherLibrary && envconfig.SameLibrary(r.Library, "ROCm") && r.everyArch() {
 			return true
 		}
 	}

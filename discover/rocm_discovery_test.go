@@ -85,8 +85,8 @@ func TestDiscoveryEnvReadsKFD(t *testing.T) {
 				t.Errorf("rocmDiscoveryEnv (-want +got):\n%s", diff)
 			}
 			wantSkip := tc.denylist == "rocm:gfx1*"
-			if got := SkipROCmLibraryDir("rocm"); got != wantSkip {
-				t.Errorf("SkipROCmLibraryDir(rocm) = %v, want %v", got, wantSkip)
+			if got := skipROCmLibraryDir("rocm"); got != wantSkip {
+				t.Errorf("skipROCmLibraryDir(rocm) = %v, want %v", got, wantSkip)
 			}
 		})
 	}

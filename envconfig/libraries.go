@@ -8,6 +8,9 @@ type GPULibrary struct {
 	Device string
 	// Name is the OLLAMA_LLM_LIBRARY and OLLAMA_BACKEND_DENYLIST name.
 	Name string
+	// Folders are OLLAMA_LLM_LIBRARY names of single lib/ollama subfolders
+	// of the library (cuda_v13): one CUDA version among several.
+	Folders []string
 	// Spellings are other names accepted for it in OLLAMA_BACKEND_DENYLIST.
 	Spellings []string
 	// FolderPrefix starts the lib/ollama subfolders that hold it
@@ -27,7 +30,7 @@ type GPULibrary struct {
 
 // gpuLibraries is the one table of GPU libraries.
 var gpuLibraries = []GPULibrary{
-	{Device: "CUDA", Name: "cuda", FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
+	{Device: "CUDA", Name: "cuda", Folders: []string{"cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6"}, FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
 		Hide: map[string]string{"CUDA_VISIBLE_DEVICES": "-1"}},
 	{Device: "ROCm", Name: "rocm", Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
 		Hide: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}},
@@ -37,7 +40,8 @@ var gpuLibraries = []GPULibrary{
 		Hide: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
 }
 
-// GPULibraries lists the GPU libraries in the built-in order of preference.
+// GPULibraries lists the GPU libraries in the built-in order of preference
+// (upstream's: vendor libraries first, then Vulkan).
 func GPULibraries() []GPULibrary { return append([]GPULibrary(nil), gpuLibraries...) }
 
 // LookupGPULibrary finds a library by any of its names (device name,
@@ -81,4 +85,16 @@ func HideEnv(hidden, shown []string) map[string]string {
 		}
 	}
 	return env
+}
+
+// SameLibrary compares two library names by the library they name ("hip"
+// and "ROCm" are one), case-insensitively; unknown names compare as text.
+func SameLibrary(a, b string) bool {
+	if l, ok := LookupGPULibrary(a); ok {
+		a = l.Device
+	}
+	if l, ok := LookupGPULibrary(b); ok {
+		b = l.Device
+	}
+	return strings.EqualFold(a, b)
 }

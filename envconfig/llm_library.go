@@ -4,13 +4,20 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
 // llmLibraryNames are the values OLLAMA_LLM_LIBRARY accepts, in the order
 // they are listed to users. "cuda" stands for any CUDA library folder
 // (cuda_v12, cuda_v13, cuda_jetpack5, ...); the others name one library.
-var llmLibraryNames = []string{"cpu", "cuda", "cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6", "rocm", "vulkan"}
+var llmLibraryNames = func() []string {
+	names := []string{"cpu"}
+	for _, l := range gpuLibraries {
+		names = append(append(names, l.Name), l.Folders...)
+	}
+	return names
+}()
 
 // LibraryPreference is OLLAMA_LLM_LIBRARY parsed: the backend libraries the
 // user asked for, most preferred first. The zero value means "not set":
@@ -122,28 +129,24 @@ func (p LibraryPreference) Rank(library, libDir string) (int, bool) {
 // e.g. "cuda_v13") selects a library as ml.DeviceInfo names it, loaded from
 // libDir; see Rank.
 func LibraryNameMatches(name, library, libDir string) bool {
-	switch strings.ToLower(library) {
-	case "cuda":
-		if name == "cuda" {
-			return true
-		}
-		if !strings.HasPrefix(name, "cuda_") {
-			return false
-		}
-		base := strings.ToLower(libDir)
-		if i := strings.LastIndexAny(base, `/\`); i >= 0 {
-			base = base[i+1:]
-		}
-		// A CUDA library outside a cuda_* folder is the flat layout's only one.
-		return base == name || !strings.HasPrefix(base, "cuda_")
-	case "rocm":
-		return name == "rocm"
-	case "vulkan":
-		return name == "vulkan"
-	case "cpu":
+	if strings.EqualFold(library, "cpu") {
 		return name == "cpu"
 	}
-	return false
+	l, ok := LookupGPULibrary(library)
+	switch {
+	case !ok:
+		return false
+	case name == l.Name:
+		return true
+	case !slices.Contains(l.Folders, name):
+		return false
+	}
+	base := strings.ToLower(libDir)
+	if i := strings.LastIndexAny(base, `/\`); i >= 0 {
+		base = base[i+1:]
+	}
+	// A library outside its versioned folders is the flat layout's only one.
+	return base == name || !strings.HasPrefix(base, l.FolderPrefix)
 }
 
 // WantsLibraryDir reports whether a subfolder of lib/ollama (its base name,
@@ -193,7 +196,13 @@ func llmLibraryValue() string {
 // defaultLibraryOrder ranks the libraries of one physical device when the
 // user has not set OLLAMA_LLM_LIBRARY: vendor libraries first, then Vulkan,
 // as upstream has always done.
-var defaultLibraryOrder = []string{"CUDA", "ROCm", "Vulkan"}
+var defaultLibraryOrder = func() []string {
+	var order []string
+	for _, l := range gpuLibraries {
+		order = append(order, l.Device)
+	}
+	return order
+}()
 
 // DefaultLibraryOrder describes the built-in order for explanations.
 func DefaultLibraryOrder() string { return strings.Join(defaultLibraryOrder, " > ") }

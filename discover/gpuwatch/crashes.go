@@ -16,20 +16,6 @@ const crashLimit = 3
 // of the architecture goes to the library its "next" field names.
 const crashQuirkMsg = "runner keeps dying; the model's next load uses another library of this GPU"
 
-// sameLibrary compares library names case-insensitively, with "hip"
-// standing for "ROCm" (envconfig.CanonicalLibraryName), as the quirk table
-// does.
-func sameLibrary(a, b string) bool {
-	return strings.EqualFold(canonicalLibrary(a), canonicalLibrary(b))
-}
-
-func canonicalLibrary(s string) string {
-	if c, ok := envconfig.CanonicalLibraryName(s); ok {
-		return c
-	}
-	return s
-}
-
 // crashCounter counts consecutive runner deaths per (library, compute,
 // model architecture). A runner that exits normally resets its count. It is
 // safe for concurrent use; the zero value is ready, with Limit

@@ -197,7 +197,7 @@ func (s runnerSuspect) String() string {
 }
 
 func (s runnerSuspect) same(o runnerSuspect) bool {
-	return sameLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
+	return envconfig.SameLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
 }
 
 func (w *watcher) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()) }
@@ -579,7 +579,7 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 		// Vulkan reports compute "0.0" for every device, so its entry
 		// would cover every GPU; and with several suspects the blame is
 		// uncertain. Neither is learned; the user is told.
-		if len(f.OtherRunners) == 0 && !sameLibrary(n.Library, "Vulkan") && w.Quirks != nil {
+		if len(f.OtherRunners) == 0 && !envconfig.SameLibrary(n.Library, "Vulkan") && w.Quirks != nil {
 			f.Learned, learnErr = w.Quirks.record(q)
 			if learnErr == nil && !f.Learned {
 				// Already learned earlier: still in force.
@@ -735,7 +735,7 @@ func remedyText(entry, arch, library, gfx string, learned bool) string {
 		fixes = append(fixes, fmt.Sprintf("OLLAMA_BACKEND_DENYLIST=%s keeps %s off this GPU for %s models", entry, library, cmp.Or(arch, "these")))
 	}
 	switch {
-	case !sameLibrary(library, "Vulkan"):
+	case !envconfig.SameLibrary(library, "Vulkan"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model")
 	case strings.HasPrefix(gfx, "gfx"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=rocm uses ROCm for every model")
