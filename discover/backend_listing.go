@@ -25,6 +25,7 @@ const (
 	backendAlternate    = "alternate"
 	backendNotRequested = "not requested"
 	backendLoadFailed   = "failed to load"
+	backendFallback     = "fallback"
 )
 
 // backendStatus is one row of the backend listing: a device seen through
@@ -153,6 +154,7 @@ func listBackends(learned Learned) backendListing {
 	for _, e := range excluded {
 		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
+	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
 	for _, f := range libraryLoadFailures() {
 		l.Backends = append(l.Backends, backendStatus{Library: f.Library, File: f.File, Status: backendLoadFailed, Reason: f.Message})
 	}
@@ -160,6 +162,19 @@ func listBackends(learned Learned) backendListing {
 		l.StuckGPUs = learned.StuckGPUs()
 	}
 	return l
+}
+
+// cpuRow is the listing's CPU row: the CPU runs every model when no GPU was
+// chosen, and otherwise takes the layers the GPUs do not hold.
+func cpuRow(gpuChosen bool, pref envconfig.LibraryPreference) backendStatus {
+	row := backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}
+	switch {
+	case gpuChosen:
+		row.Status, row.Reason = backendFallback, "layers the GPUs do not hold"
+	case pref.IsSet() && !pref.Names("cuda") && !pref.Names("rocm") && !pref.Names("vulkan"):
+		row.Reason = "OLLAMA_LLM_LIBRARY=" + pref.String()
+	}
+	return row
 }
 
 // BackendsHandler serves GET /api/backends, with what learned holds (nil:

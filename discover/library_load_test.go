@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 func TestDiscoveryOutputRecordsLoadFailures(t *testing.T) {
@@ -137,5 +139,40 @@ func TestListBackendsLearned(t *testing.T) {
 	}
 	if want := "GPU 0000:03:00.0 stayed 99%-100% busy after qwen3:8b (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("output does not end with %q:\n%s", want, b.String())
+	}
+}
+
+// TestListBackendsCPURow: the listing always has a CPU row, so a machine
+// without a GPU does not print an empty table.
+func TestListBackendsCPURow(t *testing.T) {
+	pref := func(v string) envconfig.LibraryPreference {
+		p, err := envconfig.ParseLLMLibrary(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		gpu  bool
+		pref string
+		want backendStatus
+	}{
+		{false, "", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
+		{false, "cpu", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "OLLAMA_LLM_LIBRARY=cpu"}},
+		{false, "vulkan", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
+		{true, "", backendStatus{Library: "CPU", Description: "CPU", Status: backendFallback, Reason: "layers the GPUs do not hold"}},
+	}
+	for _, tc := range cases {
+		if diff := cmp.Diff(tc.want, cpuRow(tc.gpu, pref(tc.pref))); diff != "" {
+			t.Errorf("cpuRow(%v, %q) (-want +got):\n%s", tc.gpu, tc.pref, diff)
+		}
+	}
+	var b bytes.Buffer
+	if err := formatBackends(&b, backendListing{DefaultOrder: "CUDA > ROCm > Vulkan", Backends: []backendStatus{cpuRow(false, pref(""))}}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[1], "CPU ") || !strings.Contains(lines[1], "chosen") {
+		t.Errorf("the table's first row is not the chosen CPU:\n%s", b.String())
 	}
 }

@@ -13,6 +13,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -144,6 +145,18 @@ func TestLlamaServerLavapipe(t *testing.T) {
 			}
 			if tc.wantVRAM && ps.Library != "Vulkan" {
 				t.Errorf("/api/ps library %q, want Vulkan", ps.Library)
+			}
+			backends := forkCli(t, s, "backends")
+			if !tc.wantVRAM && !regexp.MustCompile(`(?m)^CPU .*chosen`).MatchString(backends) {
+				t.Errorf("ollama backends has no chosen CPU row:\n%s", backends)
+			}
+			if tc.wantVRAM {
+				if !regexp.MustCompile(`(?m)^llvmpipe.*Vulkan .*chosen`).MatchString(backends) {
+					t.Errorf("ollama backends does not list lavapipe's Vulkan device as chosen:\n%s", backends)
+				}
+				if ps := forkCli(t, s, "ps"); !strings.Contains(ps, "(Vulkan)") {
+					t.Errorf("ollama ps does not name Vulkan:\n%s", ps)
+				}
 			}
 			if !tc.wantVRAM {
 				if v, ok := r.Env["GGML_VK_VISIBLE_DEVICES"]; !ok || v != "" {
