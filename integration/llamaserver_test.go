@@ -250,3 +250,51 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 		}
 	})
 }
+
+// TestLlamaServerFakeCUDATwin: one GPU seen through CUDA and Vulkan (the
+// fakes, one PCI id; the H200's case in Debian's flat layout), every row of
+// OLLAMA_LLM_LIBRARY: the log's plan, /api/ps and the device llama-server
+// really used agree.
+func TestLlamaServerFakeCUDATwin(t *testing.T) {
+	b := newLSBed(t, fakegpu.CUDA, fakegpu.Vulkan)
+	cases := []struct {
+		library string
+		device  string // the runner's --device
+		using   string // llama-server's "using device" line; "" for none
+		psLib   string
+	}{
+		{"", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
+		{"vulkan", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"cuda", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
+		{"vulkan,cpu", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"cpu", "none", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run("OLLAMA_LLM_LIBRARY="+tc.library, func(t *testing.T) {
+			s := b.start(t, "OLLAMA_LLM_LIBRARY="+tc.library)
+			m := forkCreateTiny(t, s, "qwen3")
+			forkGenerate(t, s, m)
+			r := forkLastRunner(t, s, m)
+			if got := runnerDevice(r); got != tc.device {
+				t.Errorf("runner --device %q, want %q", got, tc.device)
+			}
+			checkPlanLine(t, s, m, r)
+			ps := forkPsEntry(t, s, m)
+			if ps.Library != tc.psLib || (ps.SizeVRAM > 0) != (tc.psLib != "") {
+				t.Errorf("/api/ps library %q size_vram %d, want library %q", ps.Library, ps.SizeVRAM, tc.psLib)
+			}
+			log := s.Log()
+			for _, line := range []string{"using device CUDA0", "using device Vulkan0"} {
+				if used := strings.Contains(log, line); used != (tc.using != "" && strings.HasPrefix(tc.using, line)) {
+					t.Errorf("llama-server log has %q: %v; want only %q", line, used, tc.using)
+				}
+			}
+			if tc.library == "" {
+				chosen := s.LogRecords("backend library chosen")
+				if len(chosen) != 1 || chosen[0]["library"] != "CUDA" || !strings.HasPrefix(chosen[0]["alternates"], "Vulkan") {
+					t.Errorf("discovery should pair the twins (CUDA with the Vulkan alternate): %v", chosen)
+				}
+			}
+		})
+	}
+}
