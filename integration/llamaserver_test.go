@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
 )
@@ -65,7 +66,9 @@ func (b *lsBed) start(t *testing.T, env ...string) *Server {
 		Bin:    b.bin,
 		Env:    env,
 		Prefix: []string{filepath.Join(RepoRoot(), "scripts", "inroot.sh"), fakegpu.RootName},
-		Binds:  []string{b.dir},
+		// The test's temporary folders (the tree, fake sysfs trees) are
+		// siblings of b.dir: the server runs in the root and must see them.
+		Binds: []string{filepath.Dir(b.dir)},
 	})
 }
 
@@ -296,5 +299,46 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLlamaServerWatchdog: the idle-GPU watchdog on the llama-server
+// runtime. The fake sysfs's DRM card of the twin's PCI address reports a
+// static 100% gpu_busy_percent: after qwen3's ROCm runner exits the GPU is
+// reported stuck once, the rule is learned, and the next qwen3 load gets
+// the Vulkan twin (--device Vulkan0).
+func TestLlamaServerWatchdog(t *testing.T) {
+	b := newLSBed(t, fakegpu.HIP, fakegpu.Vulkan)
+	root := forkRdna4Sysfs(t)
+	forkWriteFakeDRM(t, root, "card1", forkPCIID, 100)
+	s := b.start(t, "OLLAMA_SYSFS_ROOT="+root, "OLLAMA_BACKEND_DENYLIST=none")
+	state := filepath.Join(s.Home, ".ollama", "backend-quirks.json")
+	q3 := forkCreateTiny(t, s, "qwen3")
+
+	forkGenerate(t, s, q3)
+	if r := forkLastRunner(t, s, q3); runnerDevice(r) != "ROCm0" {
+		t.Fatalf("qwen3 runner --device %q with OLLAMA_BACKEND_DENYLIST=none, want ROCm0", runnerDevice(r))
+	}
+	forkUnload(t, s, q3)
+	if _, err := s.WaitForLog(regexp.MustCompile(regexp.QuoteMeta(`msg="`+forkStuckMsg+`"`)), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rec := forkOneRecord(t, s, forkStuckMsg)
+	forkCheckFields(t, "watchdog", rec, map[string]string{
+		"level": "ERROR", "pci_id": forkPCIID, "card": "card1", "library": "ROCm", "arch": "qwen3", "busy_min": "100", "learned": "true", "file": state,
+	})
+	forkCheckLearned(t, state, "qwen3", "stuck-busy")
+
+	forkGenerate(t, s, q3)
+	r := forkLastRunner(t, s, q3)
+	if runnerDevice(r) != "Vulkan0" {
+		t.Errorf("qwen3 runner --device %q after the learned rule, want Vulkan0", runnerDevice(r))
+	}
+	checkPlanLine(t, s, q3, r)
+	if e := forkPsEntry(t, s, q3); e.Library != "Vulkan" {
+		t.Errorf("/api/ps qwen3 library %q after the learned rule, want Vulkan", e.Library)
+	}
+	if n := b.hipVisible(t, r.PID); n != 0 {
+		t.Errorf("the fake HIP saw its GPU in qwen3's Vulkan runner")
 	}
 }
