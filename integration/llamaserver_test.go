@@ -31,12 +31,11 @@ type lsBed struct {
 	trace string
 }
 
-func newLSBed(t *testing.T, fakes ...fakegpu.Variant) *lsBed {
+func newLSBed(t testing.TB, bin string, fakes ...fakegpu.Variant) *lsBed {
 	t.Helper()
 	if err := fakegpu.Available(); err != nil {
 		t.Skip(err)
 	}
-	bin := forkBin(t)
 	dir := t.TempDir()
 	var libs []string
 	for _, v := range fakes {
@@ -55,7 +54,7 @@ func newLSBed(t *testing.T, fakes ...fakegpu.Variant) *lsBed {
 	return b
 }
 
-func (b *lsBed) start(t *testing.T, env ...string) *Server {
+func (b *lsBed) start(t testing.TB, env ...string) *Server {
 	t.Helper()
 	// One trace per server: the checks are about this server's processes.
 	if err := os.Remove(b.trace); err != nil && !os.IsNotExist(err) {
@@ -117,7 +116,7 @@ func (b *lsBed) hipVisible(t *testing.T, pid int) int {
 // backend on lavapipe. The user's GGML_VK_VISIBLE_DEVICES=0 admits the
 // CPU-type lavapipe device, which ggml skips by default.
 func TestLlamaServerLavapipe(t *testing.T) {
-	b := newLSBed(t)
+	b := newLSBed(t, forkBin(t))
 	cases := []struct {
 		library    string
 		wantDevice string
@@ -176,7 +175,7 @@ func TestLlamaServerLavapipe(t *testing.T) {
 // TestLlamaServerFakeTwin: one gfx1200 seen through ROCm and Vulkan (the
 // fakes, one PCI id) by the real llama-server.
 func TestLlamaServerFakeTwin(t *testing.T) {
-	b := newLSBed(t, fakegpu.HIP, fakegpu.Vulkan)
+	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
 	kfd := forkRdna4Sysfs(t)
 
 	t.Run("vulkan: no ROCm device in any runner", func(t *testing.T) {
@@ -259,7 +258,7 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 // OLLAMA_LLM_LIBRARY: the log's plan, /api/ps and the device llama-server
 // really used agree.
 func TestLlamaServerFakeCUDATwin(t *testing.T) {
-	b := newLSBed(t, fakegpu.CUDA, fakegpu.Vulkan)
+	b := newLSBed(t, forkBin(t), fakegpu.CUDA, fakegpu.Vulkan)
 	cases := []struct {
 		library string
 		device  string // the runner's --device
@@ -308,7 +307,7 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 // reported stuck once, the rule is learned, and the next qwen3 load gets
 // the Vulkan twin (--device Vulkan0).
 func TestLlamaServerWatchdog(t *testing.T) {
-	b := newLSBed(t, fakegpu.HIP, fakegpu.Vulkan)
+	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
 	root := forkRdna4Sysfs(t)
 	forkWriteFakeDRM(t, root, "card1", forkPCIID, 100)
 	s := b.start(t, "OLLAMA_SYSFS_ROOT="+root, "OLLAMA_BACKEND_DENYLIST=none")
