@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -24,12 +22,11 @@ const (
 	backendChosen       = "chosen"
 	backendAlternate    = "alternate"
 	backendNotRequested = "not requested"
-	backendLoadFailed   = "failed to load"
 	backendFallback     = "fallback"
 )
 
 // backendStatus is one row of the backend listing: a device seen through
-// one library, or a library file that failed to load.
+// one library, or the CPU.
 type backendStatus struct {
 	Library     string   `json:"library"`
 	Name        string   `json:"name,omitempty"`
@@ -39,7 +36,6 @@ type backendStatus struct {
 	TotalMemory uint64   `json:"total_memory,omitempty"`
 	Status      string   `json:"status"`
 	Reason      string   `json:"reason,omitempty"`
-	File        string   `json:"file,omitempty"`
 	Rules       []string `json:"rules,omitempty"`
 }
 
@@ -121,7 +117,7 @@ type Learned interface {
 
 // listBackends lists every device x library discovery found, with what was
 // chosen and why, the quirk rules that apply to it (learned ones included),
-// the library files that failed to load, and the stuck GPUs. learned may
+// the CPU, and the stuck GPUs. learned may
 // be nil.
 func listBackends(learned Learned) backendListing {
 	pref := envconfig.LLMLibraryPreference()
@@ -155,9 +151,6 @@ func listBackends(learned Learned) backendListing {
 		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
-	for _, f := range libraryLoadFailures() {
-		l.Backends = append(l.Backends, backendStatus{Library: f.Library, File: f.File, Status: backendLoadFailed, Reason: f.Message})
-	}
 	if learned != nil {
 		l.StuckGPUs = learned.StuckGPUs()
 	}
@@ -216,9 +209,6 @@ func formatBackends(w io.Writer, l backendListing) error {
 	fmt.Fprintln(tw, "DEVICE\tPCI ID\tCOMPUTE\tLIBRARY\tMEMORY\tSTATUS\tREASON\tRULES")
 	for _, b := range l.Backends {
 		device, memory := b.Description, ""
-		if device == "" {
-			device = b.File
-		}
 		if b.TotalMemory > 0 {
 			memory = format.HumanBytes2(b.TotalMemory)
 		}
@@ -247,29 +237,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// libraryLoadFailure is a backend library file that is present but that
-// the loader could not open.
-type libraryLoadFailure struct {
-	Library string // GGML name, e.g. "vulkan"
-	File    string
-	Message string // the loader's error
-}
-
-var (
-	loadFailuresMu sync.Mutex
-	loadFailures   = map[string]libraryLoadFailure{}
-)
-
-// libraryLoadFailures lists the failures seen so far, by file name.
-func libraryLoadFailures() []libraryLoadFailure {
-	loadFailuresMu.Lock()
-	defer loadFailuresMu.Unlock()
-	out := make([]libraryLoadFailure, 0, len(loadFailures))
-	for _, f := range loadFailures {
-		out = append(out, f)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
-	return out
 }

@@ -3,35 +3,22 @@ package discover
 import (
 	"fmt"
 	"log/slog"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
 
 // What the fork does about backend libraries that misbehave at discovery:
-// a library that crashes or hangs its discovery runner is named and left
-// out, and the runner's other libraries are discovered again without it; a
-// device reported with impossible properties is named and left out (or
+// a device reported with impossible properties is named and left out (or
 // corrected). Each fault is one WARN line per server process.
-
-// discoveryRetryTimeout bounds a discovery runner started again without a
-// library that crashed or hung the first one. It is a fresh bound: the
-// first runner may have used up the discovery timeout by hanging.
-const discoveryRetryTimeout = 30 * time.Second
 
 // maxDeviceMemory is the most memory a GPU may report; more is no real GPU
 // (the largest have a few hundred GiB) but a library reporting garbage.
 const maxDeviceMemory uint64 = 64 << 40
-
-// discoveryFaultMsg is the log message of a library that crashed or hung a
-// discovery runner.
-const discoveryFaultMsg = "backend library failed during GPU discovery; left out"
 
 // deviceFaultMsg is the log message of a device reported with impossible
 // properties.
@@ -39,7 +26,7 @@ const deviceFaultMsg = "backend library reported a faulty device"
 
 var (
 	discoveryFaultsMu sync.Mutex
-	discoveryFaults   = map[string]bool{} // what was reported, by file or folder
+	discoveryFaults   = map[string]bool{} // what was reported, by device
 )
 
 // reportOnce reports whether key is new, remembering it.
@@ -51,18 +38,6 @@ func reportOnce(key string) bool {
 	}
 	discoveryFaults[key] = true
 	return true
-}
-
-// deviceFilterEnv renders the device-visibility variables of a runner's
-// environment ("ROCR_VISIBLE_DEVICES=GPU-1"), for naming the device.
-func deviceFilterEnv(env map[string]string) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		if strings.HasSuffix(k, "_VISIBLE_DEVICES") {
-			parts = append(parts, k+"="+env[k])
-		}
-	}
-	return strings.Join(parts, " ")
 }
 
 // deviceFault is a device that discovery found with impossible properties.

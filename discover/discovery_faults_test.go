@@ -3,9 +3,7 @@ package discover
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -114,32 +112,4 @@ func TestNextLibrary(t *testing.T) {
 			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
 		}
 	}
-}
-
-// FuzzDiscoveryOutput: any runner output, in any pieces, is passed through
-// unchanged; what it records as loaded are file base names only.
-func FuzzDiscoveryOutput(f *testing.F) {
-	f.Add([]byte("load_backend: loaded ROCm backend from /usr/lib/ollama/libggml-hip.so\n"))
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f.Cleanup(func() { slog.SetDefault(prev) })
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var passed bytes.Buffer
-		w := newDiscoveryOutput(&passed)
-		for rest := data; len(rest) > 0; {
-			n := min(len(rest), 1+len(rest)/3)
-			if _, err := w.Write(rest[:n]); err != nil {
-				t.Fatal(err)
-			}
-			rest = rest[n:]
-		}
-		if !bytes.Equal(passed.Bytes(), data) {
-			t.Errorf("output changed in passing")
-		}
-		for name := range w.(*discoveryOutput).loadedFiles() {
-			if name == "" || strings.ContainsRune(name, '/') {
-				t.Errorf("recorded %q as a loaded file, want a base name", name)
-			}
-		}
-	})
 }

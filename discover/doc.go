@@ -24,8 +24,7 @@
 //   - kfd.go, rocm_discovery.go: the KFD topology, and the discovery
 //     environment: libraries not wanted hidden by their visibility
 //     variables, HIP kept off GPUs the table denies for every model.
-//   - discovery_faults.go, library_load.go: discovery runners that fail or
-//     report junk, and library files that fail to load.
+//   - discovery_faults.go: devices reported with impossible properties.
 //   - backend_listing.go: GET /api/backends and `ollama backends`, with
 //     what the server learned (the Learned interface: rules and StuckGPU).
 //

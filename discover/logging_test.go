@@ -45,7 +45,6 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	for _, r := range builtinQuirks() {
 		slog.Info("rule", "rule", r)
 	}
-	recordLibraryLoadFailure("/l/libggml-vulkan.so", "undefined symbol: x")
 
 	root := t.TempDir()
 	writeFiles(t, root, map[string]string{
