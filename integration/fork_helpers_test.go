@@ -26,7 +26,6 @@ import (
 
 	"github.com/ollama/ollama/api"
 
-	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
 	"github.com/costa-os/ollama-backend-select/integration/internal/tinymodel"
 )
 
@@ -47,64 +46,6 @@ func forkBin(t testing.TB) string {
 	b := OllamaBin()
 	RequireBinary(t, b, "fork ollama (make build, or set OBS_OLLAMA_BIN)")
 	return b
-}
-
-// forkLayouts are the lib/ollama layouts the selection scenarios cover.
-var forkLayouts = []Layout{Flat, Subdir}
-
-// forkBed is an install tree of the fork binary with the fake twin; each
-// server started from it gets its own trace file.
-type forkBed struct {
-	Layout Layout
-	Tree   *InstallTree
-}
-
-func newForkBed(t *testing.T, layout Layout, fakes ...fakegpu.Variant) *forkBed {
-	t.Helper()
-	opts := InstallOptions{Binary: forkBin(t), Layout: layout}
-	if len(fakes) > 0 {
-		opts.Fakes = fakes
-	}
-	return &forkBed{Layout: layout, Tree: NewInstallTree(t, opts)}
-}
-
-// forkServer is a server started from a forkBed.
-type forkServer struct {
-	*Server
-	Bed   *forkBed
-	Trace string
-	// HIP and Vulkan are the installed fake libraries' paths.
-	HIP, Vulkan string
-}
-
-// forkTwinEnv configures the fake twin (hipCompute: the ROCm copy's gfx
-// target) and the trace file.
-func forkTwinEnv(trace, hipCompute string) []string {
-	return []string{
-		fakegpu.SharedEnv("TRACE", trace),
-		fakegpu.SharedEnv("PCI_ID", forkPCIID),
-		fakegpu.SharedEnv("TOTAL_MIB", "16384"),
-		fakegpu.HIP.Env("NAME", "AMD Radeon RX 9060 XT (fake ROCm)"),
-		fakegpu.HIP.Env("COMPUTE", hipCompute),
-		fakegpu.Vulkan.Env("NAME", "AMD Radeon RX 9060 XT (fake Vulkan)"),
-		// keep each process a moment after dlopen so the /proc watcher
-		// sees the mapping too (the trace file is the primary record)
-		fakegpu.SharedEnv("INIT_DELAY_MS", "100"),
-	}
-}
-
-// start starts `ollama serve` from the bed with the twin posing as
-// gfx1200 (override with FAKEHIP_COMPUTE in env) plus env.
-func (b *forkBed) start(t *testing.T, env ...string) *forkServer {
-	t.Helper()
-	traceDir := t.TempDir()
-	trace := filepath.Join(traceDir, "fakegpu.trace")
-	s := StartServer(t, ServerOptions{
-		Bin:   b.Tree.Bin,
-		Env:   append(forkTwinEnv(trace, "gfx1200"), env...),
-		Binds: []string{b.Tree.Root, traceDir},
-	})
-	return &forkServer{Server: s, Bed: b, Trace: trace, HIP: b.Tree.Libs["libggml-hip.so"], Vulkan: b.Tree.Libs["libggml-vulkan.so"]}
 }
 
 // ---------------------------------------------------------------------------
@@ -295,27 +236,6 @@ type forkPSModel struct {
 	Library  string `json:"library"`
 }
 
-// forkBackendRow and forkBackendListing mirror GET /api/backends.
-type forkBackendRow struct {
-	Library     string   `json:"library"`
-	Name        string   `json:"name"`
-	Description string   `json:"description"`
-	PCIID       string   `json:"pci_id"`
-	Compute     string   `json:"compute"`
-	TotalMemory uint64   `json:"total_memory"`
-	Status      string   `json:"status"`
-	Reason      string   `json:"reason"`
-	File        string   `json:"file"`
-	Rules       []string `json:"rules"`
-}
-
-type forkBackendListing struct {
-	LLMLibrary   string           `json:"llm_library"`
-	DefaultOrder string           `json:"default_order"`
-	Backends     []forkBackendRow `json:"backends"`
-	StuckGPUs    []map[string]any `json:"stuck_gpus"`
-}
-
 func forkGetJSON(t testing.TB, s *Server, path string, v any) {
 	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -354,24 +274,6 @@ func forkPsEntry(t testing.TB, s *Server, m forkModel) forkPSModel {
 	}
 	t.Fatalf("%s not in /api/ps: %+v", m.Name, ms)
 	return forkPSModel{}
-}
-
-// forkBackends is GET /api/backends.
-func forkBackends(t testing.TB, s *Server) forkBackendListing {
-	t.Helper()
-	var l forkBackendListing
-	forkGetJSON(t, s, "/api/backends", &l)
-	return l
-}
-
-// row returns the listing's row of library (and status, if not "").
-func (l forkBackendListing) row(library, status string) (forkBackendRow, bool) {
-	for _, r := range l.Backends {
-		if r.Library == library && (status == "" || r.Status == status) {
-			return r, true
-		}
-	}
-	return forkBackendRow{}, false
 }
 
 // forkCli runs the server's own binary as a client (`ollama ps`, `ollama
@@ -425,78 +327,6 @@ func forkCheckFields(t testing.TB, what string, rec LogRecord, want map[string]s
 			t.Errorf("%s: %s=%q, want %q", what, k, rec[k], v)
 		}
 	}
-}
-
-// forkHasValue reports whether any field of rec equals v (for values whose key
-// is not settled, such as the quirk rule's source).
-func forkHasValue(rec LogRecord, v string) bool {
-	for _, have := range rec {
-		if have == v {
-			return true
-		}
-	}
-	return false
-}
-
-// forkInferenceLibraries are the libraries of the "inference compute" lines.
-func forkInferenceLibraries(s *Server) []string {
-	var libs []string
-	for _, r := range s.InferenceCompute() {
-		libs = append(libs, r["library"])
-	}
-	slices.Sort(libs)
-	return libs
-}
-
-// traceEvents reads the trace file.
-func (fs *forkServer) traceEvents(t testing.TB) []fakegpu.TraceEvent {
-	t.Helper()
-	return mustTrace(t, fs.Trace)
-}
-
-// loadedBy lists the PIDs that loaded the fake library at path so
-// (any trace event from that file: ggml calls ggml_backend_score right
-// after dlopen).
-func (fs *forkServer) loadedBy(t testing.TB, so string) map[int]bool {
-	t.Helper()
-	pids := map[int]bool{}
-	for _, e := range fs.traceEvents(t) {
-		if e.SO == so {
-			pids[e.PID] = true
-		}
-	}
-	return pids
-}
-
-// checkRunnerLibs asserts which fake libraries a runner loaded: the ones in
-// want must appear (trace file), the others in {hip, vulkan} must not
-// (trace file and /proc maps).
-func (fs *forkServer) checkRunnerLibs(t testing.TB, r Proc, want ...string) {
-	t.Helper()
-	for _, lib := range []string{"libggml-hip.so", "libggml-vulkan.so"} {
-		path := fs.Bed.Tree.Libs[lib]
-		if path == "" {
-			continue
-		}
-		traced := fs.loadedBy(t, path)[r.PID]
-		mapped := r.MapsLib(lib)
-		if slices.Contains(want, lib) {
-			if !traced {
-				t.Errorf("runner pid %d (%s) never loaded %s (trace), OLLAMA_GGML_BACKENDS=%q", r.PID, strings.Join(r.Args[1:], " "), lib, r.Env["OLLAMA_GGML_BACKENDS"])
-			}
-		} else if traced || mapped {
-			t.Errorf("runner pid %d loaded %s (trace %v, /proc maps %v), OLLAMA_GGML_BACKENDS=%q", r.PID, lib, traced, mapped, r.Env["OLLAMA_GGML_BACKENDS"])
-		}
-	}
-}
-
-// forkCheckServes asserts the server is still up and generates with m.
-func forkCheckServes(t testing.TB, s *Server, m forkModel) {
-	t.Helper()
-	if s.Exited() {
-		t.Fatalf("server exited: %s", s.ExitDescription())
-	}
-	forkGenerate(t, s, m)
 }
 
 // forkRefuseToServe starts the binary with env and asserts it exits non-zero

@@ -2,23 +2,7 @@
 
 package integration
 
-import (
-	"regexp"
-	"testing"
-
-	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
-)
-
-func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
-
-func mustTrace(t testing.TB, path string) []fakegpu.TraceEvent {
-	t.Helper()
-	evs, err := fakegpu.ReadTrace(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
-}
+import "testing"
 
 func TestParseLogLine(t *testing.T) {
 	line := `time=2026-01-01T00:00:00.000Z level=INFO source=types.go:42 msg="inference compute" id=GPU-fa4e000000000001 filter_id="" library=ROCm compute=gfx1200 name=ROCm0 description="AMD \"fake\" GPU" libdirs=ollama driver=6.4 pci_id=0000:03:00.0 type=discrete total="16.0 GiB" available="16.0 GiB"`
