@@ -95,7 +95,7 @@ func checkPlanLine(t *testing.T, s *Server, m forkModel, r Proc) {
 	t.Errorf("%s: no 'backend plan for model' line", m.Name)
 }
 
-// hipVisibleInits counts the fake HIP's "visible" trace events of process
+// hipVisible counts the fake HIP's "visible" trace events of process
 // pid (0: any) that saw its device: HIP initialised on the GPU.
 func (b *lsBed) hipVisible(t *testing.T, pid int) int {
 	t.Helper()
