@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -68,6 +69,13 @@ type StuckGPU struct {
 	Arch    string `json:"arch,omitempty"`
 	Model   string `json:"model,omitempty"`
 
+	// Vision is set when that model had a vision projector loaded.
+	Vision bool `json:"vision,omitempty"`
+
+	// MESFirmware is the GPU's MES firmware version ("0x00000080") read
+	// from amdgpu's sysfs; "" where the kernel does not expose it.
+	MESFirmware string `json:"mes_fw_version,omitempty"`
+
 	// OtherRunners lists other runners ("ROCm gemma3 (gemma3:4b)") that
 	// used the GPU since it was last seen idle. When there are any, the
 	// blame is uncertain and nothing is learned.
@@ -133,7 +141,11 @@ func listBackends(learned Learned) backendListing {
 		}
 		for _, r := range rules {
 			if r.matchesDevice(d.Library, d.Compute()) {
-				s.Rules = append(s.Rules, fmt.Sprintf("%s (%s)", r.String(), r.Source))
+				source := string(r.Source)
+				if r.MESFirmware != "" {
+					source += ", MES firmware " + r.MESFirmware
+				}
+				s.Rules = append(s.Rules, fmt.Sprintf("%s (%s)", r.String(), source))
 			}
 		}
 		return s
@@ -225,7 +237,12 @@ func formatBackends(w io.Writer, l backendListing) error {
 		return err
 	}
 	for _, f := range l.StuckGPUs {
-		if _, err := fmt.Fprintf(w, "GPU %s stayed %d%%-%d%% busy after %s (%s) unloaded; %s\n", f.PCIID, f.BusyMin, f.BusyMax, f.Model, f.Library, f.Remedy); err != nil {
+		model := f.Model
+		if f.Vision {
+			model += " with a vision projector"
+		}
+		if _, err := fmt.Fprintf(w, "GPU %s (MES firmware %s) stayed %d%%-%d%% busy after %s (%s) unloaded; %s\n",
+			f.PCIID, cmp.Or(f.MESFirmware, "unknown"), f.BusyMin, f.BusyMax, model, f.Library, f.Remedy); err != nil {
 			return err
 		}
 	}

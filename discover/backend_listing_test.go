@@ -60,15 +60,15 @@ func TestListBackendsLearned(t *testing.T) {
 		libraryChoicesMu.Unlock()
 	})
 	learned := fakeLearned{
-		rules: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
-		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
+		rules: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned, MESFirmware: "0x00000080"}},
+		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", Vision: true, MESFirmware: "0x00000080", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
 	}
 
 	if l := listBackends(nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
 		t.Errorf("listing without anything learned: %+v", l)
 	}
 	l := listBackends(learned)
-	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned)"}, l.Backends[0].Rules); diff != "" {
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned, MES firmware 0x00000080)"}, l.Backends[0].Rules); diff != "" {
 		t.Errorf("rules of the ROCm row (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(learned.stuck, l.StuckGPUs); diff != "" {
@@ -78,7 +78,7 @@ func TestListBackendsLearned(t *testing.T) {
 	if err := formatBackends(&b, l); err != nil {
 		t.Fatal(err)
 	}
-	if want := "GPU 0000:03:00.0 stayed 99%-100% busy after qwen3:8b (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
+	if want := "GPU 0000:03:00.0 (MES firmware 0x00000080) stayed 99%-100% busy after qwen3:8b with a vision projector (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("output does not end with %q:\n%s", want, b.String())
 	}
 }

@@ -29,6 +29,7 @@ func backendQuirkRules() []QuirkRule {
 			Library:        e.Library,
 			ComputePattern: e.Compute,
 			ArchPatterns:   e.Archs,
+			Capabilities:   e.Capabilities,
 			Action:         QuirkAction(e.Action),
 			Reason:         "OLLAMA_BACKEND_DENYLIST",
 			Source:         QuirkSourceEnv,
@@ -46,18 +47,18 @@ type quirkDecision struct {
 	Replacement *ml.DeviceInfo
 }
 
-// applyQuirks returns the GPUs a model of architecture arch may use: each
-// GPU whose library is denied for arch is replaced by its best allowed
-// alternate (choices: what discovery found for the same physical device),
-// or left out when it has none. GPUs that are not denied stay as they are.
-func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
-	if arch == "" {
+// applyQuirks returns the GPUs model m may use: each GPU whose library a
+// rule denies for m is replaced by its best allowed alternate (choices: what
+// discovery found for the same physical device), or left out when it has
+// none. GPUs that are not denied stay as they are.
+func applyQuirks(gpus []ml.DeviceInfo, m llm.ModelLoad, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
+	if m.Arch == "" {
 		return gpus, nil
 	}
 	out := make([]ml.DeviceInfo, 0, len(gpus))
 	var decisions []quirkDecision
 	for _, gpu := range gpus {
-		rule, denied := DeniesLibrary(rules, gpu.Library, gpu.Compute(), arch)
+		rule, denied := DeniesLibrary(rules, gpu.Library, gpu.Compute(), m)
 		if !denied {
 			out = append(out, gpu)
 			continue
@@ -67,7 +68,7 @@ func applyQuirks(gpus []ml.DeviceInfo, arch string, rules []QuirkRule, choices [
 			// The alternate is the same memory seen through another
 			// library: the chosen device's numbers are the fresh ones.
 			alt.TotalMemory, alt.FreeMemory = gpu.TotalMemory, gpu.FreeMemory
-			if _, denied := DeniesLibrary(rules, alt.Library, alt.Compute(), arch); !denied {
+			if _, denied := DeniesLibrary(rules, alt.Library, alt.Compute(), m); !denied {
 				d.Replacement = &alt
 				out = append(out, alt)
 				break
@@ -89,10 +90,10 @@ func alternatesOf(gpu ml.DeviceInfo, choices []libraryChoice) []ml.DeviceInfo {
 
 // logQuirkDecisions explains each decision in one line: INFO when another
 // library of the same GPU takes over, WARN when the GPU is left out.
-func logQuirkDecisions(model, arch string, decisions []quirkDecision) {
+func logQuirkDecisions(m llm.ModelLoad, decisions []quirkDecision) {
 	for _, d := range decisions {
 		attrs := []any{
-			"model", model, "arch", arch,
+			"model", m.Name, "arch", m.Arch, "vision", m.Vision,
 			"gpu", d.Device.Description, "pci_id", d.Device.PCIID, "compute", d.Device.Compute(),
 			"denied", d.Device.Library, "rule", d.Denied.String(), "rule_source", string(d.Denied.Source), "reason", d.Denied.Reason,
 		}
@@ -105,37 +106,43 @@ func logQuirkDecisions(model, arch string, decisions []quirkDecision) {
 	}
 }
 
-// ApplyBackendQuirks is the model-load call site: the GPUs the scheduler
-// offers a model of architecture arch, placed by Decide with what discovery
-// found and the rules in force, the rules the server learned (learned, from
-// gpuwatch.Watchdog.LearnedRules) last; the plan is explained in the log.
-func ApplyBackendQuirks(gpus []ml.DeviceInfo, model, arch string, learned ...QuirkRule) []ml.DeviceInfo {
+// PlaceModel is the model-load call site: the GPUs the scheduler offers
+// model m, placed by Decide with what discovery found, OLLAMA_LLM_LIBRARY,
+// the rules in force (the rules the server learned, from
+// gpuwatch.Watchdog.LearnedRules, last) and the model's `library` option;
+// the plan is explained in the log. It returns the GPUs the model uses and
+// the input that decided (for /api/ps), or an error wrapping
+// envconfig.ErrLibraryOption when the model's option cannot be served.
+func PlaceModel(gpus []ml.DeviceInfo, m llm.ModelLoad, learned ...QuirkRule) ([]ml.DeviceInfo, string, error) {
 	libraryChoicesMu.Lock()
 	devices := discovered
 	libraryChoicesMu.Unlock()
-	p := Decide(PlanInput{
+	p, err := Decide(PlanInput{
 		Devices:    devices,
 		Preference: envconfig.LLMLibraryPreference(),
 		Rules:      append(backendQuirkRules(), learned...),
-		Model:      model,
-		Arch:       arch,
+		Model:      m,
 		Offered:    gpus,
 	})
-	logModelPlan(p, model, arch)
-	return p.GPUs
+	if err != nil {
+		slog.Error("backend plan for model: the library option cannot be served", "model", m.Name, "option", m.Library, "option_source", m.LibrarySource, "error", err)
+		return nil, "", err
+	}
+	logModelPlan(p, m)
+	return p.GPUs, p.DecidedBy, nil
 }
 
-// NextLibrary names the library the next load of a model of architecture
-// arch uses on the GPU at pciID that ran it through library (compute as
-// that library reports it), under the quirk table in force with learned
-// last: the first library of the GPU (chosen, then alternates) the rules
-// allow, or "CPU" when none does. The idle-GPU watchdog names it when it
-// learns from a runner that keeps dying.
-func NextLibrary(pciID, library, compute, arch string, learned ...QuirkRule) string {
-	return nextLibrary(pciID, library, compute, arch, append(backendQuirkRules(), learned...), currentLibraryChoices())
+// NextLibrary names the library the next load of model m uses on the GPU at
+// pciID that ran it through library (compute as that library reports it),
+// under the quirk table in force with learned last: the first library of
+// the GPU (chosen, then alternates) the rules allow, or "CPU" when none
+// does. The idle-GPU watchdog names it when it learns from a runner that
+// keeps dying or leaves its GPU busy.
+func NextLibrary(pciID, library, compute string, m llm.ModelLoad, learned ...QuirkRule) string {
+	return nextLibrary(pciID, library, compute, m, append(backendQuirkRules(), learned...), currentLibraryChoices())
 }
 
-func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choices []libraryChoice) string {
+func nextLibrary(pciID, library, compute string, m llm.ModelLoad, rules []QuirkRule, choices []libraryChoice) string {
 	for _, c := range choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
@@ -144,7 +151,7 @@ func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choice
 			continue
 		}
 		for _, d := range devs {
-			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), arch); !denied {
+			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), m); !denied {
 				return d.Library
 			}
 		}
@@ -155,14 +162,14 @@ func nextLibrary(pciID, library, compute, arch string, rules []QuirkRule, choice
 // quirkRunnerEnv gives a model's runner the variables its quirk rules ask
 // for (GPU_MAX_HW_QUEUES=1 for the queues1 action); a variable the user set
 // in the server's environment is left as it is.
-func quirkRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
-	if arch == "" {
+func quirkRunnerEnv(devices []ml.DeviceInfo, m llm.ModelLoad) map[string]string {
+	if m.Arch == "" {
 		return nil
 	}
 	rules := backendQuirkRules()
 	var matched []QuirkRule
 	for _, d := range devices {
-		matched = append(matched, matchQuirks(rules, d.Library, d.Compute(), arch)...)
+		matched = append(matched, matchQuirks(rules, d.Library, d.Compute(), m)...)
 	}
 	env := quirkEnv(matched)
 	for k := range env {

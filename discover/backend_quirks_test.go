@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"github.com/costa-os/ollama-backend-select/llm"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,7 +50,7 @@ func TestApplyQuirks(t *testing.T) {
 			if _, err := envconfig.BackendDenylistFromEnv(); err != nil {
 				t.Fatal(err)
 			}
-			got, decisions := applyQuirks(tc.gpus, tc.arch, backendQuirkRules(), tc.choices)
+			got, decisions := applyQuirks(tc.gpus, llm.ModelLoad{Arch: tc.arch}, backendQuirkRules(), tc.choices)
 			var names []string
 			for _, g := range got {
 				names = append(names, g.Library+"@"+g.PCIID)
@@ -87,13 +88,13 @@ func TestModelRunnerEnvQueues1(t *testing.T) {
 	defer func() {
 		t.Setenv("GPU_MAX_HW_QUEUES", "4")
 		t.Setenv("OLLAMA_BACKEND_DENYLIST", "rocm:gfx1201:*=queues1")
-		if env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, "qwen3"); env["GPU_MAX_HW_QUEUES"] != "" {
+		if env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, llm.ModelLoad{Arch: "qwen3"}); env["GPU_MAX_HW_QUEUES"] != "" {
 			t.Errorf("GPU_MAX_HW_QUEUES=%q overrides the user's 4", env["GPU_MAX_HW_QUEUES"])
 		}
 	}()
 	for _, tc := range cases {
 		t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
-		env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, tc.arch)
+		env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, llm.ModelLoad{Arch: tc.arch})
 		if got := env["GPU_MAX_HW_QUEUES"]; got != tc.want {
 			t.Errorf("denylist %q arch %s: GPU_MAX_HW_QUEUES=%q, want %q", tc.denylist, tc.arch, got, tc.want)
 		}

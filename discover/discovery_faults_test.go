@@ -3,6 +3,7 @@ package discover
 import (
 	"bytes"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/llm"
 	"log/slog"
 	"testing"
 
@@ -108,7 +109,7 @@ func TestNextLibrary(t *testing.T) {
 		{"both denied", denyBoth, choices, "CPU"},
 		{"no twin known", denyROCm, nil, "CPU"},
 	} {
-		if got := nextLibrary("0000:03:00.0", "ROCm", "gfx1200", "qwen2", tt.rules, tt.choices); got != tt.want {
+		if got := nextLibrary("0000:03:00.0", "ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen2"}, tt.rules, tt.choices); got != tt.want {
 			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
 		}
 	}

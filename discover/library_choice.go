@@ -190,7 +190,7 @@ var (
 // the chosen devices.
 func selectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
 	pref := envconfig.LLMLibraryPreference()
-	p := Decide(PlanInput{Devices: devices, Preference: pref})
+	p, _ := Decide(PlanInput{Devices: devices, Preference: pref}) // no model: no option to refuse
 	logLibraryChoices(p, pref)
 	libraryChoicesMu.Lock()
 	discovered, libraryChoices, libraryExcluded = devices, p.Choices, p.Excluded

@@ -175,7 +175,8 @@ func TestLogLibraryChoices(t *testing.T) {
 		dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 		dev("flat", "Vulkan", "0", "0000:03:00.0", "", false),
 	}
-	logLibraryChoices(Decide(PlanInput{Devices: devices, Preference: pref}), pref)
+	p, _ := Decide(PlanInput{Devices: devices, Preference: pref})
+	logLibraryChoices(p, pref)
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {

@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"github.com/costa-os/ollama-backend-select/llm"
 	"io"
 	"log/slog"
 	"testing"
@@ -36,12 +37,14 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	rdna4 := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
 	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
 	choice := libraryChoice{Chosen: rdna4, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
-	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", backendQuirkRules(), []libraryChoice{choice})
-	logQuirkDecisions("tiny", "qwen3", decisions)
-	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, "qwen3", backendQuirkRules(), nil)
-	logQuirkDecisions("tiny", "qwen3", decisions) // the WARN: no alternate
+	qwen3 := llm.ModelLoad{Name: "tiny", Arch: "qwen3", Vision: true, Library: "vulkan", LibrarySource: "model parameter"}
+	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, backendQuirkRules(), []libraryChoice{choice})
+	logQuirkDecisions(qwen3, decisions)
+	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, backendQuirkRules(), nil)
+	logQuirkDecisions(qwen3, decisions) // the WARN: no alternate
 	pref, _ := envconfig.ParseLLMLibrary("cuda")
-	logLibraryChoices(Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref}), pref)
+	p, _ := Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref})
+	logLibraryChoices(p, pref)
 	for _, r := range builtinQuirks() {
 		slog.Info("rule", "rule", r)
 	}

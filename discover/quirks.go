@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/llm"
 )
 
 // QuirkAction says what to do when a quirk rule matches a device and model.
@@ -56,6 +57,11 @@ type QuirkRule struct {
 	// architecture.
 	ArchPatterns []string
 
+	// Capabilities are model capabilities the rule needs besides the
+	// architecture (envconfig.BackendDenyCapabilities: "vision", a model
+	// that loads a vision projector). Empty: every model of the archs.
+	Capabilities []string
+
 	// Action is what to do when the rule matches.
 	Action QuirkAction
 
@@ -64,6 +70,10 @@ type QuirkRule struct {
 
 	// Source says where the rule came from.
 	Source QuirkSource
+
+	// MESFirmware is, for a learned rule, the GPU's MES firmware version
+	// when it was learned; "" otherwise.
+	MESFirmware string
 }
 
 // quirkQwen3Archs are the GGUF general.architecture values of the Qwen3
@@ -165,7 +175,7 @@ func (r QuirkRule) String() string {
 		lib = r.Library
 	}
 	// One formatter for both: a rule is written as the entry that makes it.
-	return envconfig.BackendDenyEntry{Library: lib, Compute: r.ComputePattern, Archs: r.ArchPatterns, Action: string(r.Action)}.String()
+	return envconfig.BackendDenyEntry{Library: lib, Compute: r.ComputePattern, Archs: r.ArchPatterns, Capabilities: r.Capabilities, Action: string(r.Action)}.String()
 }
 
 // LogValue implements slog.LogValuer.
@@ -177,6 +187,9 @@ func (r QuirkRule) LogValue() slog.Value {
 	if len(r.ArchPatterns) > 0 {
 		attrs = append(attrs, slog.String("archs", strings.Join(r.ArchPatterns, ",")))
 	}
+	if len(r.Capabilities) > 0 {
+		attrs = append(attrs, slog.String("capabilities", strings.Join(r.Capabilities, ",")))
+	}
 	attrs = append(attrs,
 		slog.String("action", string(r.Action)),
 		slog.String("from", string(r.Source)),
@@ -186,6 +199,10 @@ func (r QuirkRule) LogValue() slog.Value {
 	}
 	return slog.GroupValue(attrs...)
 }
+
+// everyModel reports whether the rule applies to every model: every
+// architecture and no capability needed.
+func (r QuirkRule) everyModel() bool { return r.everyArch() && len(r.Capabilities) == 0 }
 
 // everyArch reports whether the rule applies to every model architecture:
 // it has no arch patterns, or one of them is all '*'.
@@ -202,22 +219,28 @@ func (r QuirkRule) everyArch() bool {
 }
 
 // Matches reports whether the rule applies to a device of the given library
-// and compute string (as ml.DeviceInfo reports them) running a model of the
-// given GGUF architecture. Library names compare case-insensitively with
-// "hip" standing for "ROCm"; compute and arch compare case-insensitively. An
-// empty arch (model not known yet) matches only rules for every arch. A
-// malformed pattern matches nothing; Validate reports it.
-func (r QuirkRule) Matches(library, compute, arch string) bool {
+// and compute string (as ml.DeviceInfo reports them) running model m.
+// Library names compare case-insensitively with "hip" standing for "ROCm";
+// compute and arch compare case-insensitively. An empty arch (model not
+// known yet) matches only rules for every arch; a rule that needs "vision"
+// matches only a model that loads a projector. A malformed pattern matches
+// nothing; Validate reports it.
+func (r QuirkRule) Matches(library, compute string, m llm.ModelLoad) bool {
 	if !r.matchesDevice(library, compute) {
 		return false
+	}
+	for _, c := range r.Capabilities {
+		if !strings.EqualFold(c, "vision") || !m.Vision {
+			return false
+		}
 	}
 	if r.everyArch() {
 		return true
 	}
-	if arch == "" {
+	if m.Arch == "" {
 		return false
 	}
-	arch = strings.ToLower(arch)
+	arch := strings.ToLower(m.Arch)
 	for _, p := range r.ArchPatterns {
 		if ok, err := path.Match(strings.ToLower(p), arch); err == nil && ok {
 			return true
@@ -235,10 +258,10 @@ func (r QuirkRule) matchesDevice(library, compute string) bool {
 }
 
 // matchQuirks returns the rules that match, in table order.
-func matchQuirks(rules []QuirkRule, library, compute, arch string) []QuirkRule {
+func matchQuirks(rules []QuirkRule, library, compute string, m llm.ModelLoad) []QuirkRule {
 	var out []QuirkRule
 	for _, r := range rules {
-		if r.Matches(library, compute, arch) {
+		if r.Matches(library, compute, m) {
 			out = append(out, r)
 		}
 	}
@@ -247,9 +270,9 @@ func matchQuirks(rules []QuirkRule, library, compute, arch string) []QuirkRule {
 
 // DeniesLibrary returns the first QuirkUseOtherLibrary rule that matches, if
 // any: the library should not run this model on this device.
-func DeniesLibrary(rules []QuirkRule, library, compute, arch string) (QuirkRule, bool) {
+func DeniesLibrary(rules []QuirkRule, library, compute string, m llm.ModelLoad) (QuirkRule, bool) {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && r.Matches(library, compute, arch) {
+		if r.Action == QuirkUseOtherLibrary && r.Matches(library, compute, m) {
 			return r, true
 		}
 	}
@@ -262,7 +285,7 @@ func DeniesLibrary(rules []QuirkRule, library, compute, arch string) (QuirkRule,
 // ROCR_VISIBLE_DEVICES).
 func deniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool) {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && r.everyArch() && r.matchesDevice(library, compute) {
+		if r.Action == QuirkUseOtherLibrary && r.everyModel() && r.matchesDevice(library, compute) {
 			return r, true
 		}
 	}

@@ -1,10 +1,12 @@
 package envconfig
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -33,7 +35,7 @@ const (
 	// input.
 	backendDenylistMaxLen = 4096
 
-	backendDenyForm      = "library:compute[:arch[,arch...]][=queues1]"
+	backendDenyForm      = "library:compute[:arch[,arch...][:vision]][=queues1]"
 	backendDenyLibraries = "rocm (or hip), cuda, vulkan"
 )
 
@@ -51,9 +53,20 @@ type BackendDenyEntry struct {
 	// it).
 	Archs []string
 
+	// Capabilities are model capabilities the entry needs besides the
+	// arch: "vision" (the model loads a vision projector, mmproj). Nil
+	// means every model of the archs.
+	Capabilities []string
+
 	// Action is BackendDenyUseOtherLibrary or BackendDenyQueues1.
 	Action string
 }
+
+// BackendDenyCapabilities are the model capabilities an entry may name,
+// with Ollama's own capability names: "vision" is a model that loads a
+// vision projector, which public reports tie to a GPU left busy
+// (docs/watchdog.md).
+var BackendDenyCapabilities = []string{"vision"}
 
 // String formats the entry in the syntax ParseBackendDenylist accepts, in
 // normalized form (lower-case library, default action omitted).
@@ -62,9 +75,13 @@ func (e BackendDenyEntry) String() string {
 	b.WriteString(strings.ToLower(e.Library))
 	b.WriteByte(':')
 	b.WriteString(e.Compute)
-	if len(e.Archs) > 0 {
+	if len(e.Archs) > 0 || len(e.Capabilities) > 0 {
 		b.WriteByte(':')
-		b.WriteString(strings.Join(e.Archs, ","))
+		b.WriteString(cmp.Or(strings.Join(e.Archs, ","), "*"))
+	}
+	if len(e.Capabilities) > 0 {
+		b.WriteByte(':')
+		b.WriteString(strings.Join(e.Capabilities, ","))
 	}
 	if e.Action != "" && e.Action != BackendDenyUseOtherLibrary {
 		b.WriteByte('=')
@@ -102,13 +119,16 @@ func (d BackendDenylist) String() string {
 // The value is a list of entries separated by whitespace or ';'. Each entry
 // has the form
 //
-//	library:compute[:arch[,arch...]][=queues1]
+//	library:compute[:arch[,arch...][:vision]][=queues1]
 //
 // library is rocm (or hip), cuda or vulkan, in any letter case. compute is a
 // glob on the compute string upstream's ml.DeviceInfo.Compute reports: the
 // gfx name for ROCm ("gfx1200"), "major.minor" for CUDA ("9.0"). The optional
 // arch list holds globs on the model's GGUF general.architecture ("qwen3",
-// "qwen3*"); without it, or with "*" in it, the entry covers every model. The
+// "qwen3*"); without it, or with "*" in it, the entry covers every model.
+// The optional fourth field names a model capability the entry needs:
+// "vision" covers only models that load a vision projector
+// ("rocm:gfx1201:*:vision"). The
 // optional "=queues1" keeps the library but starts the runner with
 // GPU_MAX_HW_QUEUES=1; without it the entry means "use another library".
 //
@@ -190,8 +210,8 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 	if len(fields) < 2 {
 		return BackendDenyEntry{}, errors.New("missing ':compute'")
 	}
-	if len(fields) > 3 {
-		return BackendDenyEntry{}, fmt.Errorf("%d ':'-separated fields, at most 3 accepted", len(fields))
+	if len(fields) > 4 {
+		return BackendDenyEntry{}, fmt.Errorf("%d ':'-separated fields, at most 4 accepted", len(fields))
 	}
 
 	lib, ok := CanonicalLibraryName(fields[0])
@@ -218,7 +238,18 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 	}
 	e.Compute = compute
 
-	if len(fields) == 3 {
+	if len(fields) == 4 {
+		for _, c := range strings.Split(fields[3], ",") {
+			c = strings.ToLower(c)
+			if !slices.Contains(BackendDenyCapabilities, c) {
+				return BackendDenyEntry{}, fmt.Errorf("unknown model capability %q (accepted: %s)", c, strings.Join(BackendDenyCapabilities, ", "))
+			}
+			if !slices.Contains(e.Capabilities, c) {
+				e.Capabilities = append(e.Capabilities, c)
+			}
+		}
+	}
+	if len(fields) >= 3 {
 		if fields[2] == "" {
 			return BackendDenyEntry{}, errors.New("empty arch list after the second ':'")
 		}

@@ -20,6 +20,20 @@ func TestParseBackendDenylist(t *testing.T) {
 		{name: "none alone", in: "none", want: BackendDenylist{DropBuiltins: true}},
 		{name: "none any case", in: "  NONE ", want: BackendDenylist{DropBuiltins: true}},
 		{
+			name: "vision models of every arch",
+			in:   "rocm:gfx1201:*:Vision",
+			want: BackendDenylist{Entries: []BackendDenyEntry{
+				{Library: "ROCm", Compute: "gfx1201", Capabilities: []string{"vision"}, Action: BackendDenyUseOtherLibrary},
+			}},
+		},
+		{
+			name: "qwen3 vision models, queues1",
+			in:   "rocm:gfx1200:qwen3*:vision,vision=queues1",
+			want: BackendDenylist{Entries: []BackendDenyEntry{
+				{Library: "ROCm", Compute: "gfx1200", Archs: []string{"qwen3*"}, Capabilities: []string{"vision"}, Action: BackendDenyQueues1},
+			}},
+		},
+		{
 			name: "rocm with arch glob",
 			in:   "rocm:gfx1200:qwen3*",
 			want: BackendDenylist{Entries: []BackendDenyEntry{
@@ -116,7 +130,8 @@ func TestParseBackendDenylistErrors(t *testing.T) {
 		{name: "empty arch list", in: "rocm:gfx1200:", wantIn: []string{"empty arch list"}},
 		{name: "empty arch item", in: "rocm:gfx1200:qwen3,,qwen35", wantIn: []string{`empty arch in list "qwen3,,qwen35"`}},
 		{name: "trailing comma", in: "rocm:gfx1200:qwen3,", wantIn: []string{"empty arch in list"}},
-		{name: "too many fields", in: "rocm:gfx1200:qwen3:extra", wantIn: []string{"4 ':'-separated fields"}},
+		{name: "unknown capability", in: "rocm:gfx1200:qwen3:extra", wantIn: []string{`unknown model capability "extra" (accepted: vision)`}},
+		{name: "too many fields", in: "rocm:gfx1200:qwen3:vision:x", wantIn: []string{"5 ':'-separated fields"}},
 		{name: "bad compute glob", in: "rocm:gfx120[", wantIn: []string{`compute "gfx120["`, "bad glob"}, isErr: path.ErrBadPattern},
 		{name: "bad arch glob", in: "rocm:gfx1200:qwen[3", wantIn: []string{`arch "qwen[3"`, "bad glob"}, isErr: path.ErrBadPattern},
 		{name: "unknown action", in: "rocm:gfx1201=reboot", wantIn: []string{`unknown action "reboot"`, "queues1"}},
@@ -192,6 +207,7 @@ func FuzzParseBackendDenylist(f *testing.F) {
 		"rocm:gfx120*",
 		"cuda:9.0:qwen3",
 		"rocm:gfx1201:*=queues1",
+		"rocm:gfx1201:*:vision",
 		"none rocm:gfx1100",
 		"hip:GFX1200:qwen3,qwen35moe;vulkan:*",
 		"rocm:gfx120[",

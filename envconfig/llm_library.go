@@ -55,6 +55,17 @@ func isMLXVariant(name string) bool {
 // is never used to build a path. One mlx_<variant> value alone (Ollama's MLX
 // runner reads it) is accepted as no GGML preference: see MLXVariant.
 func ParseLLMLibrary(value string) (LibraryPreference, error) {
+	p, err := parseLibraryList(value)
+	if err != nil {
+		return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q: %w", strings.TrimSpace(value), err)
+	}
+	return p, nil
+}
+
+// parseLibraryList parses the grammar OLLAMA_LLM_LIBRARY and the per-model
+// `library` option share; its errors name the item and the accepted names,
+// the caller names the setting.
+func parseLibraryList(value string) (LibraryPreference, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return LibraryPreference{}, nil
@@ -62,16 +73,17 @@ func ParseLLMLibrary(value string) (LibraryPreference, error) {
 	if name := strings.ToLower(value); isMLXVariant(name) {
 		return LibraryPreference{mlx: name}, nil
 	}
+	accepted := "one of " + strings.Join(llmLibraryNames, ", ") + ", or a comma-separated list of them"
 	var p LibraryPreference
 	for _, item := range strings.Split(value, ",") {
 		name := strings.ToLower(strings.TrimSpace(item))
 		switch {
 		case isMLXVariant(name):
-			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q: the MLX runner variant %q must be the only value; accepted: one of %s, or a comma-separated list of them, or one mlx_<variant>", value, name, strings.Join(llmLibraryNames, ", "))
+			return LibraryPreference{}, fmt.Errorf("the MLX runner variant %q must be the only value; accepted: %s, or one mlx_<variant>", name, accepted)
 		case name == "":
-			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY=%q has an empty item; accepted: one of %s, or a comma-separated list of them", value, strings.Join(llmLibraryNames, ", "))
+			return LibraryPreference{}, fmt.Errorf("empty item; accepted: %s", accepted)
 		case !isLLMLibraryName(name):
-			return LibraryPreference{}, fmt.Errorf("OLLAMA_LLM_LIBRARY: %q is not a library name; accepted: one of %s, or a comma-separated list of them, or one mlx_<variant>", strings.TrimSpace(item), strings.Join(llmLibraryNames, ", "))
+			return LibraryPreference{}, fmt.Errorf("%q is not a library name; accepted: %s", strings.TrimSpace(item), accepted)
 		}
 		if !p.Names(name) {
 			p.names = append(p.names, name)

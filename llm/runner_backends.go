@@ -101,11 +101,25 @@ func appendRunnerDeviceArgs(params []string, devices []ml.DeviceInfo) []string {
 	return params
 }
 
+// ModelLoad is what the backend decision knows of a model when it loads.
+type ModelLoad struct {
+	// Name is the model's short name, for logs.
+	Name string
+	// Arch is the model's GGUF general.architecture, "qwen3".
+	Arch string
+	// Vision is set when the model loads a vision projector (mmproj).
+	Vision bool
+	// Library is the model's `library` option as the request carries it
+	// (request option over the model's parameter), "" when unset, and
+	// LibrarySource says which of the two set it: "request option" or
+	// "model parameter".
+	Library, LibrarySource string
+}
+
 // RunnerEnvHook adds variables to a model runner's environment from what is
-// known when the model loads: its devices and the model's architecture
-// (general.architecture). discover registers the quirk table's this way,
-// since llm cannot import discover.
-type RunnerEnvHook func(devices []ml.DeviceInfo, arch string) map[string]string
+// known when the model loads: its devices and the model's traits. discover
+// registers the quirk table's this way, since llm cannot import discover.
+type RunnerEnvHook func(devices []ml.DeviceInfo, m ModelLoad) map[string]string
 
 var runnerEnvHooks []RunnerEnvHook
 
@@ -113,12 +127,12 @@ var runnerEnvHooks []RunnerEnvHook
 // It is meant for package initialisation, before runners start.
 func AddRunnerEnvHook(h RunnerEnvHook) { runnerEnvHooks = append(runnerEnvHooks, h) }
 
-// ModelRunnerEnv is RunnerEnv for a runner that loads a model of
-// architecture arch, with what the hooks add.
-func ModelRunnerEnv(devices []ml.DeviceInfo, arch string) map[string]string {
+// ModelRunnerEnv is RunnerEnv for a runner that loads model m, with what
+// the hooks add.
+func ModelRunnerEnv(devices []ml.DeviceInfo, m ModelLoad) map[string]string {
 	env := RunnerEnv(devices)
 	for _, h := range runnerEnvHooks {
-		for k, v := range h(devices, arch) {
+		for k, v := range h(devices, m) {
 			env[k] = v
 		}
 	}

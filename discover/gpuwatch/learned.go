@@ -76,6 +76,12 @@ type learnedQuirk struct {
 	Model string `json:"model,omitempty"`
 	PCIID string `json:"pci_id,omitempty"`
 
+	// MESFirmware is the GPU's MES firmware version when the quirk was
+	// learned ("0x00000080"); "" where the kernel does not expose it. When
+	// the GPU later reports another version the quirk is dropped, so the
+	// library is tried again once (watcher.learnedRules).
+	MESFirmware string `json:"mes_fw_version,omitempty"`
+
 	// LearnedAt is when the quirk was recorded.
 	LearnedAt time.Time `json:"learned_at"`
 }
@@ -83,7 +89,11 @@ type learnedQuirk struct {
 // rule returns the quirk as a rule of the quirk table: the library is not
 // used for the architecture on devices of that compute.
 func (q learnedQuirk) rule() discover.QuirkRule {
-	reason := fmt.Sprintf("learned on this machine on %s (%s", q.LearnedAt.UTC().Format(time.DateOnly), q.Cause)
+	reason := fmt.Sprintf("learned on this machine on %s", q.LearnedAt.UTC().Format(time.DateOnly))
+	if q.MESFirmware != "" {
+		reason += " with MES firmware " + q.MESFirmware
+	}
+	reason += fmt.Sprintf(" (%s", q.Cause)
 	if q.Evidence != "" {
 		reason += ": " + q.Evidence
 	}
@@ -95,6 +105,7 @@ func (q learnedQuirk) rule() discover.QuirkRule {
 		Action:         discover.QuirkUseOtherLibrary,
 		Reason:         reason,
 		Source:         discover.QuirkSourceLearned,
+		MESFirmware:    q.MESFirmware,
 	}
 }
 
@@ -512,6 +523,23 @@ func (s *learnedQuirks) writeLocked(next learnedQuirksState) error {
 	s.state.Version = learnedQuirksVersion
 	s.stamp, _ = s.statLocked()
 	return nil
+}
+
+// drop removes the quirk with the key and writes the file; false when it is
+// not recorded.
+func (s *learnedQuirks) drop(key string) (bool, error) {
+	if s == nil {
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+	next := s.state
+	next.Quirks = slices.DeleteFunc(slices.Clone(s.state.Quirks), func(q learnedQuirk) bool { return q.key() == key })
+	if len(next.Quirks) == len(s.state.Quirks) {
+		return false, nil
+	}
+	return true, s.writeLocked(next)
 }
 
 // forget removes every learned quirk and stuck-GPU record by removing the

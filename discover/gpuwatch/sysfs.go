@@ -24,6 +24,10 @@ const (
 	watchdogUeventFile = "uevent"
 	watchdogHwmonDir   = "hwmon"
 	watchdogBootIDFile = "proc/sys/kernel/random/boot_id"
+	// watchdogMESFile is amdgpu's MES firmware version (hexadecimal,
+	// "0x00000080"), which AMD asks for in reports of a GPU stuck busy
+	// (ROCm/ROCm#6298). Kernels without MES support lack it.
+	watchdogMESFile = "fw_version/mes_fw_version"
 )
 
 // watchdogPowerFiles are the hwmon power readings tried in order: amdgpu
@@ -308,6 +312,32 @@ func readBusy(fsys watchdogFS, card string) (int, error) {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
+}
+
+// readMESFirmware reads a card's MES firmware version, normalized to
+// "0x" and 8 lower-case hex digits; "" when the kernel does not expose it or
+// the file holds something else.
+func readMESFirmware(fsys watchdogFS, card string) string {
+	data, err := readWatchdogFile(fsys, path.Join(watchdogDRMDir, card, "device", watchdogMESFile))
+	if err != nil {
+		return ""
+	}
+	return parseMESFirmware(data)
+}
+
+// parseMESFirmware accepts "0x" and 1 to 8 hex digits, with surrounding
+// space; anything else gives "".
+func parseMESFirmware(data []byte) string {
+	s := strings.TrimSpace(string(data))
+	hex, ok := strings.CutPrefix(strings.ToLower(s), "0x")
+	if !ok {
+		return ""
+	}
+	v, ok := parseWatchdogHex(hex, 8, 1<<32-1)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("0x%08x", v)
 }
 
 // readClock reads a card's current and top core clock from pp_dpm_sclk;

@@ -353,3 +353,20 @@ func FuzzWatchdogPCIID(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMESFirmware(t *testing.T) {
+	for in, want := range map[string]string{
+		"0x00000080\n": "0x00000080",
+		"0x7a":         "0x0000007a",
+		" 0X0000007A ": "0x0000007a",
+		"80":           "",
+		"0x":           "",
+		"0x123456789":  "",
+		"0xzz":         "",
+		"":             "",
+	} {
+		if got := parseMESFirmware([]byte(in)); got != want {
+			t.Errorf("parseMESFirmware(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -76,6 +77,10 @@ type runnerExit struct {
 
 	// Arch is the model's GGUF general.architecture ("qwen3").
 	Arch string
+
+	// Vision is set when the model loaded a vision projector (mmproj),
+	// which public reports tie to a GPU left busy.
+	Vision bool
 
 	// GPUs are the GPUs the runner used (runnerGPUs).
 	GPUs []runnerGPU
@@ -186,10 +191,14 @@ type gpuWatch struct {
 // runnerSuspect is a runner that used a GPU since it was last seen idle.
 type runnerSuspect struct {
 	Library, Compute, Arch, Model string
+	Vision                        bool
 }
 
 func (s runnerSuspect) String() string {
 	out := s.Library + " " + cmp.Or(s.Arch, "unknown-arch")
+	if s.Vision {
+		out += "+vision"
+	}
 	if s.Model != "" {
 		out += " (" + s.Model + ")"
 	}
@@ -275,7 +284,7 @@ func (w *watcher) runnerExited(ctx context.Context, exit runnerExit) {
 			gw = &gpuWatch{}
 			w.watches[pci] = gw
 		}
-		s := runnerSuspect{Library: g.Library, Compute: g.Compute, Arch: exit.Arch, Model: exit.Model}
+		s := runnerSuspect{Library: g.Library, Compute: g.Compute, Arch: exit.Arch, Model: exit.Model, Vision: exit.Vision}
 		gw.suspects = slices.DeleteFunc(gw.suspects, s.same)
 		gw.suspects = append([]runnerSuspect{s}, gw.suspects...)
 		if len(gw.suspects) > watchdogMaxSuspects {
@@ -352,9 +361,39 @@ func (w *watcher) learnFromCrashes(q learnedQuirk) {
 		w.logger().Warn("runner keeps dying; could not record a learned backend quirk", append(attrs, "error", err,
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
 	case added:
-		w.logger().Error(crashQuirkMsg, append(attrs, "next", discover.NextLibrary(q.PCIID, q.Library, q.Compute, q.Arch, w.Quirks.rules()...),
+		w.logger().Error(crashQuirkMsg, append(attrs, "next", discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch}, w.Quirks.rules()...),
 			"file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
+}
+
+// learnedRules returns the learned quirks as rules, without those learned
+// under another MES firmware than the GPU reports now: a firmware update may
+// have fixed the cause, so the quirk is dropped and the library tried again
+// once; if the GPU sticks again, the quirk is learned again with the new
+// version. A GPU whose version cannot be read keeps its quirks.
+func (w *watcher) learnedRules() []discover.QuirkRule {
+	for _, q := range w.Quirks.all() {
+		if q.MESFirmware == "" || q.PCIID == "" || !w.drmAvailable() {
+			continue
+		}
+		card, ok := w.cardFor(q.PCIID)
+		if !ok {
+			continue
+		}
+		now := readMESFirmware(w.fs(), card)
+		if now == "" || now == q.MESFirmware {
+			continue
+		}
+		dropped, err := w.Quirks.drop(q.key())
+		switch {
+		case err != nil:
+			w.logger().Warn("GPU watchdog: the GPU's firmware changed, but the learned quirk could not be dropped", "pci_id", q.PCIID, "rule", q.rule().String(), "error", err)
+		case dropped:
+			w.logger().Info("GPU watchdog: the GPU's MES firmware changed since a quirk was learned; trying the library again for this model",
+				"pci_id", q.PCIID, "rule", q.rule().String(), "learned_with", q.MESFirmware, "mes_fw_version", now, "model", q.Model)
+		}
+	}
+	return w.Quirks.rules()
 }
 
 // drmAvailable reports, looking once, whether the root has DRM sysfs.
@@ -544,7 +583,7 @@ func (w *watcher) finish(pci string, gen int, outcome watchOutcome, f finding) {
 	case outcome == watchStuck && wasStuck:
 		w.logger().Warn("GPU watchdog: the GPU is still busy with no runner on it; not blaming the runners since",
 			"pci_id", pci, "card", prev.Card, "busy_min", f.BusyMin, "busy_max", f.BusyMax,
-			"stuck_since", prev.DetectedAt, "stuck_after", runnerSuspect{prev.Library, prev.Compute, prev.Arch, prev.Model}.String(),
+			"stuck_since", prev.DetectedAt, "stuck_after", runnerSuspect{prev.Library, prev.Compute, prev.Arch, prev.Model, prev.Vision}.String(),
 			"since", joinSuspects(suspects), "remedy", prev.Remedy)
 	case outcome == watchStuck:
 		w.report(pci, f, suspects)
@@ -557,7 +596,8 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 	if len(suspects) > 0 {
 		last = suspects[0]
 	}
-	f.Library, f.Compute, f.Arch, f.Model = last.Library, last.Compute, last.Arch, last.Model
+	f.Library, f.Compute, f.Arch, f.Model, f.Vision = last.Library, last.Compute, last.Arch, last.Model, last.Vision
+	f.MESFirmware = readMESFirmware(w.fs(), f.Card)
 	for _, s := range suspects[min(1, len(suspects)):] {
 		f.OtherRunners = append(f.OtherRunners, s.String())
 	}
@@ -572,6 +612,9 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 		Evidence: stuckEvidence(f),
 		Model:    last.Model,
 		PCIID:    pci,
+		// A firmware update may fix the cause: the rule is tried again
+		// once the GPU reports another version (watcher.learnedRules).
+		MESFirmware: f.MESFirmware,
 	}
 	var learnErr error
 	if n, err := q.normalize(); err == nil {
@@ -588,6 +631,9 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 		}
 	}
 	f.Remedy = remedyText(f.DenylistEntry, f.Arch, f.Library, f.GfxTarget, f.Learned)
+	if f.GfxTarget != "" {
+		f.Remedy += "; " + causeText(f, q)
+	}
 	if len(f.OtherRunners) > 0 {
 		f.Remedy = "several runners used this GPU since it was last idle (" + joinSuspects(suspects) +
 			"), so nothing was learned; if it happens again with one of them, " + f.Remedy
@@ -603,7 +649,8 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 
 	attrs := []any{
 		"pci_id", f.PCIID, "card", f.Card, "gfx_target", f.GfxTarget,
-		"library", f.Library, "compute", f.Compute, "arch", f.Arch, "model", f.Model,
+		"library", f.Library, "compute", f.Compute, "arch", f.Arch, "model", f.Model, "vision", f.Vision,
+		"mes_fw_version", cmp.Or(f.MESFirmware, "unknown"),
 		"busy_min", f.BusyMin, "busy_max", f.BusyMax, "window", f.Window,
 		"sclk_mhz", f.ClockMHz, "sclk_max_mhz", f.MaxClockMHz, "power_w", powerWatts(f.PowerMicrowatts),
 	}
@@ -720,6 +767,34 @@ func powerWatts(uw int64) float64 {
 		return -1
 	}
 	return float64(uw) / 1e6
+}
+
+// causeText points at the likely cause and what the user can try, with the
+// public evidence: AMD puts the stuck-busy state on the MES firmware and asks
+// for its version (ROCm/ROCm#6298); llama.cpp reports tie it to a loaded
+// vision projector (ggml-org/llama.cpp#21430, #23965); one hardware queue
+// helped an R9700 owner (ROCm/ROCm#5706); a Modelfile's `PARAMETER library
+// vulkan` moves only this model.
+func causeText(f finding, q learnedQuirk) string {
+	fw := "the MES firmware version is not exposed by this kernel"
+	if f.MESFirmware != "" {
+		fw = "MES firmware " + f.MESFirmware
+	}
+	parts := []string{fmt.Sprintf("likely cause: GPU firmware (%s; AMD tracks this state at https://github.com/ROCm/ROCm/issues/6298, report the version there)", fw)}
+	if f.Vision {
+		parts = append(parts, "the model had a vision projector loaded, which https://github.com/ggml-org/llama.cpp/issues/21430 and /23965 tie to a busy GPU (OLLAMA_BACKEND_DENYLIST="+
+			strings.ToLower(q.Library)+":"+strings.ToLower(q.Compute)+":*:vision covers every vision model)")
+	}
+	if !envconfig.SameLibrary(q.Library, "ROCm") {
+		return strings.Join(parts, "; ")
+	}
+	if n, err := q.normalize(); err == nil {
+		parts = append(parts, "to keep "+q.Library+" with one hardware queue instead (helped on gfx1201, https://github.com/ROCm/ROCm/issues/5706): OLLAMA_BACKEND_DENYLIST="+n.rule().String()+"=queues1")
+	}
+	if f.Model != "" {
+		parts = append(parts, "to move only this model: PARAMETER library vulkan in its Modelfile, or \"options\": {\"library\": \"vulkan\"} per request")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // remedyText tells the user how to keep the library off the GPU for the

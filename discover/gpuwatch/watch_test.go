@@ -3,6 +3,7 @@ package gpuwatch
 import (
 	"context"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/llm"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -30,8 +31,9 @@ type fakeCard struct {
 	// link lays the card out as the kernel does, with "device" a link to
 	// the PCI function; otherwise "device" is a directory with a uevent.
 	link bool
-	// busy, sclk and power are file contents; "" leaves the file out.
-	busy, sclk, power string
+	// busy, sclk, power and mes (fw_version/mes_fw_version) are file
+	// contents; "" leaves the file out.
+	busy, sclk, power, mes string
 }
 
 // buildFakeSysfs builds a sysfs tree of cards in a temporary root.
@@ -64,6 +66,10 @@ func buildFakeSysfs(t *testing.T, cards ...fakeCard) string {
 		}
 		if c.power != "" {
 			writeFile(t, filepath.Join(dev, "hwmon", "hwmon4", "power1_average"), c.power)
+		}
+		if c.mes != "" {
+			mkdir(t, filepath.Join(dev, "fw_version"))
+			writeFile(t, filepath.Join(dev, filepath.FromSlash(watchdogMESFile)), c.mes)
 		}
 		// A connector, which is not a card.
 		mkdir(t, filepath.Join(drm, c.name+"-DP-1"))
@@ -473,18 +479,25 @@ func TestWatchdogErrorLine(t *testing.T) {
 		Msg:   "GPU stayed busy after its runner exited; it may stay stuck until reboot",
 		Attrs: map[string]string{
 			"pci_id": "0000:03:00.0", "card": "card1", "gfx_target": "gfx1200",
-			"library": "ROCm", "compute": "gfx1200", "arch": "qwen3", "model": "qwen3:8b",
-			"busy_min": "100", "busy_max": "100", "window": "2s",
+			"library": "ROCm", "compute": "gfx1200", "arch": "qwen3", "model": "qwen3:8b", "vision": "false",
+			"mes_fw_version": "0x00000080",
+			"busy_min":       "100", "busy_max": "100", "window": "2s",
 			"sclk_mhz": "3470", "sclk_max_mhz": "3470", "power_w": "66",
 			"learned": "true", "file": w.Quirks.path(),
 			"remedy": "learned: qwen3 models will not use ROCm on this GPU from their next load (to forget: OLLAMA_BACKEND_QUIRKS_RESET=1 and restart); " +
 				"to make it permanent, set OLLAMA_BACKEND_DENYLIST=rocm:gfx1200:qwen3 keeps ROCm off this GPU for qwen3 models, " +
 				"or OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model; " +
-				"the GPU itself recovers only after a reboot or an amdgpu module reload",
+				"the GPU itself recovers only after a reboot or an amdgpu module reload; " +
+				"likely cause: GPU firmware (MES firmware 0x00000080; AMD tracks this state at https://github.com/ROCm/ROCm/issues/6298, report the version there); " +
+				"to keep ROCm with one hardware queue instead (helped on gfx1201, https://github.com/ROCm/ROCm/issues/5706): OLLAMA_BACKEND_DENYLIST=rocm:gfx1200:qwen3=queues1; " +
+				`to move only this model: PARAMETER library vulkan in its Modelfile, or "options": {"library": "vulkan"} per request`,
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ERROR line mismatch (-want +got):\n%s", diff)
+	}
+	if f := w.stuckGPUs(); len(f) != 1 || f[0].MESFirmware != "0x00000080" {
+		t.Errorf("StuckGPUs = %+v, want the MES firmware version", f)
 	}
 
 	rules := w.Quirks.rules()
@@ -492,7 +505,7 @@ func TestWatchdogErrorLine(t *testing.T) {
 		t.Fatalf("learned rules = %v, want one", rules)
 	}
 	if r := rules[0]; r.String() != "rocm:gfx1200:qwen3" || r.Source != discover.QuirkSourceLearned || r.Action != discover.QuirkUseOtherLibrary ||
-		!r.Matches("ROCm", "gfx1200", "qwen3") || r.Matches("ROCm", "gfx1200", "qwen2") || r.Matches("Vulkan", "0.0", "qwen3") {
+		!r.Matches("ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen3"}) || r.Matches("ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen2"}) || r.Matches("Vulkan", "0.0", llm.ModelLoad{Arch: "qwen3"}) {
 		t.Errorf("learned rule %+v does not keep ROCm off gfx1200 for qwen3 only", r)
 	}
 	if !strings.Contains(rules[0].Reason, "stayed 100-100% busy for 2s after the runner exited, core clock 3470 MHz of 3470, 66.0 W") {
@@ -923,7 +936,8 @@ func TestWatchdogGfxFromKFD(t *testing.T) {
 		t.Fatalf("StuckGPUs = %+v, want gfx1200 from KFD, not learned", f)
 	}
 	want := "set OLLAMA_BACKEND_DENYLIST=vulkan:0.0:qwen3 keeps Vulkan off this GPU for qwen3 models, or OLLAMA_LLM_LIBRARY=rocm uses ROCm for every model; " +
-		"the GPU itself recovers only after a reboot or an amdgpu module reload"
+		"the GPU itself recovers only after a reboot or an amdgpu module reload; " +
+		"likely cause: GPU firmware (MES firmware 0x00000080; AMD tracks this state at https://github.com/ROCm/ROCm/issues/6298, report the version there)"
 	if f[0].Remedy != want {
 		t.Errorf("Remedy = %q\nwant     %q", f[0].Remedy, want)
 	}
@@ -932,5 +946,78 @@ func TestWatchdogGfxFromKFD(t *testing.T) {
 	}
 	if len(w.Quirks.all()) != 0 {
 		t.Errorf("learned %v", w.Quirks.all())
+	}
+}
+
+// TestWatchdogVisionModel: the finding says that a projector was loaded and
+// points at the vision entry.
+func TestWatchdogVisionModel(t *testing.T) {
+	root := buildFakeSysfs(t, card1)
+	w, logs := newTestWatcher(t, root, &scriptFS{}, noRunner)
+	exit := qwen3OnROCm
+	exit.Vision = true
+	w.runnerExited(context.Background(), exit)
+	w.wait()
+	errs := logs.At(slog.LevelError)
+	if len(errs) != 1 {
+		t.Fatalf("%d ERROR records, want 1", len(errs))
+	}
+	if errs[0].Attrs["vision"] != "true" || errs[0].Attrs["mes_fw_version"] != "unknown" {
+		t.Errorf("ERROR attrs vision=%q mes_fw_version=%q, want true and unknown (no fw_version file)", errs[0].Attrs["vision"], errs[0].Attrs["mes_fw_version"])
+	}
+	for _, part := range []string{"the MES firmware version is not exposed by this kernel", "OLLAMA_BACKEND_DENYLIST=rocm:gfx1200:*:vision covers every vision model"} {
+		if !strings.Contains(errs[0].Attrs["remedy"], part) {
+			t.Errorf("remedy %q lacks %q", errs[0].Attrs["remedy"], part)
+		}
+	}
+}
+
+// TestWatchdogFirmwareUpdate: a quirk learned under one MES firmware is
+// dropped once the GPU reports another, so the library is tried again; a
+// second stuck-busy unload learns it again with the new version.
+func TestWatchdogFirmwareUpdate(t *testing.T) {
+	c := card1
+	c.mes = "0x00000080\n"
+	root := buildFakeSysfs(t, c)
+	w, logs := newTestWatcher(t, root, &scriptFS{}, noRunner)
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
+	rules := w.learnedRules()
+	if len(rules) != 1 || rules[0].MESFirmware != "0x00000080" || !strings.Contains(rules[0].Reason, "with MES firmware 0x00000080") {
+		t.Fatalf("learned rules %+v, want one with MES firmware 0x00000080", rules)
+	}
+	if again := w.learnedRules(); len(again) != 1 {
+		t.Fatalf("same firmware: rules %+v, want the rule kept", again)
+	}
+
+	mes := filepath.Join(root, "sys", "class", "drm", "card1", "device", filepath.FromSlash(watchdogMESFile))
+	writeFile(t, mes, "0x81\n")
+	if rules := w.learnedRules(); len(rules) != 0 {
+		t.Fatalf("after a firmware update: rules %+v, want none (tried again)", rules)
+	}
+	var info []capturedLog
+	for _, l := range logs.At(slog.LevelInfo) {
+		if strings.Contains(l.Msg, "MES firmware changed") {
+			info = append(info, l)
+		}
+	}
+	if len(info) != 1 || info[0].Attrs["learned_with"] != "0x00000080" || info[0].Attrs["mes_fw_version"] != "0x00000081" {
+		t.Errorf("INFO lines %+v, want one naming both versions", info)
+	}
+
+	// The GPU was reset for the update (idle again), then sticks again
+	// under the new firmware: learned again, with it.
+	busy := filepath.Join(root, "sys", "class", "drm", "card1", "device", watchdogBusyFile)
+	writeFile(t, busy, "0\n")
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
+	if f := w.stuckGPUs(); len(f) != 0 {
+		t.Fatalf("idle GPU still listed stuck: %+v", f)
+	}
+	writeFile(t, busy, "100\n")
+	w.runnerExited(context.Background(), qwen3OnROCm)
+	w.wait()
+	if rules := w.learnedRules(); len(rules) != 1 || rules[0].MESFirmware != "0x00000081" {
+		t.Errorf("after sticking again: rules %+v, want one with MES firmware 0x00000081", rules)
 	}
 }

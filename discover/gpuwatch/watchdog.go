@@ -17,6 +17,8 @@ import (
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/llm"
 )
 
 // Options configure a Watchdog. The zero value is what the server uses.
@@ -118,14 +120,14 @@ func (w *Watchdog) LoadStarting() {
 
 // RunnerLoaded records a runner that is now alive on its GPUs: ids are the
 // devices the runner reported (llm.LlamaServer.Load's result), devices the
-// list it was loaded with; model names it for logs and arch is its GGUF
-// general.architecture.
-func (w *Watchdog) RunnerLoaded(pid int, model, arch string, ids []ml.DeviceID, devices []ml.DeviceInfo) {
+// list it was loaded with; m is the model (its name for logs, its GGUF
+// general.architecture and whether it loaded a vision projector).
+func (w *Watchdog) RunnerLoaded(pid int, m llm.ModelLoad, ids []ml.DeviceID, devices []ml.DeviceInfo) {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
-	w.alive[pid] = runnerExit{Model: model, Arch: arch, GPUs: runnerGPUs(ids, devices)}
+	w.alive[pid] = runnerExit{Model: m.Name, Arch: m.Arch, Vision: m.Vision, GPUs: runnerGPUs(ids, devices)}
 	w.loadStarted = time.Time{}
 	w.mu.Unlock()
 }
@@ -156,7 +158,7 @@ func (w *Watchdog) LearnedRules() []discover.QuirkRule {
 	if w == nil || w.watch == nil {
 		return nil
 	}
-	return w.watch.Quirks.rules()
+	return w.watch.learnedRules()
 }
 
 // StuckGPUs lists the GPUs found stuck and not seen recovered since,

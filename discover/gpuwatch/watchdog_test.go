@@ -2,6 +2,7 @@ package gpuwatch
 
 import (
 	"context"
+	"github.com/costa-os/ollama-backend-select/llm"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -25,7 +26,7 @@ func TestRunnerAliveOn(t *testing.T) {
 	if !w.runnerAliveOn("0000:03:00.0") {
 		t.Error("a load in progress must count as alive on every GPU")
 	}
-	w.RunnerLoaded(42, "qwen3-tiny", "qwen3", []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+	w.RunnerLoaded(42, llm.ModelLoad{Name: "qwen3-tiny", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
 	if !w.runnerAliveOn("0000:03:00.0") || w.runnerAliveOn("0000:04:00.0") {
 		t.Error("alive must follow the runner's GPUs once loaded")
 	}
@@ -47,7 +48,7 @@ func TestRunnerAliveOn(t *testing.T) {
 func TestWatchdogNil(t *testing.T) {
 	var w *Watchdog
 	w.LoadStarting()
-	w.RunnerLoaded(1, "m", "qwen3", nil, nil)
+	w.RunnerLoaded(1, llm.ModelLoad{Name: "m", Arch: "qwen3"}, nil, nil)
 	w.RunnerExiting(1, nil)
 	if w.LearnedRules() != nil || w.StuckGPUs() != nil {
 		t.Error("a nil Watchdog reports something")
@@ -70,7 +71,7 @@ func TestNew(t *testing.T) {
 	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
 	for pid := range crashLimit {
 		w.LoadStarting()
-		w.RunnerLoaded(pid+100, "qwen3:8b", "qwen3", []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+		w.RunnerLoaded(pid+100, llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
 		w.RunnerExiting(pid+100, func() bool { return true })
 	}
 	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w.LearnedRules())); diff != "" {
