@@ -138,3 +138,20 @@ func ModelRunnerEnv(devices []ml.DeviceInfo, m ModelLoad) map[string]string {
 	}
 	return env
 }
+
+// NewModelLoad describes a model for the backend decision: requested is the
+// `library` option the request carries (Ollama merges the request's options
+// over the model's parameters), modelParams the model's own parameters,
+// which tell whether the value came from the model (`PARAMETER library` in
+// its Modelfile) or from the request.
+func NewModelLoad(name, arch string, vision bool, requested string, modelParams map[string]any) ModelLoad {
+	m := ModelLoad{Name: name, Arch: arch, Vision: vision, Library: requested}
+	if requested == "" {
+		return m
+	}
+	m.LibrarySource = "request option"
+	if v, ok := modelParams[envconfig.LibraryOptionName].(string); ok && v == requested {
+		m.LibrarySource = "model parameter"
+	}
+	return m
+}

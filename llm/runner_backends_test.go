@@ -81,3 +81,25 @@ func TestPlanRunnerDevices(t *testing.T) {
 		})
 	}
 }
+
+func TestNewModelLoad(t *testing.T) {
+	cases := []struct {
+		name      string
+		requested string
+		params    map[string]any
+		want      string
+	}{
+		{name: "unset", want: ""},
+		{name: "model parameter", requested: "vulkan", params: map[string]any{"library": "vulkan"}, want: "model parameter"},
+		{name: "request over parameter", requested: "rocm", params: map[string]any{"library": "vulkan"}, want: "request option"},
+		{name: "request only", requested: "rocm", want: "request option"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewModelLoad("m", "qwen3", true, tc.requested, tc.params)
+			if m.LibrarySource != tc.want || m.Library != tc.requested || !m.Vision || m.Arch != "qwen3" {
+				t.Errorf("NewModelLoad = %+v, want source %q", m, tc.want)
+			}
+		})
+	}
+}
