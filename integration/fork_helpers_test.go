@@ -234,6 +234,8 @@ type forkPSModel struct {
 	Size     int64  `json:"size"`
 	SizeVRAM int64  `json:"size_vram"`
 	Library  string `json:"library"`
+	// LibraryDecidedBy is the input that chose Library.
+	LibraryDecidedBy string `json:"library_decided_by"`
 }
 
 func forkGetJSON(t testing.TB, s *Server, path string, v any) {

@@ -505,28 +505,28 @@ func (s *Server) PS(ctx context.Context) (*api.ProcessResponse, error) {
 // CreateModel uploads a GGUF file as a blob and creates model name from it
 // (the API equivalent of `ollama create name` with "FROM ./file.gguf").
 func (s *Server) CreateModel(ctx context.Context, name, gguf string) error {
-	f, err := os.Open(gguf)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return err
-	}
-	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := s.Client.CreateBlob(ctx, digest, f); err != nil {
-		return fmt.Errorf("create blob: %w", err)
+	return s.CreateModelFiles(ctx, name, []string{gguf}, nil)
+}
+
+// CreateModelFiles uploads GGUF files as blobs (a model, and a vision
+// projector as a second file) and creates model name from them with the
+// parameters (a Modelfile's PARAMETER lines).
+func (s *Server) CreateModelFiles(ctx context.Context, name string, ggufs []string, params map[string]any) error {
+	files := make(map[string]string, len(ggufs))
+	for _, gguf := range ggufs {
+		digest, err := s.uploadBlob(ctx, gguf)
+		if err != nil {
+			return err
+		}
+		files[filepath.Base(gguf)] = digest
 	}
 	stream := false
 	var last api.ProgressResponse
-	err = s.Client.Create(ctx, &api.CreateRequest{
-		Model:  name,
-		Files:  map[string]string{filepath.Base(gguf): digest},
-		Stream: &stream,
+	err := s.Client.Create(ctx, &api.CreateRequest{
+		Model:      name,
+		Files:      files,
+		Parameters: params,
+		Stream:     &stream,
 	}, func(p api.ProgressResponse) error { last = p; return nil })
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
@@ -535,6 +535,27 @@ func (s *Server) CreateModel(ctx context.Context, name, gguf string) error {
 		return fmt.Errorf("create %s: final status %q", name, last.Status)
 	}
 	return nil
+}
+
+// uploadBlob uploads a file as a blob and returns its digest.
+func (s *Server) uploadBlob(ctx context.Context, file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	if err := s.Client.CreateBlob(ctx, digest, f); err != nil {
+		return "", fmt.Errorf("create blob %s: %w", file, err)
+	}
+	return digest, nil
 }
 
 // GenerateResult is the outcome of Generate.
