@@ -81,27 +81,29 @@ type QuirkRule struct {
 var quirkQwen3Archs = []string{"qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next", "qwen3vl", "qwen3vlmoe"}
 
 // builtinQuirks returns the built-in quirk table. The result is a fresh copy
-// the caller may modify.
+// the caller may modify. Each entry carries its evidence in Reason.
 //
-// The table holds one rule: ROCm on gfx1200 (RDNA4, RX 9060 XT) with Qwen3
-// family models uses another library. That is the seed report: with ROCm 7.2
-// those models leave the GPU at 100% busy and top clock after unload, after
-// the process exits too, until reboot; Qwen2.5 and Gemma 3 on the same GPU
-// and stack are fine, and Vulkan (RADV) is fine for every model.
+// ROCm on gfx1200 (RDNA4, RX 9060 XT) with Qwen3-family models uses another
+// library. That is the seed report: with ROCm 7.2 those models leave the GPU
+// at 100% busy and top clock after unload, after the process exits too,
+// until reboot; Qwen2.5 and Gemma 3 on the same GPU and stack are fine, and
+// Vulkan (RADV) is fine for every model.
 //
-// gfx1201 (RDNA4, RX 9070 / R9700) is deliberately not in the table. The
-// public gfx1201 reports (ROCm/ROCm#5706, ggml-org/llama.cpp#21430,
-// ROCm/ROCm#6298) show the same 100%-busy symptom under HIP, but they are not
-// the seed hardware and do not match the seed's shape: they are not tied to
-// Qwen3 (plain llama.cpp HIP sessions of any model), and in #5706 and #6298
-// the GPU recovers when the process exits. AMD attributes them to MES
-// firmware that affects gfx12, gfx11 and gfx906 alike (ROCm/ROCm#6298), and
-// GPU_MAX_HW_QUEUES=1 cleared it for one llama.cpp user on gfx1201. A
-// Qwen3-only rule would not cover what was reported, and a rule for every
-// model would move every gfx1201 user off ROCm on evidence that would equally
-// condemn gfx11. Owners of affected gfx1201 cards can opt in with
+// ROCm on gfx1201 (RDNA4, RX 9070 XT / R9700) with a model that loads a
+// vision projector uses another library. Two independent llama.cpp reports,
+// both HIP on gfx1201, tie a GPU held at full load to the loaded mmproj and
+// see it go away without --mmproj: ggml-org/llama.cpp#21430 (RX 9070 XT,
+// "mmproj keeps GPU at full load after inference") and #23965 (R9700, Qwen
+// 3.6 with mmproj-BF16, "GPU stays busy even when there are no requests";
+// without --mmproj "this issue does not appear"). Text-only models keep
+// ROCm on gfx1201: the other gfx1201 reports (ROCm/ROCm#5706, #6298) are not
+// tied to a model, recover when the process exits, and AMD attributes them
+// to MES firmware that affects gfx12, gfx11 and gfx906 alike; a rule for
+// every model would move every gfx1201 user off ROCm on evidence that would
+// equally condemn gfx11. Owners of affected cards can opt in with
 // OLLAMA_BACKEND_DENYLIST, e.g. "rocm:gfx1201:*=queues1" (keep ROCm, one
-// hardware queue) or "rocm:gfx1201:qwen3*" (Vulkan for Qwen3 models).
+// hardware queue, which cleared it for one R9700 owner in #5706) or
+// "rocm:gfx1201:qwen3*".
 func builtinQuirks() []QuirkRule {
 	return []QuirkRule{
 		{
@@ -114,6 +116,16 @@ func builtinQuirks() []QuirkRule {
 				"reports on gfx1201: https://github.com/ROCm/ROCm/issues/5706, " +
 				"https://github.com/ggml-org/llama.cpp/issues/21430; AMD attributes that state to MES firmware: " +
 				"https://github.com/ROCm/ROCm/issues/6298",
+			Source: QuirkSourceBuiltin,
+		},
+		{
+			Library:        "ROCm",
+			ComputePattern: "gfx1201",
+			Capabilities:   []string{"vision"},
+			Action:         QuirkUseOtherLibrary,
+			Reason: "a loaded vision projector (mmproj) kept gfx1201 (RDNA4, RX 9070 XT, R9700) at full load under HIP, " +
+				"and not without it: https://github.com/ggml-org/llama.cpp/issues/21430, " +
+				"https://github.com/ggml-org/llama.cpp/issues/23965",
 			Source: QuirkSourceBuiltin,
 		},
 	}

@@ -43,6 +43,7 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 	tests := []struct {
 		name                   string
 		library, compute, arch string
+		vision                 bool
 		wantDenied             bool
 	}{
 		{name: "qwen3 on gfx1200", library: "ROCm", compute: "gfx1200", arch: "qwen3", wantDenied: true},
@@ -55,6 +56,10 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 		{name: "qwen2 on gfx1200", library: "ROCm", compute: "gfx1200", arch: "qwen2"},
 		{name: "gemma3 on gfx1200", library: "ROCm", compute: "gfx1200", arch: "gemma3"},
 		{name: "qwen3 on gfx1201 not built in", library: "ROCm", compute: "gfx1201", arch: "qwen3"},
+		{name: "a vision model on gfx1201", library: "ROCm", compute: "gfx1201", arch: "gemma3", vision: true, wantDenied: true},
+		{name: "a vision model on gfx1201, arch not known yet", library: "ROCm", compute: "gfx1201", vision: true, wantDenied: true},
+		{name: "a vision model on gfx1201 through Vulkan", library: "Vulkan", compute: "0.0", arch: "gemma3", vision: true},
+		{name: "a vision model on gfx1100", library: "ROCm", compute: "gfx1100", arch: "gemma3", vision: true},
 		{name: "qwen3 on gfx1100", library: "ROCm", compute: "gfx1100", arch: "qwen3"},
 		{name: "qwen3 on Vulkan", library: "Vulkan", compute: "0.0", arch: "qwen3"},
 		{name: "qwen3 on CUDA", library: "CUDA", compute: "12.0", arch: "qwen3"},
@@ -62,7 +67,7 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, denied := DeniesLibrary(builtinQuirks(), tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch})
+			_, denied := DeniesLibrary(builtinQuirks(), tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch, Vision: tt.vision})
 			if denied != tt.wantDenied {
 				t.Errorf("DeniesLibrary(builtin, %q, %q, %q) = %v, want %v", tt.library, tt.compute, tt.arch, denied, tt.wantDenied)
 			}
@@ -70,6 +75,9 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 	}
 	if r, ok := deniesEveryUse(builtinQuirks(), "ROCm", "gfx1200"); ok {
 		t.Errorf("built-in table keeps gfx1200 off ROCm for every model via %s; it should only cover the Qwen3 family", r)
+	}
+	if r, ok := deniesEveryUse(builtinQuirks(), "ROCm", "gfx1201"); ok {
+		t.Errorf("built-in table keeps gfx1201 off ROCm for every model via %s; it should only cover vision models", r)
 	}
 }
 

@@ -163,7 +163,7 @@ func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, 
 // some GPU target.
 func deniesROCmSomewhere(rules []QuirkRule) bool {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && envconfig.SameLibrary(r.Library, "ROCm") && r.everyArch() {
+		if r.Action == QuirkUseOtherLibrary && envconfig.SameLibrary(r.Library, "ROCm") && r.everyModel() {
 			return true
 		}
 	}
