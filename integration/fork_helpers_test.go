@@ -140,9 +140,27 @@ type forkModel struct {
 // forkCreateTiny writes a tiny model of arch and imports it as tiny-<arch>.
 func forkCreateTiny(t testing.TB, s *Server, arch string) forkModel {
 	t.Helper()
-	gguf := filepath.Join(s.Dir, "tiny-"+arch+".gguf")
-	if err := tinymodel.Write(gguf, tinymodel.Tiny(arch)); err != nil {
+	return forkCreateModel(t, s, "tiny-"+arch, arch, tinymodel.Tiny(arch).Seed, false, nil)
+}
+
+// forkCreateModel writes a tiny model of arch (seed: one digest per model),
+// with a vision projector as a second file when projector is set, and
+// creates it with the parameters.
+func forkCreateModel(t testing.TB, s *Server, name, arch string, seed uint64, projector bool, params map[string]any) forkModel {
+	t.Helper()
+	c := tinymodel.Tiny(arch)
+	c.Seed = seed
+	gguf := filepath.Join(s.Dir, name+".gguf")
+	if err := tinymodel.Write(gguf, c); err != nil {
 		t.Fatal(err)
+	}
+	files := []string{gguf}
+	if projector {
+		mmproj := filepath.Join(s.Dir, name+"-mmproj.gguf")
+		if err := tinymodel.WriteProjector(mmproj, c.Projector()); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, mmproj)
 	}
 	data, err := os.ReadFile(gguf)
 	if err != nil {
@@ -151,11 +169,10 @@ func forkCreateTiny(t testing.TB, s *Server, arch string) forkModel {
 	sum := sha256.Sum256(data)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m := forkModel{Name: "tiny-" + arch, Arch: arch, Digest: hex.EncodeToString(sum[:])}
-	if err := s.CreateModel(ctx, m.Name, gguf); err != nil {
+	if err := s.CreateModelFiles(ctx, name, files, params); err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return forkModel{Name: name, Arch: arch, Digest: hex.EncodeToString(sum[:])}
 }
 
 // forkGenerate loads the model (if needed) and generates 2 tokens.
@@ -291,6 +308,38 @@ func forkCli(t testing.TB, s *Server, args ...string) string {
 		t.Fatalf("ollama %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// psProcessors reads `ollama ps` output: each model's PROCESSOR cell,
+// keyed by NAME, with the lines the table wraps it onto joined by spaces.
+// Rows keep whatever order the CLI prints them in.
+func psProcessors(t testing.TB, out string) map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Fatalf("ollama ps: no header line:\n%s", out)
+	}
+	from, to := strings.Index(lines[0], "PROCESSOR"), strings.Index(lines[0], "CONTEXT")
+	if from < 0 || to < from {
+		t.Fatalf("ollama ps: no PROCESSOR and CONTEXT columns:\n%s", out)
+	}
+	cells := map[string]string{}
+	name := ""
+	for _, line := range lines[1:] {
+		if len(line) < to {
+			line += strings.Repeat(" ", to-len(line))
+		}
+		if f := strings.Fields(line[:from]); len(f) > 0 {
+			name = f[0]
+		}
+		if name == "" {
+			t.Fatalf("ollama ps: a continuation line before any row:\n%s", out)
+		}
+		if cell := strings.TrimSpace(line[from:to]); cell != "" {
+			cells[name] = strings.TrimSpace(cells[name] + " " + cell)
+		}
+	}
+	return cells
 }
 
 // ---------------------------------------------------------------------------

@@ -121,11 +121,12 @@ func TestLlamaServerLavapipe(t *testing.T) {
 		library    string
 		wantDevice string
 		wantVRAM   bool
+		decidedBy  string // /api/ps library_decided_by with VRAM
 	}{
-		{"", "Vulkan0", true},
-		{"vulkan", "Vulkan0", true},
-		{"vulkan,cpu", "Vulkan0", true},
-		{"cpu", "none", false},
+		{"", "Vulkan0", true, "default order"},
+		{"vulkan", "Vulkan0", true, "OLLAMA_LLM_LIBRARY"},
+		{"vulkan,cpu", "Vulkan0", true, "OLLAMA_LLM_LIBRARY"},
+		{"cpu", "none", false, ""},
 	}
 	for _, tc := range cases {
 		t.Run("OLLAMA_LLM_LIBRARY="+tc.library, func(t *testing.T) {
@@ -156,8 +157,17 @@ func TestLlamaServerLavapipe(t *testing.T) {
 				if !regexp.MustCompile(`(?m)^llvmpipe.*Vulkan .*chosen`).MatchString(backends) {
 					t.Errorf("ollama backends does not list lavapipe's Vulkan device as chosen:\n%s", backends)
 				}
-				if ps := forkCli(t, s, "ps"); !strings.Contains(ps, "(Vulkan)") {
-					t.Errorf("ollama ps does not name Vulkan:\n%s", ps)
+				if ps.LibraryDecidedBy != tc.decidedBy {
+					t.Errorf("/api/ps library_decided_by %q, want %q", ps.LibraryDecidedBy, tc.decidedBy)
+				}
+				// ollama ps names the library, and the input that chose it
+				// unless that was the default order.
+				want := "100% GPU (Vulkan)"
+				if tc.decidedBy != "default order" {
+					want = "100% GPU (Vulkan, " + tc.decidedBy + ")"
+				}
+				if got := psProcessors(t, forkCli(t, s, "ps"))[m.Name+":latest"]; got != want {
+					t.Errorf("ollama ps PROCESSOR %q, want %q", got, want)
 				}
 			}
 			if !tc.wantVRAM {
