@@ -48,6 +48,10 @@ const (
 	// causeCrashes: the runner died several times in a row (see
 	// crashCounter).
 	causeCrashes learnedCause = "crashes"
+
+	// causeLoadDeath: the runner died while it loaded the model, before it
+	// served anything (see watcher.loadDied).
+	causeLoadDeath learnedCause = "load-death"
 )
 
 // learnedQuirk is one (library, compute, model architecture) triple this
@@ -143,9 +147,9 @@ func (q learnedQuirk) normalize() (learnedQuirk, error) {
 		return learnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", truncate(entry))
 	}
 	switch q.Cause {
-	case causeStuckBusy, causeCrashes:
+	case causeStuckBusy, causeCrashes, causeLoadDeath:
 	default:
-		return learnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s", truncate(string(q.Cause)), causeStuckBusy, causeCrashes)
+		return learnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s, %s", truncate(string(q.Cause)), causeStuckBusy, causeCrashes, causeLoadDeath)
 	}
 	return q, nil
 }

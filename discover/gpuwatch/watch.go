@@ -58,15 +58,26 @@ func runnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []runnerGPU {
 			if d.DeviceID != id {
 				continue
 			}
-			g := runnerGPU{Library: d.Library, Compute: d.Compute()}
-			if pci, err := normalizePCIID(d.PCIID); err == nil {
-				g.PCIID = pci
+			if g, ok := gpuOf(d); ok {
+				out = append(out, g)
 			}
-			out = append(out, g)
 			break
 		}
 	}
 	return out
+}
+
+// gpuOf is device d as the watchdog needs it; ok is false for the CPU and a
+// device without a library.
+func gpuOf(d ml.DeviceInfo) (g runnerGPU, ok bool) {
+	if d.Library == "" || strings.EqualFold(d.Library, "cpu") {
+		return runnerGPU{}, false
+	}
+	g = runnerGPU{Library: d.Library, Compute: d.Compute()}
+	if pci, err := normalizePCIID(d.PCIID); err == nil {
+		g.PCIID = pci
+	}
+	return g, true
 }
 
 // runnerExit describes a runner that has exited: unloaded (keep_alive
@@ -364,6 +375,55 @@ func (w *watcher) learnFromCrashes(q learnedQuirk) {
 		w.logger().Error(crashQuirkMsg, append(attrs, "next", discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch}, w.Quirks.rules()...),
 			"file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
+}
+
+// loadDeathMsg is the one ERROR line of a runner that died while loading a
+// model on a GPU library: the triple is learned at once, and the model goes
+// to the library its "next" field names.
+const loadDeathMsg = "runner died while loading the model; the model's loads use another library of this GPU"
+
+// loadDied learns from a runner that died while loading model m on gpus
+// (cause: the load's error, for the record). A death before the model
+// served anything is a library that cannot run this model on this GPU
+// (code objects missing for the GPU, an abort in the backend), not chance:
+// each (library, compute, arch) triple is learned at once, not after
+// crashLimit deaths, and kept until the GPU's MES firmware changes or
+// OLLAMA_BACKEND_QUIRKS_RESET=1. It returns the library the model's next
+// load uses on each GPU ("CPU" when none is left), by PCI address.
+func (w *watcher) loadDied(m llm.ModelLoad, gpus []runnerGPU, cause string) map[string]string {
+	next := map[string]string{}
+	for _, g := range gpus {
+		if _, ok := crashKey(g.Library, g.Compute, m.Arch); !ok {
+			continue
+		}
+		q := learnedQuirk{
+			Library:  g.Library,
+			Compute:  g.Compute,
+			Arch:     m.Arch,
+			Cause:    causeLoadDeath,
+			Evidence: "the runner died while loading: " + truncate(cause),
+			Model:    m.Name,
+			PCIID:    g.PCIID,
+		}
+		if card, ok := w.cardFor(g.PCIID); ok && w.drmAvailable() {
+			q.MESFirmware = readMESFirmware(w.fs(), card)
+		}
+		entry := ""
+		if n, err := q.normalize(); err == nil {
+			entry = n.rule().String()
+		}
+		attrs := []any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "error", cause}
+		if _, err := w.Quirks.record(q); err != nil {
+			w.logger().Warn("runner died while loading the model; could not record a learned backend quirk", append(attrs, "record_error", err,
+				"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
+			continue
+		}
+		n := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch, Vision: m.Vision}, w.Quirks.rules()...)
+		next[q.PCIID] = n
+		w.logger().Error(loadDeathMsg, append(attrs, "next", n, "file", w.Quirks.path(),
+			"remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+	}
+	return next
 }
 
 // learnedRules returns the learned quirks as rules, without those learned

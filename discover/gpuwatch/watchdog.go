@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,6 +150,44 @@ func (w *Watchdog) RunnerExiting(pid int, hasExited func() bool) {
 	}
 	exit.Crashed = (hasExited != nil && hasExited()) || processGone(pid)
 	w.watch.runnerExited(context.Background(), exit)
+}
+
+// LoadFailed tells the watchdog that loading model m on devices failed
+// with cause; the caller has ruled out memory too small and a canceled
+// request. Only a runner killed by a signal before it was ready counts (an
+// abort or a fault in a backend: missing code objects for the GPU, a driver
+// error); a runner that exited with a status refused the model itself and
+// teaches nothing. Each GPU library the runner used is learned as a quirk for the
+// model's architecture on that GPU (one ERROR line each, with the library
+// that comes next). retry reports whether loading again may succeed: a GPU
+// has another library for the model and the model names no library of its
+// own (that choice is the user's, and the error is theirs to see).
+func (w *Watchdog) LoadFailed(m llm.ModelLoad, devices []ml.DeviceInfo, cause error) (retry bool) {
+	if w == nil || w.watch == nil || !killedBySignal(cause) {
+		return false
+	}
+	w.mu.Lock()
+	w.loadStarted = time.Time{}
+	w.mu.Unlock()
+	var gpus []runnerGPU
+	for _, d := range devices {
+		if g, ok := gpuOf(d); ok {
+			gpus = append(gpus, g)
+		}
+	}
+	for _, next := range w.watch.loadDied(m, gpus, cause.Error()) {
+		if next != "CPU" && m.Library == "" {
+			retry = true
+		}
+	}
+	return retry
+}
+
+// killedBySignal reports whether err is upstream's error for a llama-server
+// that a signal ended ("llama-server process has terminated: signal:
+// aborted: ..."); its exit is only known as text there.
+func killedBySignal(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "process has terminated: signal: ")
 }
 
 // LearnedRules returns what was learned as quirk rules, for

@@ -2,12 +2,14 @@ package gpuwatch
 
 import (
 	"context"
+	"errors"
 	"github.com/costa-os/ollama-backend-select/llm"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +133,63 @@ func TestProcessGone(t *testing.T) {
 	}
 	if processGone(0) || processGone(-1) {
 		t.Error("no pid reported gone")
+	}
+}
+
+// TestLoadFailed: a runner that dies while loading teaches its triple at
+// once, with one ERROR line, and another server process reads it back.
+// No discovery ran in this test binary, so no GPU has another library and
+// nothing asks for a retry (integration/faulty_backend_test.go proves the
+// retry on the Vulkan twin).
+func TestLoadFailed(t *testing.T) {
+	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
+	cpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "cpu"}}
+	died := errors.New("llama-server process has terminated: signal: aborted")
+	qwen3 := llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}
+	tests := []struct {
+		name    string
+		m       llm.ModelLoad
+		devices []ml.DeviceInfo
+		cause   error
+		want    []string
+	}{
+		{name: "ROCm runner died", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: died, want: []string{"rocm:gfx1200:qwen3"}},
+		{name: "the model's own library", m: llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3", Library: "rocm", LibrarySource: "request option"}, devices: []ml.DeviceInfo{rocm}, cause: died, want: []string{"rocm:gfx1200:qwen3"}},
+		{name: "CPU runner", m: qwen3, devices: []ml.DeviceInfo{cpu}, cause: died},
+		{name: "no architecture", m: llm.ModelLoad{Name: "x"}, devices: []ml.DeviceInfo{rocm}, cause: died},
+		{name: "no error", m: qwen3, devices: []ml.DeviceInfo{rocm}},
+		{name: "exited with a status", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("llama-server process has terminated: exit status 1: error loading model")},
+		{name: "timed out", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("timed out waiting for llama-server to start: context canceled")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), stateFileName)
+			logs := &logCapture{}
+			opts := Options{SysfsRoot: t.TempDir(), StateFile: state, Logger: slog.New(logs), Now: func() time.Time { return testNow }}
+			w := New(opts)
+			if w.LoadFailed(tt.m, tt.devices, tt.cause) {
+				t.Errorf("LoadFailed asked for a retry with no other library known")
+			}
+			if diff := cmp.Diff(tt.want, ruleStrings(w.LearnedRules())); diff != "" {
+				t.Errorf("learned rules (-want +got):\n%s", diff)
+			}
+			errs := logs.At(slog.LevelError)
+			if len(tt.want) == 0 {
+				if len(errs) != 0 {
+					t.Errorf("ERROR lines %+v, want none", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Msg != loadDeathMsg || errs[0].Attrs["next"] != "CPU" ||
+				errs[0].Attrs["model"] != "qwen3:8b" || errs[0].Attrs["error"] != died.Error() || errs[0].Attrs["remedy"] == "" {
+				t.Errorf("ERROR lines %+v, want one %q naming the model, the error, next=CPU and a remedy", errs, loadDeathMsg)
+			}
+			if q := w.watch.Quirks.all(); len(q) != 1 || q[0].Cause != causeLoadDeath || !strings.Contains(q[0].Evidence, "signal: aborted") {
+				t.Errorf("learned %+v", q)
+			}
+			if diff := cmp.Diff(tt.want, ruleStrings(New(opts).LearnedRules())); diff != "" {
+				t.Errorf("another server's learned rules (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

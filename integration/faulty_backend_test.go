@@ -1,0 +1,56 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
+)
+
+// TestLlamaServerRunnerDiesLoading: the fake ROCm backend aborts on its
+// first allocation, as a HIP build without code objects for the GPU does.
+// The request that loads a qwen2 model on ROCm still gets its tokens: the
+// runner's death is learned at once (one ERROR line), and the model is
+// loaded again on the GPU's Vulkan twin. A model whose own library option
+// says rocm is not moved: its request gets the runner's error.
+func TestLlamaServerRunnerDiesLoading(t *testing.T) {
+	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
+	s := b.start(t, fakegpu.HIP.Env("FAULT", "crash-alloc"), "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t))
+	q2 := forkCreateTiny(t, s, "qwen2")
+	q2rocm := forkCreateModel(t, s, "qwen2-rocm", "qwen2", 7, false, map[string]any{"library": "rocm"})
+
+	forkGenerate(t, s, q2)
+	r := forkLastRunner(t, s, q2)
+	if got := runnerDevice(r); got != "Vulkan0" {
+		t.Errorf("runner --device %q after the ROCm runner died, want Vulkan0", got)
+	}
+	if ps := forkPsEntry(t, s, q2); ps.Library != "Vulkan" || ps.LibraryDecidedBy != "rule" || ps.SizeVRAM == 0 {
+		t.Errorf("/api/ps %+v, want Vulkan decided by a rule, with VRAM", ps)
+	}
+	if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
+		t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
+	}
+	rec := forkOneRecord(t, s, "runner died while loading the model; the model's loads use another library of this GPU")
+	for k, want := range map[string]string{"level": "ERROR", "library": "ROCm", "compute": "gfx1200", "arch": "qwen2", "next": "Vulkan", "pci_id": "0000:03:00.0"} {
+		if rec[k] != want {
+			t.Errorf("ERROR line %s=%q, want %q (%v)", k, rec[k], want, rec)
+		}
+	}
+	if !strings.Contains(rec["error"], "signal: aborted") || !strings.HasPrefix(rec["model"], q2.Name) || rec["remedy"] == "" {
+		t.Errorf("ERROR line does not name the model, the signal and a remedy: %v", rec)
+	}
+	if backends := forkCli(t, s, "backends"); !strings.Contains(backends, "rocm:gfx1200:qwen2") {
+		t.Errorf("ollama backends does not list the learned rule:\n%s", backends)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := s.Generate(ctx, q2rocm.Name, "Hi", 2, nil)
+	if err == nil || !strings.Contains(err.Error(), "signal: aborted") {
+		t.Errorf("generate %s (PARAMETER library rocm): err %v, want the runner's death", q2rocm.Name, err)
+	}
+}
