@@ -91,7 +91,7 @@ run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the r
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
 
 .PHONY: check
-check: test fuzz check-patches integration ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, integration suite on the real llama-server
+check: test fuzz check-patches integration pr ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, integration suite on the real llama-server, the upstream pull requests
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
@@ -102,6 +102,22 @@ integration: build runtime ## the integration suite: the built server as a black
 	OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
 	go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
+
+# The upstream pull requests (docs/upstream/): their sources are
+# upstream/pr/<N>-<name>/, their generated series build/pr/<N>/ (not kept in
+# git). scripts/pr.sh says what each step does.
+.PHONY: pr
+pr: src runtime ## the upstream pull requests: each series git am'd on pristine upstream alone, its tests, its binary, its integration scenarios
+	@test "$(UPSTREAM)" = "$(PIN)" || { echo "pr: the pull requests are written on the pin $(PIN)"; exit 1; }
+	scripts/pr.sh check
+
+.PHONY: pr-src
+pr-src: src ## build/pr/tree: pristine upstream with one commit per pull-request step, to edit
+	scripts/pr.sh src
+
+.PHONY: pr-patches
+pr-patches: ## write upstream/pr/ back from build/pr/tree's commits, byte-stable
+	scripts/pr.sh patches
 
 .PHONY: cgo-era
 cgo-era: ## a target of the cgo-runner releases (v0.18.2..v0.24.3) in their maintenance tree: make cgo-era T="check-patches UPSTREAM=v0.20.0"

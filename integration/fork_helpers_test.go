@@ -40,6 +40,13 @@ const (
 	forkHIPUniqueID uint64 = 0xfa4e000000000001
 )
 
+// upstreamOnly is set (OBS_UPSTREAM_ONLY=1) when the binary under test is
+// pristine upstream with the series of an upstream pull request (make pr):
+// the fork's own API fields, commands and log lines are absent there, so a
+// scenario asserts only what the pull request changes (the runner's
+// --device and environment, size_vram, llama-server's own log).
+func upstreamOnly() bool { return os.Getenv("OBS_UPSTREAM_ONLY") == "1" }
+
 // forkBin is the fork binary under test; the test is skipped without it.
 func forkBin(t testing.TB) string {
 	t.Helper()
