@@ -67,6 +67,12 @@ func runnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []runnerGPU {
 	return out
 }
 
+// quirk is what a runner of model (GGUF architecture arch) on this GPU
+// teaches when it misbehaves.
+func (g runnerGPU) quirk(model, arch string, cause learnedCause, evidence string) learnedQuirk {
+	return learnedQuirk{Library: g.Library, Compute: g.Compute, Arch: arch, Cause: cause, Evidence: evidence, Model: model, PCIID: g.PCIID}
+}
+
 // gpuOf is device d as the watchdog needs it; ok is false for the CPU and a
 // device without a library.
 func gpuOf(d ml.DeviceInfo) (g runnerGPU, ok bool) {
@@ -345,36 +351,38 @@ func (w *watcher) countCrash(exit runnerExit) {
 		if !reached {
 			continue
 		}
-		q := learnedQuirk{
-			Library:  g.Library,
-			Compute:  g.Compute,
-			Arch:     exit.Arch,
-			Cause:    causeCrashes,
-			Evidence: fmt.Sprintf("the runner died %d times in a row", n),
-			Model:    exit.Model,
-			PCIID:    g.PCIID,
-		}
+		q := g.quirk(exit.Model, exit.Arch, causeCrashes, fmt.Sprintf("the runner died %d times in a row", n))
 		// At once, not in a goroutine: the scheduler loads the model again
 		// right after this runner is stopped, and that load must see it.
-		w.learnFromCrashes(q)
+		w.learnFromDeath(q, crashQuirkMsg)
 	}
 }
 
-func (w *watcher) learnFromCrashes(q learnedQuirk) {
+// learnFromDeath records q, learned from a runner's death, with the GPU's
+// MES firmware where sysfs has it, and says so once in an ERROR line msg
+// naming the library the model's next load uses (attrs add to it); a quirk
+// that could not be recorded is a WARN. It returns that next library, ""
+// when nothing was recorded.
+func (w *watcher) learnFromDeath(q learnedQuirk, msg string, attrs ...any) string {
+	if card, ok := w.cardFor(q.PCIID); ok && w.drmAvailable() {
+		q.MESFirmware = readMESFirmware(w.fs(), card)
+	}
 	entry := ""
 	if n, err := q.normalize(); err == nil {
 		entry = n.rule().String()
 	}
+	attrs = append([]any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "evidence", q.Evidence}, attrs...)
 	added, err := w.Quirks.record(q)
-	attrs := []any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "evidence", q.Evidence}
-	switch {
-	case err != nil:
-		w.logger().Warn("runner keeps dying; could not record a learned backend quirk", append(attrs, "error", err,
+	if err != nil {
+		w.logger().Warn(msg+"; could not record a learned backend quirk", append(attrs, "record_error", err,
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
-	case added:
-		w.logger().Error(crashQuirkMsg, append(attrs, "next", discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch}, w.Quirks.rules()...),
-			"file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+		return ""
 	}
+	next := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch}, w.Quirks.rules()...)
+	if added {
+		w.logger().Error(msg, append(attrs, "next", next, "file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+	}
+	return next
 }
 
 // loadDeathMsg is the one ERROR line of a runner that died while loading a
@@ -389,39 +397,16 @@ const loadDeathMsg = "runner died while loading the model; the model's loads use
 // each (library, compute, arch) triple is learned at once, not after
 // crashLimit deaths, and kept until the GPU's MES firmware changes or
 // OLLAMA_BACKEND_QUIRKS_RESET=1. It returns the library the model's next
-// load uses on each GPU ("CPU" when none is left), by PCI address.
+// load uses on each GPU ("CPU" when none is left, "" when it could not be
+// recorded), by PCI address.
 func (w *watcher) loadDied(m llm.ModelLoad, gpus []runnerGPU, cause string) map[string]string {
 	next := map[string]string{}
 	for _, g := range gpus {
 		if _, ok := crashKey(g.Library, g.Compute, m.Arch); !ok {
 			continue
 		}
-		q := learnedQuirk{
-			Library:  g.Library,
-			Compute:  g.Compute,
-			Arch:     m.Arch,
-			Cause:    causeLoadDeath,
-			Evidence: "the runner died while loading: " + truncate(cause),
-			Model:    m.Name,
-			PCIID:    g.PCIID,
-		}
-		if card, ok := w.cardFor(g.PCIID); ok && w.drmAvailable() {
-			q.MESFirmware = readMESFirmware(w.fs(), card)
-		}
-		entry := ""
-		if n, err := q.normalize(); err == nil {
-			entry = n.rule().String()
-		}
-		attrs := []any{"library", q.Library, "compute", q.Compute, "arch", q.Arch, "model", q.Model, "pci_id", q.PCIID, "error", cause}
-		if _, err := w.Quirks.record(q); err != nil {
-			w.logger().Warn("runner died while loading the model; could not record a learned backend quirk", append(attrs, "record_error", err,
-				"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
-			continue
-		}
-		n := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch, Vision: m.Vision}, w.Quirks.rules()...)
-		next[q.PCIID] = n
-		w.logger().Error(loadDeathMsg, append(attrs, "next", n, "file", w.Quirks.path(),
-			"remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
+		q := g.quirk(m.Name, m.Arch, causeLoadDeath, "the runner died while loading: "+truncate(cause))
+		next[q.PCIID] = w.learnFromDeath(q, loadDeathMsg, "error", cause)
 	}
 	return next
 }

@@ -176,7 +176,7 @@ func (w *Watchdog) LoadFailed(m llm.ModelLoad, devices []ml.DeviceInfo, cause er
 		}
 	}
 	for _, next := range w.watch.loadDied(m, gpus, cause.Error()) {
-		if next != "CPU" && m.Library == "" {
+		if next != "" && next != "CPU" && m.Library == "" {
 			retry = true
 		}
 	}
