@@ -163,6 +163,11 @@ func (e *h2Env) models_(t *testing.T, make bool) {
 	q4 := filepath.Join(e.work, "qwen3-4b-q4_k_m.gguf")
 	tiny := filepath.Join(e.work, "tiny-qwen3.gguf")
 	c := tinymodel.Qwen3_4B()
+	if os.Getenv("OBS_H200_SMALL") != "" {
+		// rehearsal on a machine without the GPU: same vocabulary and
+		// weights, a few layers of hidden 256
+		c.HiddenSize, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFNSize = 256, 2, 4, 2, 64, 512
+	}
 	if err := tinymodel.Write(f16, c); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +232,13 @@ type h2Sample struct {
 	Err           string
 }
 
-func (s h2Sample) ok() bool { return s.Err == "" && s.PromptN == h2PromptLen && s.EvalN == h2Predict }
+// ok: the request completed with all its tokens. Bare llama-server counts
+// only the prompt tokens it evaluated (507-509 of 512: the prompts share
+// their first bytes with the one before, which its cache keeps); Ollama
+// reports all 512. Rates are per token, so both compare.
+func (s h2Sample) ok() bool {
+	return s.Err == "" && s.EvalN == h2Predict && (s.PromptN == h2PromptLen || s.Side == "bare" && s.PromptN >= h2PromptLen-16)
+}
 
 func (e *h2Env) ollamaRequest(s *Server, model string, n int) h2Sample {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -532,6 +543,7 @@ func (e *h2Env) perf(t *testing.T) {
 					s.Stop()
 				}
 				for i := range samples {
+					samples[i].Side = side
 					samples[i].Backend, samples[i].Side, samples[i].Block, samples[i].Run = backend, side, blk, i
 					sm := samples[i]
 					e.appendFile("perf.csv", fmt.Sprintf("%s,%s,%d,%d,%d,%.2f,%d,%.2f,%.3f,%q", sm.Backend, sm.Side, sm.Block, sm.Run, sm.PromptN, sm.PromptTPS, sm.EvalN, sm.EvalTPS, sm.WallS, sm.Err))

@@ -70,7 +70,7 @@ for l in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
 	[ -n "$f" ] || f=$(ldconfig -p | awk -v l=$l '$1==l {print $NF; exit}')
 	cp -L "$f" "$L/cuda_v13/$l"
 done
-nm -D --undefined-only "$L/vulkan/libggml-vulkan.so" | grep -c '_cm2' | sed 's/^/undefined cm2 symbols: /'
+nm -D --undefined-only "$L/vulkan/libggml-vulkan.so" | { grep -c '_cm2' || true; } | sed 's/^/undefined cm2 symbols: /'
 ls -la "$L" "$L/cuda_v13" "$L/vulkan"
 LD_LIBRARY_PATH="$L" GGML_BACKEND_PATH="$L/vulkan/libggml-vulkan.so" "$L/llama-server" --list-devices 2>&1 | tail -4 || true
 LD_LIBRARY_PATH="$L:$L/cuda_v13" GGML_BACKEND_PATH="$L/cuda_v13/libggml-cuda.so" "$L/llama-server" --list-devices 2>&1 | tail -4 || true
