@@ -96,12 +96,20 @@ check: test fuzz check-patches integration pr ## everything CI runs (Debian host
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
 INTEGRATION_RUN ?= .
+# lavapipe compiles each Vulkan pipeline on the CPU: about 110 CPU-seconds
+# for a tiny model with Mesa 26.2, every time a llama-server starts with an
+# empty shader cache (each test server has its own HOME). One cache for every
+# test, kept between runs beside the roots, makes it once; what is tested
+# (which device runs the model) does not depend on it.
+MESA_CACHE  ?= $(abspath $(or $(OBS_ROOTS),/var/cache/ollama-backend-select/roots)/../mesa-shader-cache)
+INTEGRATION_ENV = MESA_SHADER_CACHE_DIR=$(MESA_CACHE) OBS_BIND="$${OBS_BIND:-} $(MESA_CACHE)"
 .PHONY: integration
 integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models)
 	go test ./integration/internal/...
-	OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
+	mkdir -p $(MESA_CACHE)
+	$(INTEGRATION_ENV) OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
-	go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
+	$(INTEGRATION_ENV) go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
 
 # The upstream pull requests (docs/upstream/): their sources are
 # upstream/pr/<N>-<name>/, their generated series build/pr/<N>/ (not kept in
@@ -109,7 +117,8 @@ integration: build runtime ## the integration suite: the built server as a black
 .PHONY: pr
 pr: src runtime ## the upstream pull requests: each series git am'd on pristine upstream alone, its tests, its binary, its integration scenarios
 	@test "$(UPSTREAM)" = "$(PIN)" || { echo "pr: the pull requests are written on the pin $(PIN)"; exit 1; }
-	scripts/pr.sh check
+	mkdir -p $(MESA_CACHE)
+	$(INTEGRATION_ENV) scripts/pr.sh check
 
 .PHONY: pr-src
 pr-src: src ## build/pr/tree: pristine upstream with one commit per pull-request step, to edit

@@ -182,10 +182,15 @@ func forkCreateModel(t testing.TB, s *Server, name, arch string, seed uint64, pr
 	return forkModel{Name: name, Arch: arch, Digest: hex.EncodeToString(sum[:])}
 }
 
+// loadTimeout bounds a model load with its first tokens: on lavapipe a
+// llama-server with an empty Mesa shader cache compiles every pipeline on
+// the CPU first (about 110 CPU-seconds for a tiny model with Mesa 26.2).
+const loadTimeout = 6 * time.Minute
+
 // forkGenerate loads the model (if needed) and generates 2 tokens.
 func forkGenerate(t testing.TB, s *Server, m forkModel) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
 	res, err := s.Generate(ctx, m.Name, "Hi", 2, nil)
 	if err != nil {

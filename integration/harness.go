@@ -142,7 +142,7 @@ func FreePort(t testing.TB) int {
 
 // passthrough lists environment variables handed from the test process to
 // the server (everything else is dropped to keep runs reproducible).
-var passthrough = regexp.MustCompile(`^(PATH|LANG|LC_[A-Z]+|TZ|TMPDIR|OBS_[A-Z0-9_]+|GOCOVERDIR)$`)
+var passthrough = regexp.MustCompile(`^(PATH|LANG|LC_[A-Z]+|TZ|TMPDIR|OBS_[A-Z0-9_]+|GOCOVERDIR|MESA_SHADER_CACHE_DIR)$`)
 
 // StartServer starts `ollama serve` and registers its cleanup. Unless
 // opts.NoWait it waits until the API answers (which in v0.18.2 is after GPU

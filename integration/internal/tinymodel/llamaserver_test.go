@@ -175,7 +175,9 @@ func startLlamaServer(t *testing.T, server []string, bind string, args []string)
 	})
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(2 * time.Minute)
+	// On lavapipe with an empty Mesa shader cache the warm-up compiles every
+	// pipeline on the CPU first (about 110 CPU-seconds with Mesa 26.2).
+	deadline := time.Now().Add(6 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
