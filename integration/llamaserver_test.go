@@ -227,6 +227,25 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 		}
 	})
 
+	t.Run("OLLAMA_LLM_LIBRARY=vulkan,rocm: the Vulkan twin wins, HIP not in the runner", func(t *testing.T) {
+		s := b.start(t, "OLLAMA_LLM_LIBRARY=vulkan,rocm", "OLLAMA_SYSFS_ROOT="+kfd)
+		m := forkCreateTiny(t, s, "qwen2")
+		forkGenerate(t, s, m)
+		r := forkLastRunner(t, s, m)
+		if got := runnerDevice(r); got != "Vulkan0" {
+			t.Errorf("runner --device %q, want Vulkan0", got)
+		}
+		if ps := forkPsEntry(t, s, m); (!upstreamOnly() && ps.Library != "Vulkan") || ps.SizeVRAM == 0 {
+			t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
+		}
+		if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
+			t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
+		}
+		if n := b.hipVisible(t, r.PID); n != 0 {
+			t.Errorf("the fake HIP saw its GPU %d times in the Vulkan runner; want never", n)
+		}
+	})
+
 	t.Run("unset: qwen3 on the Vulkan twin, qwen2 on ROCm, one server", func(t *testing.T) {
 		s := b.start(t, "OLLAMA_SYSFS_ROOT="+kfd)
 		q3 := forkCreateTiny(t, s, "qwen3")
@@ -299,6 +318,8 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 		{"vulkan", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
 		{"cuda", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
 		{"vulkan,cpu", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"vulkan,cuda", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"cuda,vulkan", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
 		{"cpu", "none", "", ""},
 	}
 	for _, tc := range cases {
@@ -312,6 +333,10 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 			}
 			checkPlanLine(t, s, m, r)
 			ps := forkPsEntry(t, s, m)
+			if upstreamOnly() {
+				// upstream's /api/ps has no library
+				ps.Library = tc.psLib
+			}
 			if ps.Library != tc.psLib || (ps.SizeVRAM > 0) != (tc.psLib != "") {
 				t.Errorf("/api/ps library %q size_vram %d, want library %q", ps.Library, ps.SizeVRAM, tc.psLib)
 			}
@@ -321,7 +346,12 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 					t.Errorf("llama-server log has %q: %v; want only %q", line, used, tc.using)
 				}
 			}
-			if tc.library == "" {
+			if tc.library == "" && upstreamOnly() {
+				// the upstream series logs the pairing of the twins
+				if alt := s.LogRecords("keeping duplicate device as an alternate"); len(alt) != 1 || alt[0]["library"] != "Vulkan" || alt[0]["preferred"] != "CUDA" {
+					t.Errorf("discovery should pair the twins (CUDA with the Vulkan alternate): %v", alt)
+				}
+			} else if tc.library == "" {
 				chosen := s.LogRecords("backend library chosen")
 				if len(chosen) != 1 || chosen[0]["library"] != "CUDA" || !strings.HasPrefix(chosen[0]["alternates"], "Vulkan") {
 					t.Errorf("discovery should pair the twins (CUDA with the Vulkan alternate): %v", chosen)
