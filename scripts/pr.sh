@@ -178,7 +178,11 @@ check)
 				failed+=("$n")
 			fi
 		fi
-		say "PR $n verified in $((SECONDS - t0)) s"
+		if [[ " ${failed[*]} " == *" $n "* ]]; then
+			say "PR $n: series, tests and build verified, scenarios failed, in $((SECONDS - t0)) s"
+		else
+			say "PR $n verified in $((SECONDS - t0)) s"
+		fi
 		prev=pr-$n
 	done
 	rm -rf "$verify"
