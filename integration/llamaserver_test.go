@@ -227,6 +227,25 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 		}
 	})
 
+	t.Run("OLLAMA_LLM_LIBRARY=vulkan,rocm: the Vulkan twin wins, HIP not in the runner", func(t *testing.T) {
+		s := b.start(t, "OLLAMA_LLM_LIBRARY=vulkan,rocm", "OLLAMA_SYSFS_ROOT="+kfd)
+		m := forkCreateTiny(t, s, "qwen2")
+		forkGenerate(t, s, m)
+		r := forkLastRunner(t, s, m)
+		if got := runnerDevice(r); got != "Vulkan0" {
+			t.Errorf("runner --device %q, want Vulkan0", got)
+		}
+		if ps := forkPsEntry(t, s, m); (!upstreamOnly() && ps.Library != "Vulkan") || ps.SizeVRAM == 0 {
+			t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
+		}
+		if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
+			t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
+		}
+		if n := b.hipVisible(t, r.PID); n != 0 {
+			t.Errorf("the fake HIP saw its GPU %d times in the Vulkan runner; want never", n)
+		}
+	})
+
 	t.Run("unset: qwen3 on the Vulkan twin, qwen2 on ROCm, one server", func(t *testing.T) {
 		s := b.start(t, "OLLAMA_SYSFS_ROOT="+kfd)
 		q3 := forkCreateTiny(t, s, "qwen3")
@@ -243,13 +262,26 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 				t.Errorf("%s: runner --device %q, want %q", tc.m.Name, got, tc.device)
 			}
 			checkPlanLine(t, s, tc.m, r)
-			if ps := forkPsEntry(t, s, tc.m); ps.Library != tc.lib {
+			if ps := forkPsEntry(t, s, tc.m); !upstreamOnly() && ps.Library != tc.lib {
 				t.Errorf("%s: /api/ps library %q, want %q", tc.m.Name, ps.Library, tc.lib)
 			}
 			// The ROCm runner is the trace's positive control: HIP saw the GPU there.
 			if n := b.hipVisible(t, r.PID); (n > 0) != (tc.lib == "ROCm") {
 				t.Errorf("%s: the fake HIP saw its GPU %d times in the %s runner", tc.m.Name, n, tc.lib)
 			}
+		}
+		if !strings.Contains(s.Log(), "using device ROCm0 (Fake ROCm GPU)") {
+			t.Errorf("llama-server did not log 'using device ROCm0 (Fake ROCm GPU)'")
+		}
+		if upstreamOnly() {
+			// The upstream series logs the pairing and the table's move.
+			if alt := s.LogRecords("keeping duplicate device as an alternate"); len(alt) != 1 || alt[0]["preferred"] != "ROCm" || alt[0]["library"] != "Vulkan" || alt[0]["pci_id"] != forkPCIID {
+				t.Errorf("discovery should pair the twins (one GPU, ROCm with the Vulkan alternate): %v", alt)
+			}
+			if moved := s.LogRecords("using alternate library for model on GPU"); len(moved) != 1 || moved[0]["library"] != "Vulkan" || moved[0]["architecture"] != "qwen3" {
+				t.Errorf("the series should move qwen3 only, by its table: %v", moved)
+			}
+			return
 		}
 		// One GPU: the twins are paired (the native probe's PCI id), and
 		// qwen3 moved by the rule, not because the twin was a GPU of its own.
@@ -261,9 +293,6 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 			if strings.HasPrefix(rec["model"], q3.Name) && !strings.Contains(rec["placement"], "rule rocm:gfx1200:qwen3") {
 				t.Errorf("qwen3's plan does not name the built-in rule: %q", rec["placement"])
 			}
-		}
-		if !strings.Contains(s.Log(), "using device ROCm0 (Fake ROCm GPU)") {
-			t.Errorf("llama-server did not log 'using device ROCm0 (Fake ROCm GPU)'")
 		}
 	})
 
@@ -299,6 +328,8 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 		{"vulkan", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
 		{"cuda", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
 		{"vulkan,cpu", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"vulkan,cuda", "Vulkan0", "using device Vulkan0 (Fake Vulkan GPU)", "Vulkan"},
+		{"cuda,vulkan", "CUDA0", "using device CUDA0 (Fake CUDA GPU)", "CUDA"},
 		{"cpu", "none", "", ""},
 	}
 	for _, tc := range cases {
@@ -312,6 +343,10 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 			}
 			checkPlanLine(t, s, m, r)
 			ps := forkPsEntry(t, s, m)
+			if upstreamOnly() {
+				// upstream's /api/ps has no library
+				ps.Library = tc.psLib
+			}
 			if ps.Library != tc.psLib || (ps.SizeVRAM > 0) != (tc.psLib != "") {
 				t.Errorf("/api/ps library %q size_vram %d, want library %q", ps.Library, ps.SizeVRAM, tc.psLib)
 			}
@@ -321,7 +356,12 @@ func TestLlamaServerFakeCUDATwin(t *testing.T) {
 					t.Errorf("llama-server log has %q: %v; want only %q", line, used, tc.using)
 				}
 			}
-			if tc.library == "" {
+			if tc.library == "" && upstreamOnly() {
+				// the upstream series logs the pairing of the twins
+				if alt := s.LogRecords("keeping duplicate device as an alternate"); len(alt) != 1 || alt[0]["library"] != "Vulkan" || alt[0]["preferred"] != "CUDA" {
+					t.Errorf("discovery should pair the twins (CUDA with the Vulkan alternate): %v", alt)
+				}
+			} else if tc.library == "" {
 				chosen := s.LogRecords("backend library chosen")
 				if len(chosen) != 1 || chosen[0]["library"] != "CUDA" || !strings.HasPrefix(chosen[0]["alternates"], "Vulkan") {
 					t.Errorf("discovery should pair the twins (CUDA with the Vulkan alternate): %v", chosen)
