@@ -86,6 +86,26 @@ runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian s
 	@for f in $$(cd $$(scripts/buildroot.sh --path $(RUNTIME_ROOT))$(RUNTIME_BACKENDS) && ls libggml-*.so | grep -v '^libggml-cpu'); do \
 		ln -sfn $(RUNTIME_BACKENDS)/$$f $(DIST)/lib/ollama/$$f; done
 
+# llama-server and the ggml backends the fork ships, built from source by
+# upstream's llama/server CMake (CMakeLists.txt) with the pinned llama.cpp
+# tree (scripts/llama-src.sh), in build roots this machine makes itself
+# (scripts/roots/native-vulkan.list, native-rocm.list); ccache in
+# /var/cache/ollama-backend-select/ccache. LAYOUT: subdir (lib/ollama/<library>/,
+# upstream's and Arch's) or flat (one folder); LIBS: any of vulkan hip.
+LAYOUT ?= subdir
+LIBS   ?= vulkan
+.PHONY: llama-src
+llama-src: ## the pinned llama.cpp tree (node-llama-cpp's git bundle, sha256-checked) with v0.34.4's compat patch; prints its path
+	@scripts/llama-src.sh
+
+.PHONY: native
+native: ## build llama-server + ggml (CPU, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
+	scripts/native.sh $(LAYOUT) "$(LIBS)"
+
+.PHONY: native-check
+native-check: native ## native, then the load checks: lavapipe in --list-devices, tiny models generate on it, gfx1200/gfx1201 code objects in libggml-hip
+	scripts/native-check.sh $(LAYOUT)
+
 .PHONY: run
 run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
