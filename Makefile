@@ -74,9 +74,23 @@ build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/up
 RUNTIME_ROOT := runtime
 RUNTIME_TRIPLET := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
 RUNTIME_BACKENDS := /usr/lib/$(RUNTIME_TRIPLET)/ggml/backends0
+# RUNTIME=native: dist/lib/ollama is the from-source build instead
+# (make native, in LAYOUT), still run in the run-time root (lavapipe, sid's
+# C++ run time): `make run RUNTIME=native`, `make integration RUNTIME=native`.
+RUNTIME ?= debian
+LAYOUT  ?= subdir
+LIBS    ?= vulkan
+NATIVE_LIB := $(CURDIR)/dist/native/$(LAYOUT)/lib/ollama
 .PHONY: runtime
-runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama/llama-server
+runtime: $(if $(filter native,$(RUNTIME)),native) ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama (RUNTIME=native: the native build)
 	@scripts/buildroot.sh $(RUNTIME_ROOT) >/dev/null
+ifeq ($(RUNTIME),native)
+	@rm -rf $(DIST)/lib/ollama
+	@mkdir -p $(DIST)/lib
+	@ln -sfn $(NATIVE_LIB) $(DIST)/lib/ollama
+	@echo "runtime: $(DIST)/lib/ollama -> $(NATIVE_LIB)"
+else
+	@test ! -L $(DIST)/lib/ollama || rm $(DIST)/lib/ollama
 	@mkdir -p $(DIST)/lib/ollama
 	@# llama-server finds its backends itself (ggml's compiled-in folder);
 	@# Ollama's native probe (PCI ids, to pair a GPU's libraries) opens them
@@ -85,6 +99,7 @@ runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian s
 	@for f in libggml-base.so libggml.so; do ln -sfn /usr/lib/$(RUNTIME_TRIPLET)/$$f.0 $(DIST)/lib/ollama/$$f; done
 	@for f in $$(cd $$(scripts/buildroot.sh --path $(RUNTIME_ROOT))$(RUNTIME_BACKENDS) && ls libggml-*.so | grep -v '^libggml-cpu'); do \
 		ln -sfn $(RUNTIME_BACKENDS)/$$f $(DIST)/lib/ollama/$$f; done
+endif
 
 # llama-server and the ggml backends the fork ships, built from source by
 # upstream's llama/server CMake (CMakeLists.txt) with the pinned llama.cpp
@@ -92,8 +107,6 @@ runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian s
 # (scripts/roots/native-vulkan.list, native-rocm.list); ccache in
 # /var/cache/ollama-backend-select/ccache. LAYOUT: subdir (lib/ollama/<library>/,
 # upstream's and Arch's) or flat (one folder); LIBS: any of vulkan hip.
-LAYOUT ?= subdir
-LIBS   ?= vulkan
 .PHONY: llama-src
 llama-src: ## the pinned llama.cpp tree (node-llama-cpp's git bundle, sha256-checked) with v0.34.4's compat patch; prints its path
 	@scripts/llama-src.sh
@@ -115,13 +128,24 @@ check: test fuzz check-patches integration ## everything CI runs (Debian host, r
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
+# RUNTIME=native runs the lavapipe scenario (the fakes match Debian's ggml
+# only) and the tiny models on the native build; in the subdir layout
+# llama-server gets the Vulkan backend in GGML_BACKEND_PATH, as Ollama starts it.
+ifeq ($(RUNTIME),native)
+INTEGRATION_RUN ?= TestLlamaServerLavapipe
+INTEGRATION_ENV := OBS_NATIVE_LIB=$(NATIVE_LIB)
+TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) env $(if $(filter subdir,$(LAYOUT)),GGML_BACKEND_PATH=$(NATIVE_LIB)/vulkan/libggml-vulkan.so) $(NATIVE_LIB)/llama-server
+else
 INTEGRATION_RUN ?= .
+INTEGRATION_ENV :=
+TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server
+endif
 .PHONY: integration
-integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models)
+integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models); RUNTIME=native: on the native build
 	go test ./integration/internal/...
-	OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
+	OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
-	go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
+	$(INTEGRATION_ENV) go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
 
 .PHONY: cgo-era
 cgo-era: ## a target of the cgo-runner releases (v0.18.2..v0.24.3) in their maintenance tree: make cgo-era T="check-patches UPSTREAM=v0.20.0"
