@@ -119,6 +119,10 @@ native: ## build llama-server + ggml (CPU, LIBS="vulkan hip") from source into d
 native-check: native ## native, then the load checks: lavapipe in --list-devices, tiny models generate on it, gfx1200/gfx1201 code objects in libggml-hip
 	scripts/native-check.sh $(LAYOUT)
 
+.PHONY: arch-sources
+arch-sources: ## packaging/arch laid out for makepkg in build/arch with its pinned sources, every sha256 checked (ARGS=--update rewrites the fork tarball's)
+	@scripts/arch-sources.sh $(ARGS)
+
 .PHONY: run
 run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
