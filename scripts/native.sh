@@ -54,7 +54,11 @@ for p in "${parts[@]}"; do
 		-DOBS_BASE="$base" -DOBS_LIBS="${plibs:-}" -DOBS_LAYOUT="$layout"
 		-DOBS_CPU="${OBS_CPU:-generic}" -DCMAKE_INSTALL_PREFIX="$prefix"
 		-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-	[ "$root" = native-rocm ] && args+=(-DCMAKE_HIP_COMPILER_LAUNCHER=ccache)
+	if [ "$root" = native-rocm ]; then
+		# Debian's HIP compiler is its LLVM clang (hipcc wraps it)
+		hipcxx=$("$here/inroot.sh" "$root" sh -c 'ls -d /usr/lib/llvm-*/bin/clang++ | sort -V | tail -n1')
+		args+=(-DCMAKE_HIP_COMPILER="$hipcxx" -DCMAKE_HIP_COMPILER_LAUNCHER=ccache)
+	fi
 	[ -n "${OBS_HIP_TARGETS:-}" ] && args+=(-DOBS_HIP_TARGETS="$OBS_HIP_TARGETS")
 	# shellcheck disable=SC2206
 	args+=(${NATIVE_CMAKE_ARGS:-})
