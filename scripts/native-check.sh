@@ -34,7 +34,7 @@ if [ -n "$vk" ]; then
 	[ -n "$line" ] && ok "--list-devices: $(echo "$line" | sed 's/^[[:space:]]*//')" || bad "--list-devices does not list lavapipe as Vulkan0"
 	echo "native-check: tiny models on the built llama-server (CPU, Vulkan0)"
 	if OBS_LLAMA_SERVER="$here/inroot.sh native-vulkan env ${env[*]} $lib/llama-server" OBS_LLAMA_DEVICES="none Vulkan0" \
-		go test -tags integration -count=1 -run '^TestLlamaServer$' -v ./integration/internal/tinymodel 2>&1 |
+		OBS_LLAMA_READY_TIMEOUT=${OBS_LLAMA_READY_TIMEOUT:-8m} go test -timeout 40m -tags integration -count=1 -run '^TestLlamaServer$' -v ./integration/internal/tinymodel 2>&1 |
 		tee "$repo/build/native-check-$layout.log" | grep -E '^(=== RUN|--- |    .*: (qwen|tokens)|ok|FAIL|PASS)' ; then
 		grep -q '^ok' "$repo/build/native-check-$layout.log" && ok "tiny models generate on the built llama-server" ||
 			bad "tiny model test (build/native-check-$layout.log)"
