@@ -138,16 +138,19 @@ check: test fuzz check-patches integration ## everything CI runs (Debian host, r
 ifeq ($(RUNTIME),native)
 INTEGRATION_RUN ?= TestLlamaServerLavapipe
 INTEGRATION_ENV := OBS_NATIVE_LIB=$(NATIVE_LIB)
+# lavapipe compiles the built ggml-vulkan's pipelines at load: minutes here
+TINY_ENV := OBS_LLAMA_READY_TIMEOUT=8m
 TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) env $(if $(filter subdir,$(LAYOUT)),GGML_BACKEND_PATH=$(NATIVE_LIB)/vulkan/libggml-vulkan.so) $(NATIVE_LIB)/llama-server
 else
 INTEGRATION_RUN ?= .
 INTEGRATION_ENV :=
+TINY_ENV :=
 TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server
 endif
 .PHONY: integration
 integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models); RUNTIME=native: on the native build
 	go test ./integration/internal/...
-	OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
+	OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 $(TINY_ENV) \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
 	$(INTEGRATION_ENV) go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
 

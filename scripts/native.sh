@@ -73,7 +73,7 @@ for p in "${parts[@]}"; do
 	echo "native: $root: build (-j$jobs)"
 	run cmake --build "$bdir" --target obs-ship -j "$jobs"
 	run cmake --install "$bdir" --component obs
-	run ccache -s 2>/dev/null | grep -iE 'hits|misses' | head -3 | sed "s/^/native: $root: ccache: /" || true
+	run ccache -s 2>/dev/null | grep -E '^[[:space:]]*(Hits|Misses):' | head -2 | sed "s/^/native: $root: ccache: /" || true
 	echo "native: $root done in $(( $(date +%s) - t0 )) s"
 done
 echo "native: installed ($layout) in $prefix/lib/ollama:"
