@@ -138,8 +138,12 @@ check: test fuzz check-patches integration ## everything CI runs (Debian host, r
 ifeq ($(RUNTIME),native)
 INTEGRATION_RUN ?= TestLlamaServerLavapipe
 INTEGRATION_ENV := OBS_NATIVE_LIB=$(NATIVE_LIB)
-# lavapipe compiles the built ggml-vulkan's pipelines at load: minutes here
+# lavapipe compiles the built ggml-vulkan's pipelines at load: minutes here.
+# The tiny models' run gets 8 minutes and leaves them in one Mesa shader
+# cache, which every server of the scenario then reads (each has its own HOME).
+NATIVE_MESA_CACHE := /var/cache/ollama-backend-select/mesa-shader-cache
 TINY_ENV := OBS_LLAMA_READY_TIMEOUT=8m
+INTEGRATION_ENV += MESA_SHADER_CACHE_DIR=$(NATIVE_MESA_CACHE) OBS_BIND="$(NATIVE_MESA_CACHE) $$OBS_BIND"
 TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) env $(if $(filter subdir,$(LAYOUT)),GGML_BACKEND_PATH=$(NATIVE_LIB)/vulkan/libggml-vulkan.so) $(NATIVE_LIB)/llama-server
 else
 INTEGRATION_RUN ?= .
@@ -150,7 +154,7 @@ endif
 .PHONY: integration
 integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models); RUNTIME=native: on the native build
 	go test ./integration/internal/...
-	OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 $(TINY_ENV) \
+	$(INTEGRATION_ENV) OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 $(TINY_ENV) \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
 	$(INTEGRATION_ENV) go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
 

@@ -43,6 +43,11 @@ else
 	parts+=("native-rocm ON hip")
 fi
 
+# One build folder per root serves both layouts (the layout is only the
+# install's): runs for two layouts at once wait for each other.
+mkdir -p "$repo/build/native"
+exec 8>"$repo/build/native/.lock"
+flock 8
 rm -rf "$prefix"
 for p in "${parts[@]}"; do
 	read -r root base plibs <<<"$p"
