@@ -143,7 +143,7 @@ INTEGRATION_ENV := OBS_NATIVE_LIB=$(NATIVE_LIB)
 # cache, which every server of the scenario then reads (each has its own HOME).
 NATIVE_MESA_CACHE := /var/cache/ollama-backend-select/mesa-shader-cache
 TINY_ENV := OBS_LLAMA_READY_TIMEOUT=8m
-INTEGRATION_ENV += MESA_SHADER_CACHE_DIR=$(NATIVE_MESA_CACHE) OBS_BIND="$(NATIVE_MESA_CACHE) $$OBS_BIND"
+INTEGRATION_ENV += MESA_SHADER_CACHE_DIR=$(NATIVE_MESA_CACHE) OBS_BIND="$(NATIVE_MESA_CACHE) $${OBS_BIND:-}"
 TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) env $(if $(filter subdir,$(LAYOUT)),GGML_BACKEND_PATH=$(NATIVE_LIB)/vulkan/libggml-vulkan.so) $(NATIVE_LIB)/llama-server
 else
 INTEGRATION_RUN ?= .
