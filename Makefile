@@ -74,9 +74,23 @@ build-upstream: src ## build pristine upstream (the "upstream" tag) into dist/up
 RUNTIME_ROOT := runtime
 RUNTIME_TRIPLET := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
 RUNTIME_BACKENDS := /usr/lib/$(RUNTIME_TRIPLET)/ggml/backends0
+# RUNTIME=native: dist/lib/ollama is the from-source build instead
+# (make native, in LAYOUT), still run in the run-time root (lavapipe, sid's
+# C++ run time): `make run RUNTIME=native`, `make integration RUNTIME=native`.
+RUNTIME ?= debian
+LAYOUT  ?= subdir
+LIBS    ?= vulkan
+NATIVE_LIB := $(CURDIR)/dist/native/$(LAYOUT)/lib/ollama
 .PHONY: runtime
-runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama/llama-server
+runtime: $(if $(filter native,$(RUNTIME)),native) ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama (RUNTIME=native: the native build)
 	@scripts/buildroot.sh $(RUNTIME_ROOT) >/dev/null
+ifeq ($(RUNTIME),native)
+	@rm -rf $(DIST)/lib/ollama
+	@mkdir -p $(DIST)/lib
+	@ln -sfn $(NATIVE_LIB) $(DIST)/lib/ollama
+	@echo "runtime: $(DIST)/lib/ollama -> $(NATIVE_LIB)"
+else
+	@test ! -L $(DIST)/lib/ollama || rm $(DIST)/lib/ollama
 	@mkdir -p $(DIST)/lib/ollama
 	@# llama-server finds its backends itself (ggml's compiled-in folder);
 	@# Ollama's native probe (PCI ids, to pair a GPU's libraries) opens them
@@ -85,6 +99,29 @@ runtime: ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian s
 	@for f in libggml-base.so libggml.so; do ln -sfn /usr/lib/$(RUNTIME_TRIPLET)/$$f.0 $(DIST)/lib/ollama/$$f; done
 	@for f in $$(cd $$(scripts/buildroot.sh --path $(RUNTIME_ROOT))$(RUNTIME_BACKENDS) && ls libggml-*.so | grep -v '^libggml-cpu'); do \
 		ln -sfn $(RUNTIME_BACKENDS)/$$f $(DIST)/lib/ollama/$$f; done
+endif
+
+# llama-server and the ggml backends the fork ships, built from source by
+# upstream's llama/server CMake (CMakeLists.txt) with the pinned llama.cpp
+# tree (scripts/llama-src.sh), in build roots this machine makes itself
+# (scripts/roots/native-vulkan.list, native-rocm.list); ccache in
+# /var/cache/ollama-backend-select/ccache. LAYOUT: subdir (lib/ollama/<library>/,
+# upstream's and Arch's) or flat (one folder); LIBS: any of vulkan hip.
+.PHONY: llama-src
+llama-src: ## the pinned llama.cpp tree (node-llama-cpp's git bundle, sha256-checked) with v0.34.4's compat patch; prints its path
+	@scripts/llama-src.sh
+
+.PHONY: native
+native: ## build llama-server + ggml (CPU, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
+	scripts/native.sh $(LAYOUT) "$(LIBS)"
+
+.PHONY: native-check
+native-check: native ## native, then the load checks: lavapipe in --list-devices, tiny models generate on it, gfx1200/gfx1201 code objects in libggml-hip
+	scripts/native-check.sh $(LAYOUT)
+
+.PHONY: arch-sources
+arch-sources: ## packaging/arch laid out for makepkg in build/arch with its pinned sources, every sha256 checked (ARGS=--update rewrites the fork tarball's)
+	@scripts/arch-sources.sh $(ARGS)
 
 .PHONY: run
 run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)
@@ -95,19 +132,33 @@ check: test fuzz check-patches integration pr ## everything CI runs (Debian host
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
-INTEGRATION_RUN ?= .
+# RUNTIME=native runs the lavapipe scenario (the fakes match Debian's ggml
+# only) and the tiny models on the native build; in the subdir layout
+# llama-server gets the Vulkan backend in GGML_BACKEND_PATH, as Ollama starts it.
+#
 # lavapipe compiles each Vulkan pipeline on the CPU: about 110 CPU-seconds
-# for a tiny model with Mesa 26.2, every time a llama-server starts with an
-# empty shader cache (each test server has its own HOME). One cache for every
-# test, kept between runs beside the roots, makes it once; what is tested
-# (which device runs the model) does not depend on it.
+# for a tiny model with Mesa 26.2 (minutes for the from-source ggml-vulkan),
+# every time a llama-server starts with an empty shader cache (each test
+# server has its own HOME). One cache for every test, kept between runs
+# beside the roots, makes it once; what is tested (which device runs the
+# model) does not depend on it.
 MESA_CACHE  ?= $(abspath $(or $(OBS_ROOTS),/var/cache/ollama-backend-select/roots)/../mesa-shader-cache)
-INTEGRATION_ENV = MESA_SHADER_CACHE_DIR=$(MESA_CACHE) OBS_BIND="$${OBS_BIND:-} $(MESA_CACHE)"
+INTEGRATION_ENV := MESA_SHADER_CACHE_DIR=$(MESA_CACHE) OBS_BIND="$${OBS_BIND:-} $(MESA_CACHE)"
+ifeq ($(RUNTIME),native)
+INTEGRATION_RUN ?= TestLlamaServerLavapipe
+INTEGRATION_ENV += OBS_NATIVE_LIB=$(NATIVE_LIB)
+TINY_ENV := OBS_LLAMA_READY_TIMEOUT=8m
+TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) env $(if $(filter subdir,$(LAYOUT)),GGML_BACKEND_PATH=$(NATIVE_LIB)/vulkan/libggml-vulkan.so) $(NATIVE_LIB)/llama-server
+else
+INTEGRATION_RUN ?= .
+TINY_ENV := OBS_LLAMA_READY_TIMEOUT=6m
+TINY_LLAMA_SERVER := $(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server
+endif
 .PHONY: integration
-integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models)
+integration: build runtime ## the integration suite: the built server as a black box on the real llama-server (lavapipe, fake GPU twin, tiny models); RUNTIME=native: on the native build
 	go test ./integration/internal/...
 	mkdir -p $(MESA_CACHE)
-	$(INTEGRATION_ENV) OBS_LLAMA_SERVER="$(CURDIR)/scripts/inroot.sh $(RUNTIME_ROOT) llama-server" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 \
+	$(INTEGRATION_ENV) OBS_LLAMA_SERVER="$(TINY_LLAMA_SERVER)" OBS_LLAMA_DEVICES="none Vulkan0" GGML_VK_VISIBLE_DEVICES=0 $(TINY_ENV) \
 		go test -tags integration -count=1 -timeout 40m ./integration/internal/tinymodel
 	$(INTEGRATION_ENV) go test -tags integration -count=1 -timeout 40m -run '$(INTEGRATION_RUN)' ./integration/
 

@@ -24,7 +24,9 @@ import (
 
 // lsBed is an install tree in Debian's flat layout: bin/ollama and
 // lib/ollama holding llama-server (a copy, so ggml searches that folder)
-// and every ggml backend, with the fakes in place of real ones.
+// and every ggml backend, with the fakes in place of real ones. With
+// OBS_NATIVE_LIB (make integration RUNTIME=native) lib/ollama is a copy of
+// that folder instead: the from-source build in its own layout.
 type lsBed struct {
 	dir   string
 	bin   string
@@ -37,12 +39,24 @@ func newLSBed(t testing.TB, bin string, fakes ...fakegpu.Variant) *lsBed {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
-	var libs []string
-	for _, v := range fakes {
-		libs = append(libs, FakeLib(t, v))
-	}
-	if _, err := fakegpu.FlatTree(filepath.Join(dir, "lib", "ollama"), libs...); err != nil {
-		t.Fatal(err)
+	if native := os.Getenv("OBS_NATIVE_LIB"); native != "" {
+		// The from-source build (make native): its own llama-server and
+		// backends in their layout (subdir: lib/ollama/vulkan/). The fakes
+		// are built against the runtime root's ggml, not this one.
+		if len(fakes) > 0 {
+			t.Skip("OBS_NATIVE_LIB: the fake backends match the runtime root's ggml, not the native build's")
+		}
+		if err := copyTree(native, filepath.Join(dir, "lib", "ollama")); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		var libs []string
+		for _, v := range fakes {
+			libs = append(libs, FakeLib(t, v))
+		}
+		if _, err := fakegpu.FlatTree(filepath.Join(dir, "lib", "ollama"), libs...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := &lsBed{dir: dir, bin: filepath.Join(dir, "bin", "ollama"), trace: filepath.Join(dir, "trace.log")}
 	if err := os.MkdirAll(filepath.Dir(b.bin), 0o755); err != nil {

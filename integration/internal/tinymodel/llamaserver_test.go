@@ -33,6 +33,7 @@ import (
 //	OBS_LLAMA_DEVICES  devices to try, space separated (default "none");
 //	                   others than "none" get -ngl 99, e.g. "none Vulkan0"
 //	                   with GGML_VK_VISIBLE_DEVICES=0
+//	OBS_LLAMA_READY_TIMEOUT  how long a start may take (default 2m)
 func TestLlamaServer(t *testing.T) {
 	server := strings.Fields(os.Getenv("OBS_LLAMA_SERVER"))
 	if len(server) == 0 {
@@ -175,9 +176,14 @@ func startLlamaServer(t *testing.T, server []string, bind string, args []string)
 	})
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	// On lavapipe with an empty Mesa shader cache the warm-up compiles every
-	// pipeline on the CPU first (about 110 CPU-seconds with Mesa 26.2).
-	deadline := time.Now().Add(6 * time.Minute)
+	// OBS_LLAMA_READY_TIMEOUT (a Go duration, default 2m): lavapipe
+	// compiles the Vulkan pipelines at load, minutes with an empty Mesa
+	// shader cache (make integration gives it 6m, native-check 8m).
+	wait := 2 * time.Minute
+	if d, err := time.ParseDuration(os.Getenv("OBS_LLAMA_READY_TIMEOUT")); err == nil && d > 0 {
+		wait = d
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
