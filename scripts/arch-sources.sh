@@ -25,8 +25,15 @@ cp "$repo"/packaging/arch/* "$out"/
 zip=$(cd "$repo" && go mod download -json "github.com/ollama/ollama@v$ver" | sed -n 's/^[[:space:]]*"Zip": "\(.*\)",$/\1/p')
 cp "$zip" "$out/ollama-v$ver.zip"
 cp "$("$here/llama-src.sh" --tarball)" "$out/node-llama-cpp-$nlc.tgz"
-git -C "$repo" archive --format=tar.gz --prefix=ollama-backend-select/ -o "$out/ollama-backend-select-$ver-bs$rel.tar.gz" \
-	HEAD -- CMakeLists.txt go.mod go.sum discover envconfig llm ml patches tools scripts/series.sh
+# git archive stamps every file with the commit's time, so its sum would
+# change with each commit (the one writing the sum too): repack with fixed
+# times, owners and order, and gzip without a name or time.
+fork=$(mktemp -d)
+trap 'rm -rf "$fork"' EXIT
+git -C "$repo" archive --format=tar --prefix=ollama-backend-select/ \
+	HEAD -- CMakeLists.txt go.mod go.sum discover envconfig llm ml patches tools scripts/series.sh | tar -x -C "$fork"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rw,go+r,go-w -C "$fork" -cf - ollama-backend-select |
+	gzip -9n >"$out/ollama-backend-select-$ver-bs$rel.tar.gz"
 
 forksum=$(sha256sum "$out/ollama-backend-select-$ver-bs$rel.tar.gz" | cut -d' ' -f1)
 if [ "${1:-}" = --update ]; then
