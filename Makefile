@@ -128,7 +128,7 @@ run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the r
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
 
 .PHONY: check
-check: test fuzz check-patches integration pr ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, integration suite on the real llama-server, the upstream pull requests
+check: test fuzz check-patches arch-sources integration pr ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, the Arch sources against the PKGBUILD, integration suite on the real llama-server, the upstream pull requests
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
