@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +53,24 @@ func TestLlamaServerRunnerDiesLoading(t *testing.T) {
 	_, err := s.Generate(ctx, q2rocm.Name, "Hi", 2, nil)
 	if err == nil || !strings.Contains(err.Error(), "signal: aborted") {
 		t.Errorf("generate %s (PARAMETER library rocm): err %v, want the runner's death", q2rocm.Name, err)
+	}
+}
+
+// TestLlamaServerBackendDiesAtDiscovery: the fake ROCm backend aborts while
+// ggml registers it, which kills every llama-server of the flat folder,
+// discovery's first. The server still starts, on the CPU, and says why in
+// one ERROR line: the exit, the folder's backend libraries and the dead
+// server's last words.
+func TestLlamaServerBackendDiesAtDiscovery(t *testing.T) {
+	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
+	s := b.start(t, fakegpu.HIP.Env("FAULT", "crash"), "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t))
+	// Discovery ends after the API answers: wait for its last line.
+	if _, err := s.WaitForLog(regexp.MustCompile(`msg="inference compute"`), time.Minute); err != nil {
+		t.Fatalf("discovery did not finish: %v\n%s", err, tail(s.Log(), 30))
+	}
+	rec := forkOneRecord(t, s, "llama-server died during GPU discovery; no GPU of these folders is used")
+	if rec["level"] != "ERROR" || rec["exit"] != "signal: aborted" || rec["remedy"] == "" ||
+		!strings.Contains(rec["backends"], "libggml-hip.so") || !strings.Contains(rec["last_output"], "injected crash in ggml_backend_init") {
+		t.Errorf("ERROR line %v: want the signal, libggml-hip.so among the backends, the fake's last words and a remedy", rec)
 	}
 }

@@ -1,0 +1,47 @@
+package discover
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReportDiscoveryDeath(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"libggml-base.so.0", "libggml-cpu.so", "libggml-cpu-haswell.so", "libggml-hip.so", "libggml-vulkan.so", "llama-server"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"libggml-hip.so", "libggml-vulkan.so"}, backendLibraries([]string{dir, filepath.Join(dir, "missing")})); diff != "" {
+		t.Errorf("backendLibraries (-want +got):\n%s", diff)
+	}
+
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	stderr := []string{"load_backend: loaded CPU backend", "one", "two", "fakegpu: ROCm: injected crash in ggml_backend_init"}
+
+	reportDiscoveryDeath("exit status 1", []string{dir}, stderr)
+	if buf.Len() != 0 {
+		t.Errorf("an exit status was reported as a crash: %s", buf.String())
+	}
+	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr)
+	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr) // once per folders
+	out := buf.String()
+	if n := strings.Count(out, discoveryDeathMsg); n != 1 {
+		t.Fatalf("%d ERROR lines, want 1:\n%s", n, out)
+	}
+	for _, want := range []string{"level=ERROR", `exit="signal: aborted"`, "backends=libggml-hip.so,libggml-vulkan.so",
+		`last_output="one | two | fakegpu: ROCm: injected crash in ggml_backend_init"`, "remedy="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ERROR line lacks %s:\n%s", want, out)
+		}
+	}
+}
