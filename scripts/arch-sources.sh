@@ -55,5 +55,5 @@ for i in "${!names[@]}"; do
 	got=$(sha256sum "$out/${names[i]}" | cut -d' ' -f1)
 	[ "$got" = "${sums[i]}" ] || { echo "arch-sources: ${names[i]}: sha256 $got, PKGBUILD says ${sums[i]}" >&2; bad=1; }
 done
-[ $bad = 0 ] || { echo "arch-sources: run scripts/arch-sources.sh --update after changing what the fork tarball holds" >&2; exit 1; }
+[ $bad = 0 ] || { echo "arch-sources: the fork tarball is HEAD's: commit the change, run make arch-sources ARGS=--update, commit the PKGBUILD" >&2; exit 1; }
 echo "$out"
