@@ -32,7 +32,7 @@ func backendQuirkRules() []QuirkRule {
 			Capabilities:   e.Capabilities,
 			Action:         QuirkAction(e.Action),
 			Reason:         "OLLAMA_BACKEND_DENYLIST",
-			Source:         QuirkSourceEnv,
+			Source:         quirkSourceEnv,
 		})
 	}
 	return rules

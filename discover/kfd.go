@@ -23,8 +23,8 @@ const kfdNodesDir = "sys/class/kfd/kfd/topology/nodes"
 // are at most a page; anything longer is not a KFD properties file.
 const kfdPropertiesMax = 64 << 10
 
-// KFDNode is one GPU node of the KFD topology.
-type KFDNode struct {
+// kfdNode is one GPU node of the KFD topology.
+type kfdNode struct {
 	// Node is the KFD node number (the directory name under
 	// topology/nodes).
 	Node int
@@ -56,7 +56,7 @@ type KFDNode struct {
 	DRMRenderMinor uint32
 }
 
-// ReadKFDNodes reads the GPU nodes of the KFD topology under root (the
+// readKFDNodes reads the GPU nodes of the KFD topology under root (the
 // filesystem root: "/" in production, a fake tree in tests), sorted by node
 // number. CPU nodes (gfx_target_version 0) are skipped, and so are entries
 // whose name is not a node number.
@@ -66,7 +66,7 @@ type KFDNode struct {
 // and reported in the error, which names the file; the nodes that did read
 // are still returned, so one odd node does not hide the others. Callers
 // should log the error and use the nodes.
-func ReadKFDNodes(root string) ([]KFDNode, error) {
+func readKFDNodes(root string) ([]kfdNode, error) {
 	dir := filepath.Join(root, filepath.FromSlash(kfdNodesDir))
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -91,7 +91,7 @@ func ReadKFDNodes(root string) ([]KFDNode, error) {
 	slices.SortFunc(nums, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
 
 	var (
-		nodes []KFDNode
+		nodes []kfdNode
 		errs  []error
 	)
 	for _, num := range nums {
@@ -183,38 +183,38 @@ func ScanFieldLines(data []byte, max int, fn func(line int, text string, fields 
 // kfdNodeFromProperties builds a node from parsed properties. isGPU is false
 // for CPU nodes, which have gfx_target_version 0 (or, on kernels that predate
 // the key, no key and no SIMDs).
-func kfdNodeFromProperties(n int, props map[string]string) (node KFDNode, isGPU bool, err error) {
+func kfdNodeFromProperties(n int, props map[string]string) (node kfdNode, isGPU bool, err error) {
 	node.Node = n
 
 	version, ok, err := kfdUint(props, "gfx_target_version", 64)
 	if err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	if !ok {
 		simds, _, err := kfdUint(props, "simd_count", 64)
 		if err != nil {
-			return KFDNode{}, false, err
+			return kfdNode{}, false, err
 		}
 		if simds == 0 {
-			return KFDNode{}, false, nil
+			return kfdNode{}, false, nil
 		}
-		return KFDNode{}, false, fmt.Errorf("GPU node (simd_count %d) without gfx_target_version", simds)
+		return kfdNode{}, false, fmt.Errorf("GPU node (simd_count %d) without gfx_target_version", simds)
 	}
 	if version == 0 {
-		return KFDNode{}, false, nil
+		return kfdNode{}, false, nil
 	}
 	node.GfxTargetVersion = version
 	if node.GfxTarget, err = gfxTargetName(version); err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 
 	loc, hasLoc, err := kfdUint(props, "location_id", 16)
 	if err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	domain, _, err := kfdUint(props, "domain", 32)
 	if err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	if hasLoc {
 		// location_id is the PCI routing id: bus<<8 | device<<3 | function.
@@ -224,18 +224,18 @@ func kfdNodeFromProperties(n int, props map[string]string) (node KFDNode, isGPU 
 
 	var v uint64
 	if v, _, err = kfdUint(props, "vendor_id", 32); err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	node.VendorID = uint32(v)
 	if v, _, err = kfdUint(props, "device_id", 32); err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	node.DeviceID = uint32(v)
 	if node.UniqueID, _, err = kfdUint(props, "unique_id", 64); err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	if v, _, err = kfdUint(props, "drm_render_minor", 32); err != nil {
-		return KFDNode{}, false, err
+		return kfdNode{}, false, err
 	}
 	node.DRMRenderMinor = uint32(v)
 	return node, true, nil
@@ -281,4 +281,19 @@ func kfdTruncate(s string) string {
 		return s
 	}
 	return s[:max] + "..."
+}
+
+// KFDGfxTarget returns the gfx target ("gfx1200") that the KFD topology
+// under root reports for the GPU at PCI address pciID, or "" when KFD does
+// not know it (no amdgpu driver, another vendor, an unreadable node). The
+// idle-GPU watchdog names the GPU by it when the library that ran it (Vulkan)
+// does not.
+func KFDGfxTarget(root, pciID string) string {
+	nodes, _ := readKFDNodes(root)
+	for _, n := range nodes {
+		if n.PCIID == pciID {
+			return n.GfxTarget
+		}
+	}
+	return ""
 }

@@ -18,21 +18,21 @@ func TestReadKFDNodes(t *testing.T) {
 	tests := []struct {
 		name string
 		root string
-		want []KFDNode
+		want []kfdNode
 		// wantErrIn are substrings of the error; none means a nil error.
 		wantErrIn []string
 	}{
 		{
 			name: "rx 9060 xt",
 			root: "testdata/kfd/rx9060xt",
-			want: []KFDNode{
+			want: []kfdNode{
 				{Node: 1, GfxTarget: "gfx1200", GfxTargetVersion: 120000, PCIID: "0000:03:00.0", VendorID: 0x1002, DeviceID: 0x7590, UniqueID: 5425409937598371542, DRMRenderMinor: 128},
 			},
 		},
 		{
 			name: "mixed, numeric order, odd names skipped",
 			root: "testdata/kfd/mixed",
-			want: []KFDNode{
+			want: []kfdNode{
 				{Node: 1, GfxTarget: "gfx1201", GfxTargetVersion: 120001, PCIID: "0000:0c:00.0", VendorID: 0x1002, DeviceID: 0x7551, UniqueID: 0x1234567890abcdef, DRMRenderMinor: 128},
 				{Node: 2, GfxTarget: "gfx1100", GfxTargetVersion: 110000, PCIID: "0001:23:00.0", VendorID: 0x1002, DeviceID: 0x744c, UniqueID: 1<<64 - 1, DRMRenderMinor: 129},
 				{Node: 10, GfxTarget: "gfx90a", GfxTargetVersion: 90010, PCIID: "0000:8a:01.0", VendorID: 0x1002, DeviceID: 0x740f, UniqueID: 42, DRMRenderMinor: 130},
@@ -42,7 +42,7 @@ func TestReadKFDNodes(t *testing.T) {
 		{
 			name: "garbled nodes reported, good ones kept",
 			root: "testdata/kfd/garbled",
-			want: []KFDNode{
+			want: []kfdNode{
 				{Node: 1, GfxTarget: "gfx1200", GfxTargetVersion: 120000, PCIID: "0000:03:00.0", VendorID: 0x1002, DeviceID: 0x7590, UniqueID: 99, DRMRenderMinor: 128},
 			},
 			wantErrIn: []string{
@@ -64,12 +64,12 @@ func TestReadKFDNodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ReadKFDNodes(tt.root)
+			got, err := readKFDNodes(tt.root)
 			if len(tt.wantErrIn) == 0 && err != nil {
-				t.Fatalf("ReadKFDNodes(%q) error: %v", tt.root, err)
+				t.Fatalf("readKFDNodes(%q) error: %v", tt.root, err)
 			}
 			if len(tt.wantErrIn) > 0 && err == nil {
-				t.Fatalf("ReadKFDNodes(%q) error = nil, want one", tt.root)
+				t.Fatalf("readKFDNodes(%q) error = nil, want one", tt.root)
 			}
 			for _, s := range tt.wantErrIn {
 				if !strings.Contains(err.Error(), s) {
@@ -77,7 +77,7 @@ func TestReadKFDNodes(t *testing.T) {
 				}
 			}
 			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("ReadKFDNodes(%q) mismatch (-want +got):\n%s", tt.root, diff)
+				t.Errorf("readKFDNodes(%q) mismatch (-want +got):\n%s", tt.root, diff)
 			}
 		})
 	}
@@ -150,7 +150,7 @@ func TestReadKFDNodesFilesystem(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			tt.setup(t, root)
-			got, err := ReadKFDNodes(root)
+			got, err := readKFDNodes(root)
 			var gotNodes []int
 			for _, n := range got {
 				gotNodes = append(gotNodes, n.Node)
@@ -311,4 +311,25 @@ func FuzzParseKFDProperties(f *testing.F) {
 			t.Fatalf("node number %d, want 7", node.Node)
 		}
 	})
+}
+
+func TestKFDGfxTarget(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, filepath.FromSlash(kfdNodesDir), "1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// location_id 768 is bus 3: 0000:03:00.0.
+	if err := os.WriteFile(filepath.Join(dir, "properties"), []byte("gfx_target_version 120000\nlocation_id 768\ndomain 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ root, pci, want string }{
+		{root, "0000:03:00.0", "gfx1200"},
+		{root, "0000:04:00.0", ""},
+		{t.TempDir(), "0000:03:00.0", ""}, // no KFD topology
+	} {
+		if got := KFDGfxTarget(tt.root, tt.pci); got != tt.want {
+			t.Errorf("KFDGfxTarget(%s, %s) = %q, want %q", tt.root, tt.pci, got, tt.want)
+		}
+	}
 }

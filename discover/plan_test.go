@@ -20,9 +20,9 @@ func TestDecide(t *testing.T) {
 	// CUDA and Vulkan, as discovery reports them in the flat layout.
 	rdna4 := []ml.DeviceInfo{dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false), dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)}
 	h200 := []ml.DeviceInfo{dev("flat", "CUDA", "0", "0000:18:00.0", "9.0", false), dev("flat", "Vulkan", "0", "0000:18:00.0", "", false)}
-	userROCmGfx1200 := QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", Action: QuirkUseOtherLibrary, Source: QuirkSourceEnv}
+	userROCmGfx1200 := QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", Action: QuirkUseOtherLibrary, Source: quirkSourceEnv}
 
-	userVisionGfx1200 := QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", Capabilities: []string{"vision"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceEnv}
+	userVisionGfx1200 := QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", Capabilities: []string{"vision"}, Action: QuirkUseOtherLibrary, Source: quirkSourceEnv}
 	builtinEntry := builtinQuirks()[0].String()
 
 	type want struct {

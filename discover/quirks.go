@@ -19,20 +19,20 @@ const (
 	// models, so another library (Vulkan on AMD) may serve it.
 	QuirkUseOtherLibrary QuirkAction = "use-other-library"
 
-	// QuirkQueues1 keeps the library but starts the runner with
+	// quirkQueues1 keeps the library but starts the runner with
 	// GPU_MAX_HW_QUEUES=1 (see quirkEnv).
-	QuirkQueues1 QuirkAction = "queues1"
+	quirkQueues1 QuirkAction = "queues1"
 )
 
 // QuirkSource says where a quirk rule came from.
 type QuirkSource string
 
 const (
-	// QuirkSourceBuiltin marks rules from builtinQuirks.
-	QuirkSourceBuiltin QuirkSource = "builtin"
+	// quirkSourceBuiltin marks rules from builtinQuirks.
+	quirkSourceBuiltin QuirkSource = "builtin"
 
-	// QuirkSourceEnv marks rules from OLLAMA_BACKEND_DENYLIST.
-	QuirkSourceEnv QuirkSource = "env"
+	// quirkSourceEnv marks rules from OLLAMA_BACKEND_DENYLIST.
+	quirkSourceEnv QuirkSource = "env"
 
 	// QuirkSourceLearned marks rules recorded at run time after a failure
 	// was observed on this machine.
@@ -116,7 +116,7 @@ func builtinQuirks() []QuirkRule {
 				"reports on gfx1201: https://github.com/ROCm/ROCm/issues/5706, " +
 				"https://github.com/ggml-org/llama.cpp/issues/21430; AMD attributes that state to MES firmware: " +
 				"https://github.com/ROCm/ROCm/issues/6298",
-			Source: QuirkSourceBuiltin,
+			Source: quirkSourceBuiltin,
 		},
 		{
 			Library:        "ROCm",
@@ -126,7 +126,7 @@ func builtinQuirks() []QuirkRule {
 			Reason: "a loaded vision projector (mmproj) kept gfx1201 (RDNA4, RX 9070 XT, R9700) at full load under HIP, " +
 				"and not without it: https://github.com/ggml-org/llama.cpp/issues/21430, " +
 				"https://github.com/ggml-org/llama.cpp/issues/23965",
-			Source: QuirkSourceBuiltin,
+			Source: quirkSourceBuiltin,
 		},
 	}
 }
@@ -135,10 +135,10 @@ func builtinQuirks() []QuirkRule {
 // "queues1", any letter case).
 func parseQuirkAction(s string) (QuirkAction, error) {
 	switch a := QuirkAction(strings.ToLower(s)); a {
-	case QuirkUseOtherLibrary, QuirkQueues1:
+	case QuirkUseOtherLibrary, quirkQueues1:
 		return a, nil
 	}
-	return "", fmt.Errorf("unknown quirk action %q; accepted: %q, %q", s, QuirkUseOtherLibrary, QuirkQueues1)
+	return "", fmt.Errorf("unknown quirk action %q; accepted: %q, %q", s, QuirkUseOtherLibrary, quirkQueues1)
 }
 
 // validate checks that the rule can match anything at all: a known library,
@@ -306,11 +306,11 @@ func deniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool
 
 // quirkEnv returns the environment variables a runner needs for the
 // given matched rules (from matchQuirks): GPU_MAX_HW_QUEUES=1 when any of
-// them is QuirkQueues1. It returns nil when nothing is needed. Whether a value
+// them is quirkQueues1. It returns nil when nothing is needed. Whether a value
 // the user set already should win is the caller's decision.
 func quirkEnv(matched []QuirkRule) map[string]string {
 	for _, r := range matched {
-		if r.Action == QuirkQueues1 {
+		if r.Action == quirkQueues1 {
 			return map[string]string{"GPU_MAX_HW_QUEUES": "1"}
 		}
 	}

@@ -17,7 +17,7 @@ func TestBuiltinQuirksValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range builtinQuirks() {
-		if r.Source != QuirkSourceBuiltin {
+		if r.Source != quirkSourceBuiltin {
 			t.Errorf("built-in rule %s has source %q", r, r.Source)
 		}
 		if !strings.Contains(r.Reason, "https://") {
@@ -155,7 +155,7 @@ func TestQuirkRuleMatches(t *testing.T) {
 		},
 		{
 			name:    "empty arch matches star rule",
-			rule:    QuirkRule{Library: "ROCm", ComputePattern: "gfx1201", ArchPatterns: []string{"*"}, Action: QuirkQueues1},
+			rule:    QuirkRule{Library: "ROCm", ComputePattern: "gfx1201", ArchPatterns: []string{"*"}, Action: quirkQueues1},
 			library: "ROCm", compute: "gfx1201", arch: "", want: true,
 		},
 		{
@@ -174,8 +174,8 @@ func TestQuirkRuleMatches(t *testing.T) {
 }
 
 func TestMatchQuirksAndDenies(t *testing.T) {
-	queues := QuirkRule{Library: "ROCm", ComputePattern: "gfx1201", Action: QuirkQueues1, Source: QuirkSourceEnv}
-	denyQwen := QuirkRule{Library: "ROCm", ComputePattern: "gfx120*", ArchPatterns: []string{"qwen3*"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceEnv}
+	queues := QuirkRule{Library: "ROCm", ComputePattern: "gfx1201", Action: quirkQueues1, Source: quirkSourceEnv}
+	denyQwen := QuirkRule{Library: "ROCm", ComputePattern: "gfx120*", ArchPatterns: []string{"qwen3*"}, Action: QuirkUseOtherLibrary, Source: quirkSourceEnv}
 	denyAll := QuirkRule{Library: "ROCm", ComputePattern: "gfx1100", Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}
 	denyAllStar := QuirkRule{Library: "ROCm", ComputePattern: "gfx1030", ArchPatterns: []string{"qwen3", "*"}, Action: QuirkUseOtherLibrary}
 	rules := []QuirkRule{queues, denyQwen, denyAll, denyAllStar}
@@ -235,7 +235,7 @@ func TestMatchQuirksAndDenies(t *testing.T) {
 
 func TestDeniesEveryUse(t *testing.T) {
 	rules := []QuirkRule{
-		{Library: "ROCm", ComputePattern: "gfx1201", Action: QuirkQueues1},
+		{Library: "ROCm", ComputePattern: "gfx1201", Action: quirkQueues1},
 		{Library: "ROCm", ComputePattern: "gfx120*", ArchPatterns: []string{"qwen3*"}, Action: QuirkUseOtherLibrary},
 		{Library: "ROCm", ComputePattern: "gfx1100", Action: QuirkUseOtherLibrary},
 		{Library: "ROCm", ComputePattern: "gfx1030", ArchPatterns: []string{"qwen3", "**"}, Action: QuirkUseOtherLibrary},
@@ -282,7 +282,7 @@ func TestQuirkRuleValidate(t *testing.T) {
 	}{
 		{name: "valid", mutate: func(r *QuirkRule) {}},
 		{name: "hip spelling", mutate: func(r *QuirkRule) { r.Library = "hip" }},
-		{name: "queues1", mutate: func(r *QuirkRule) { r.Action = QuirkQueues1 }},
+		{name: "queues1", mutate: func(r *QuirkRule) { r.Action = quirkQueues1 }},
 		{name: "unknown library", mutate: func(r *QuirkRule) { r.Library = "OpenCL" }, wantErr: `unknown library "OpenCL"`},
 		{name: "empty compute", mutate: func(r *QuirkRule) { r.ComputePattern = "" }, wantErr: "empty compute pattern"},
 		{name: "bad compute", mutate: func(r *QuirkRule) { r.ComputePattern = "gfx[" }, wantErr: `compute pattern "gfx["`, badPat: true},
@@ -320,8 +320,8 @@ func TestParseQuirkAction(t *testing.T) {
 		wantErr bool
 	}{
 		{in: "use-other-library", want: QuirkUseOtherLibrary},
-		{in: "queues1", want: QuirkQueues1},
-		{in: "Queues1", want: QuirkQueues1},
+		{in: "queues1", want: quirkQueues1},
+		{in: "Queues1", want: quirkQueues1},
 		{in: "", wantErr: true},
 		{in: "deny", wantErr: true},
 	}
@@ -347,13 +347,13 @@ func TestQuirkRuleStringAndLogValue(t *testing.T) {
 	}{
 		{
 			name:    "deny with archs",
-			rule:    QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3", "qwen35"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceBuiltin, Reason: "why"},
+			rule:    QuirkRule{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3", "qwen35"}, Action: QuirkUseOtherLibrary, Source: quirkSourceBuiltin, Reason: "why"},
 			want:    "rocm:gfx1200:qwen3,qwen35",
 			wantLog: "library=ROCm compute=gfx1200 archs=qwen3,qwen35 action=use-other-library from=builtin reason=why",
 		},
 		{
 			name:    "queues1, hip spelling",
-			rule:    QuirkRule{Library: "hip", ComputePattern: "gfx1201", Action: QuirkQueues1, Source: QuirkSourceEnv},
+			rule:    QuirkRule{Library: "hip", ComputePattern: "gfx1201", Action: quirkQueues1, Source: quirkSourceEnv},
 			want:    "rocm:gfx1201=queues1",
 			wantLog: "library=hip compute=gfx1201 action=queues1 from=env",
 		},

@@ -28,7 +28,7 @@ func SysfsRoot() string {
 type rocmDiscoveryPlan struct {
 	// Denied are the GPUs on which every use of ROCm is denied: HIP must not
 	// initialise them.
-	Denied []KFDNode
+	Denied []kfdNode
 	// Rules[i] is the rule that denies Denied[i].
 	Rules []QuirkRule
 	// Visible are the AMD GPUs ROCm may see (ROCR_VISIBLE_DEVICES ids).
@@ -39,7 +39,7 @@ type rocmDiscoveryPlan struct {
 }
 
 // planROCmDiscovery applies the quirk table to the KFD GPU nodes.
-func planROCmDiscovery(nodes []KFDNode, rules []QuirkRule) rocmDiscoveryPlan {
+func planROCmDiscovery(nodes []kfdNode, rules []QuirkRule) rocmDiscoveryPlan {
 	var p rocmDiscoveryPlan
 	for _, n := range nodes {
 		if r, ok := deniesEveryUse(rules, "ROCm", n.GfxTarget); ok {
@@ -70,7 +70,7 @@ func (p rocmDiscoveryPlan) allDenied() bool { return len(p.Denied) > 0 && len(p.
 
 // rocmVisibleID is the id ROCR_VISIBLE_DEVICES and ggml's HIP backend use
 // for a GPU: GPU-<unique_id>, or the node's GPU index without one.
-func rocmVisibleID(n KFDNode) string {
+func rocmVisibleID(n kfdNode) string {
 	if n.UniqueID != 0 {
 		return fmt.Sprintf("GPU-%016x", n.UniqueID)
 	}
@@ -88,7 +88,7 @@ var (
 func currentROCmPlan() (rocmDiscoveryPlan, bool) {
 	rocmPlanOnce.Do(func() {
 		rules := backendQuirkRules()
-		nodes, err := ReadKFDNodes(SysfsRoot())
+		nodes, err := readKFDNodes(SysfsRoot())
 		if err == nil {
 			// An absent topology is no AMD GPU, or a kernel or container
 			// that hides it: nothing says which GPU a rule covers.

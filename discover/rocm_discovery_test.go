@@ -9,8 +9,8 @@ import (
 )
 
 func TestPlanROCmDiscovery(t *testing.T) {
-	rdna4 := KFDNode{Node: 1, GfxTarget: "gfx1200", PCIID: "0000:03:00.0", UniqueID: 0x1234}
-	rdna3 := KFDNode{Node: 2, GfxTarget: "gfx1100", PCIID: "0000:04:00.0"}
+	rdna4 := kfdNode{Node: 1, GfxTarget: "gfx1200", PCIID: "0000:03:00.0", UniqueID: 0x1234}
+	rdna3 := kfdNode{Node: 2, GfxTarget: "gfx1100", PCIID: "0000:04:00.0"}
 	type plan struct {
 		Denied     []string
 		Visible    []string
@@ -20,17 +20,17 @@ func TestPlanROCmDiscovery(t *testing.T) {
 	cases := []struct {
 		name     string
 		denylist string
-		nodes    []KFDNode
+		nodes    []kfdNode
 		want     plan
 	}{
 		{"no AMD GPU, built-ins", "", nil, plan{}},
-		{"gfx1200, built-ins: qwen3 only, twin needed", "", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}, NeedVulkan: true}},
-		{"gfx1100, built-ins: nothing applies", "", []KFDNode{rdna3}, plan{Visible: []string{"2"}}},
-		{"every use on gfx1200 denied", "rocm:gfx1200", []KFDNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200"}, Visible: []string{"2"}, NeedVulkan: true}},
-		{"every AMD GPU denied", "rocm:gfx1*", []KFDNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200", "gfx1100"}, NeedVulkan: true, AllDenied: true}},
-		{"none", "none", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
+		{"gfx1200, built-ins: qwen3 only, twin needed", "", []kfdNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}, NeedVulkan: true}},
+		{"gfx1100, built-ins: nothing applies", "", []kfdNode{rdna3}, plan{Visible: []string{"2"}}},
+		{"every use on gfx1200 denied", "rocm:gfx1200", []kfdNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200"}, Visible: []string{"2"}, NeedVulkan: true}},
+		{"every AMD GPU denied", "rocm:gfx1*", []kfdNode{rdna4, rdna3}, plan{Denied: []string{"gfx1200", "gfx1100"}, NeedVulkan: true, AllDenied: true}},
+		{"none", "none", []kfdNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
 		{"a CUDA rule needs the twins too", "none cuda:9.0:qwen3", nil, plan{NeedVulkan: true}},
-		{"queues1 keeps ROCm and needs no twin", "none rocm:gfx1200:*=queues1", []KFDNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
+		{"queues1 keeps ROCm and needs no twin", "none rocm:gfx1200:*=queues1", []kfdNode{rdna4}, plan{Visible: []string{"GPU-0000000000001234"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -719,13 +719,7 @@ func (w *watcher) gfxTarget(pci, compute string) string {
 	if strings.HasPrefix(strings.ToLower(compute), "gfx") {
 		return strings.ToLower(compute)
 	}
-	nodes, _ := discover.ReadKFDNodes(w.root())
-	for _, n := range nodes {
-		if n.PCIID == pci {
-			return n.GfxTarget
-		}
-	}
-	return ""
+	return discover.KFDGfxTarget(w.root(), pci)
 }
 
 // restore loads, once, the stuck GPUs an earlier server process recorded
