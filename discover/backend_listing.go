@@ -48,6 +48,8 @@ type backendListing struct {
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
 	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
+	// DiscoveryFailures are discovery runs a backend library killed.
+	DiscoveryFailures []discoveryFailure `json:"discovery_failures,omitempty"`
 }
 
 // StuckGPU is a GPU that stayed busy for the whole watch window after its
@@ -166,6 +168,7 @@ func listBackends(learned Learned) backendListing {
 	if learned != nil {
 		l.StuckGPUs = learned.StuckGPUs()
 	}
+	l.DiscoveryFailures = currentDiscoveryFailures()
 	return l
 }
 
@@ -243,6 +246,12 @@ func formatBackends(w io.Writer, l backendListing) error {
 		}
 		if _, err := fmt.Fprintf(w, "GPU %s (MES firmware %s) stayed %d%%-%d%% busy after %s (%s) unloaded; %s\n",
 			f.PCIID, cmp.Or(f.MESFirmware, "unknown"), f.BusyMin, f.BusyMax, model, f.Library, f.Remedy); err != nil {
+			return err
+		}
+	}
+	for _, f := range l.DiscoveryFailures {
+		if _, err := fmt.Fprintf(w, "llama-server died during GPU discovery in %s (%s); GPU backends there: %s; last output: %s; %s\n",
+			f.LibDirs, f.Exit, dash(strings.Join(f.Backends, ", ")), dash(f.LastOutput), discoveryDeathRemedy); err != nil {
 			return err
 		}
 	}

@@ -28,10 +28,42 @@ func reportDiscoveryDeath(exit string, libDirs, output []string) {
 	if !strings.HasPrefix(exit, "signal: ") || !reportOnce("discovery-death\x00"+strings.Join(libDirs, "\x00")) {
 		return
 	}
-	last := output[max(0, len(output)-discoveryDeathLines):]
-	slog.Error(discoveryDeathMsg, "exit", exit, "libDirs", strings.Join(libDirs, string(filepath.ListSeparator)),
-		"backends", strings.Join(backendLibraries(libDirs), ","), "last_output", strings.Join(last, " | "),
-		"remedy", "move the backend library that crashes out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it")
+	d := discoveryFailure{
+		LibDirs:    strings.Join(libDirs, string(filepath.ListSeparator)),
+		Exit:       exit,
+		Backends:   backendLibraries(libDirs),
+		LastOutput: strings.Join(output[max(0, len(output)-discoveryDeathLines):], " | "),
+	}
+	discoveryFaultsMu.Lock()
+	discoveryFailures = append(discoveryFailures, d)
+	discoveryFaultsMu.Unlock()
+	slog.Error(discoveryDeathMsg, "exit", d.Exit, "libDirs", d.LibDirs, "backends", strings.Join(d.Backends, ","),
+		"last_output", d.LastOutput, "remedy", discoveryDeathRemedy)
+}
+
+// discoveryDeathRemedy is what the user can do about a backend that kills
+// llama-server.
+const discoveryDeathRemedy = "move the backend library that crashes out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
+
+// discoveryFailure is a discovery llama-server that a signal ended: the
+// folders it searched, how it ended, the GPU backend libraries there (one
+// of them crashed it) and its last output. GET /api/backends and `ollama
+// backends` list them.
+type discoveryFailure struct {
+	LibDirs    string   `json:"lib_dirs"`
+	Exit       string   `json:"exit"`
+	Backends   []string `json:"backends,omitempty"`
+	LastOutput string   `json:"last_output,omitempty"`
+}
+
+// discoveryFailures are the failures reported so far, for the listing.
+var discoveryFailures []discoveryFailure
+
+// currentDiscoveryFailures returns a copy of what was reported.
+func currentDiscoveryFailures() []discoveryFailure {
+	discoveryFaultsMu.Lock()
+	defer discoveryFaultsMu.Unlock()
+	return slices.Clone(discoveryFailures)
 }
 
 // backendLibraries lists the ggml GPU backend libraries (libggml-<name>*.so)

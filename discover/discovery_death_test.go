@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,6 +35,11 @@ func TestReportDiscoveryDeath(t *testing.T) {
 	}
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr)
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr) // once per folders
+	want := discoveryFailure{LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
+		LastOutput: "one | two | fakegpu: ROCm: injected crash in ggml_backend_init"}
+	if !slices.ContainsFunc(listBackends(nil).DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
+		t.Errorf("the backend listing lacks %+v: %+v", want, listBackends(nil).DiscoveryFailures)
+	}
 	out := buf.String()
 	if n := strings.Count(out, discoveryDeathMsg); n != 1 {
 		t.Fatalf("%d ERROR lines, want 1:\n%s", n, out)

@@ -59,8 +59,8 @@ func TestLlamaServerRunnerDiesLoading(t *testing.T) {
 // TestLlamaServerBackendDiesAtDiscovery: the fake ROCm backend aborts while
 // ggml registers it, which kills every llama-server of the flat folder,
 // discovery's first. The server still starts, on the CPU, and says why in
-// one ERROR line: the exit, the folder's backend libraries and the dead
-// server's last words.
+// one ERROR line, and `ollama backends` lists it: the exit, the folder's
+// GPU backend libraries and the dead server's last words.
 func TestLlamaServerBackendDiesAtDiscovery(t *testing.T) {
 	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
 	s := b.start(t, fakegpu.HIP.Env("FAULT", "crash"), "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t))
@@ -72,5 +72,8 @@ func TestLlamaServerBackendDiesAtDiscovery(t *testing.T) {
 	if rec["level"] != "ERROR" || rec["exit"] != "signal: aborted" || rec["remedy"] == "" ||
 		!strings.Contains(rec["backends"], "libggml-hip.so") || !strings.Contains(rec["last_output"], "injected crash in ggml_backend_init") {
 		t.Errorf("ERROR line %v: want the signal, libggml-hip.so among the backends, the fake's last words and a remedy", rec)
+	}
+	if backends := forkCli(t, s, "backends"); !regexp.MustCompile(`llama-server died during GPU discovery in \S+ \(signal: aborted\); GPU backends there: .*libggml-hip\.so.*injected crash`).MatchString(backends) {
+		t.Errorf("ollama backends does not list the discovery failure:\n%s", backends)
 	}
 }
