@@ -216,6 +216,32 @@ func TestLlamaServerLavapipe(t *testing.T) {
 	})
 }
 
+// checkOnFakeVulkan asserts that m's last runner ran on the fake Vulkan
+// twin: its --device, /api/ps (the library, which a pristine build lacks,
+// and VRAM), llama-server's device line, and that the fake HIP never saw
+// its GPU: in any process (discovery included), or with runnerOnly in that
+// runner.
+func (b *lsBed) checkOnFakeVulkan(t *testing.T, s *Server, m forkModel, runnerOnly bool) {
+	t.Helper()
+	r := forkLastRunner(t, s, m)
+	if got := runnerDevice(r); got != "Vulkan0" {
+		t.Errorf("runner --device %q, want Vulkan0", got)
+	}
+	if ps := forkPsEntry(t, s, m); (!upstreamOnly() && ps.Library != "Vulkan") || ps.SizeVRAM == 0 {
+		t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
+	}
+	if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
+		t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
+	}
+	pid, where := 0, "discovery or runner"
+	if runnerOnly {
+		pid, where = r.PID, "the Vulkan runner"
+	}
+	if n := b.hipVisible(t, pid); n != 0 {
+		t.Errorf("the fake HIP saw its GPU %d times (%s); want never", n, where)
+	}
+}
+
 // TestLlamaServerFakeTwin: one gfx1200 seen through ROCm and Vulkan (the
 // fakes, one PCI id) by the real llama-server.
 func TestLlamaServerFakeTwin(t *testing.T) {
@@ -226,38 +252,14 @@ func TestLlamaServerFakeTwin(t *testing.T) {
 		s := b.start(t, "OLLAMA_LLM_LIBRARY=vulkan", "OLLAMA_SYSFS_ROOT="+kfd)
 		m := forkCreateTiny(t, s, "qwen3")
 		forkGenerate(t, s, m)
-		r := forkLastRunner(t, s, m)
-		if got := runnerDevice(r); got != "Vulkan0" {
-			t.Errorf("runner --device %q, want Vulkan0", got)
-		}
-		if ps := forkPsEntry(t, s, m); ps.Library != "Vulkan" || ps.SizeVRAM == 0 {
-			t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
-		}
-		if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
-			t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
-		}
-		if n := b.hipVisible(t, 0); n != 0 {
-			t.Errorf("the fake HIP saw its GPU %d times (discovery or runner); want never", n)
-		}
+		b.checkOnFakeVulkan(t, s, m, false)
 	})
 
 	t.Run("OLLAMA_LLM_LIBRARY=vulkan,rocm: the Vulkan twin wins, HIP not in the runner", func(t *testing.T) {
 		s := b.start(t, "OLLAMA_LLM_LIBRARY=vulkan,rocm", "OLLAMA_SYSFS_ROOT="+kfd)
 		m := forkCreateTiny(t, s, "qwen2")
 		forkGenerate(t, s, m)
-		r := forkLastRunner(t, s, m)
-		if got := runnerDevice(r); got != "Vulkan0" {
-			t.Errorf("runner --device %q, want Vulkan0", got)
-		}
-		if ps := forkPsEntry(t, s, m); (!upstreamOnly() && ps.Library != "Vulkan") || ps.SizeVRAM == 0 {
-			t.Errorf("/api/ps %+v, want library Vulkan with VRAM", ps)
-		}
-		if !strings.Contains(s.Log(), "using device Vulkan0 (Fake Vulkan GPU)") {
-			t.Errorf("llama-server did not log 'using device Vulkan0 (Fake Vulkan GPU)'")
-		}
-		if n := b.hipVisible(t, r.PID); n != 0 {
-			t.Errorf("the fake HIP saw its GPU %d times in the Vulkan runner; want never", n)
-		}
+		b.checkOnFakeVulkan(t, s, m, true)
 	})
 
 	t.Run("unset: qwen3 on the Vulkan twin, qwen2 on ROCm, one server", func(t *testing.T) {
