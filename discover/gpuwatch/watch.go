@@ -354,16 +354,17 @@ func (w *watcher) countCrash(exit runnerExit) {
 		q := g.quirk(exit.Model, exit.Arch, causeCrashes, fmt.Sprintf("the runner died %d times in a row", n))
 		// At once, not in a goroutine: the scheduler loads the model again
 		// right after this runner is stopped, and that load must see it.
-		w.learnFromDeath(q, crashQuirkMsg)
+		w.learnFromDeath(q, exit.Vision, crashQuirkMsg)
 	}
 }
 
 // learnFromDeath records q, learned from a runner's death, with the GPU's
 // MES firmware where sysfs has it, and says so once in an ERROR line msg
-// naming the library the model's next load uses (attrs add to it); a quirk
-// that could not be recorded is a WARN. It returns that next library, ""
-// when nothing was recorded.
-func (w *watcher) learnFromDeath(q learnedQuirk, msg string, attrs ...any) string {
+// naming the library the model's next load uses (vision: the model loaded
+// a vision projector, which rules may match; attrs add to the line); a
+// quirk that could not be recorded is a WARN. It returns that next library,
+// "" when nothing was recorded.
+func (w *watcher) learnFromDeath(q learnedQuirk, vision bool, msg string, attrs ...any) string {
 	if card, ok := w.cardFor(q.PCIID); ok && w.drmAvailable() {
 		q.MESFirmware = readMESFirmware(w.fs(), card)
 	}
@@ -378,7 +379,7 @@ func (w *watcher) learnFromDeath(q learnedQuirk, msg string, attrs ...any) strin
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
 		return ""
 	}
-	next := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch}, w.Quirks.rules()...)
+	next := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch, Vision: vision}, w.Quirks.rules()...)
 	if added {
 		w.logger().Error(msg, append(attrs, "next", next, "file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
@@ -406,7 +407,7 @@ func (w *watcher) loadDied(m llm.ModelLoad, gpus []runnerGPU, cause string) map[
 			continue
 		}
 		q := g.quirk(m.Name, m.Arch, causeLoadDeath, "the runner died while loading: "+truncate(cause))
-		next[q.PCIID] = w.learnFromDeath(q, loadDeathMsg, "error", cause)
+		next[q.PCIID] = w.learnFromDeath(q, m.Vision, loadDeathMsg, "error", cause)
 	}
 	return next
 }

@@ -157,9 +157,9 @@ func (w *Watchdog) RunnerExiting(pid int, hasExited func() bool) {
 // request. Only a runner killed by a signal before it was ready counts (an
 // abort or a fault in a backend: missing code objects for the GPU, a driver
 // error); a runner that exited with a status refused the model itself and
-// teaches nothing. Each GPU library the runner used is learned as a quirk for the
-// model's architecture on that GPU (one ERROR line each, with the library
-// that comes next). retry reports whether loading again may succeed: a GPU
+// teaches nothing. Each GPU library the runner used is learned as a quirk
+// for the model's architecture on that GPU (one ERROR line each, with the
+// library that comes next). retry reports whether loading again may succeed: a GPU
 // has another library for the model and the model names no library of its
 // own (that choice is the user's, and the error is theirs to see).
 func (w *Watchdog) LoadFailed(m llm.ModelLoad, devices []ml.DeviceInfo, cause error) (retry bool) {
