@@ -48,7 +48,7 @@ type backendListing struct {
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
 	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
-	// DiscoveryFailures are discovery runs a backend library killed.
+	// DiscoveryFailures are discovery runs a backend library killed or hung.
 	DiscoveryFailures []discoveryFailure `json:"discovery_failures,omitempty"`
 }
 
@@ -250,8 +250,8 @@ func formatBackends(w io.Writer, l backendListing) error {
 		}
 	}
 	for _, f := range l.DiscoveryFailures {
-		if _, err := fmt.Fprintf(w, "llama-server died during GPU discovery in %s (%s); GPU backends there: %s; last output: %s; %s\n",
-			f.LibDirs, f.Exit, dash(strings.Join(f.Backends, ", ")), dash(f.LastOutput), discoveryDeathRemedy); err != nil {
+		if _, err := fmt.Fprintf(w, "llama-server %s during GPU discovery in %s (%s); GPU backends there: %s; last output: %s; %s\n",
+			f.Failure, f.LibDirs, f.Exit, dash(strings.Join(f.Backends, ", ")), dash(f.LastOutput), discoveryFailureRemedy); err != nil {
 			return err
 		}
 	}

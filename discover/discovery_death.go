@@ -1,20 +1,28 @@
 package discover
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
-// discoveryDeathMsg is the ERROR line of a discovery llama-server that a
-// signal ended before it listed its devices.
-const discoveryDeathMsg = "llama-server died during GPU discovery; no GPU of these folders is used"
+// discoveryDeathMsg and discoveryHangMsg are the ERROR lines of a discovery
+// llama-server that a signal ended, or that gave no answer before its
+// deadline, before it listed its devices.
+const (
+	discoveryDeathMsg = "llama-server died during GPU discovery; no GPU of these folders is used"
+	discoveryHangMsg  = "llama-server hung during GPU discovery; no GPU of these folders is used"
+)
 
-// discoveryDeathLines is how many of the dead server's last output lines
-// the ERROR line quotes.
-const discoveryDeathLines = 3
+// discoveryFailureLines is how many of the server's last output lines the
+// ERROR line quotes.
+const discoveryFailureLines = 3
 
 // reportDiscoveryDeath reports, once per set of folders, a discovery
 // llama-server that ended with exit ("signal: aborted") before it listed
@@ -25,31 +33,59 @@ const discoveryDeathLines = 3
 // is not a signal is llama-server refusing something, not a crash, and is
 // left to upstream's log.
 func reportDiscoveryDeath(exit string, libDirs, output []string) {
-	if !strings.HasPrefix(exit, "signal: ") || !reportOnce("discovery-death\x00"+strings.Join(libDirs, "\x00")) {
+	if !strings.HasPrefix(exit, "signal: ") {
 		return
 	}
-	d := discoveryFailure{
-		LibDirs:    strings.Join(libDirs, string(filepath.ListSeparator)),
-		Exit:       exit,
-		Backends:   backendLibraries(libDirs),
-		LastOutput: strings.Join(output[max(0, len(output)-discoveryDeathLines):], " | "),
+	reportDiscoveryFailure(discoveryFailure{Failure: "died", Exit: exit}, discoveryDeathMsg, libDirs, output)
+}
+
+// reportDiscoveryHang reports, once per set of folders, a discovery
+// llama-server that had not written its system information when ctx's
+// deadline passed, waited after it started: a backend library stuck in its
+// initialisation (a driver that never answers), which will hold every runner
+// started on those folders the same way. Only a wait of discoveryHangMin or
+// more is a hang: upstream gives the discovery runs that decide the devices
+// 30 s, and the refreshes while models run 3 s, after which it keeps the
+// devices it had; a refresh that runs out of time is a busy machine. A
+// cancelled ctx is a stopping server.
+func reportDiscoveryHang(ctx context.Context, waited time.Duration, libDirs, output []string) {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || waited < discoveryHangMin {
+		return
 	}
+	exit := fmt.Sprintf("no answer in %s, stopped", waited.Round(time.Second))
+	reportDiscoveryFailure(discoveryFailure{Failure: "hung", Exit: exit}, discoveryHangMsg, libDirs, output)
+}
+
+// discoveryHangMin is the shortest discovery wait that counts as a hang.
+const discoveryHangMin = 10 * time.Second
+
+// reportDiscoveryFailure completes d with the folders, their GPU backend
+// libraries and the server's last output, and logs it at ERROR as msg and
+// keeps it for the listing, once per kind of failure and set of folders.
+func reportDiscoveryFailure(d discoveryFailure, msg string, libDirs, output []string) {
+	if !reportOnce("discovery-" + d.Failure + "\x00" + strings.Join(libDirs, "\x00")) {
+		return
+	}
+	d.LibDirs = strings.Join(libDirs, string(filepath.ListSeparator))
+	d.Backends = backendLibraries(libDirs)
+	d.LastOutput = strings.Join(output[max(0, len(output)-discoveryFailureLines):], " | ")
 	discoveryFaultsMu.Lock()
 	discoveryFailures = append(discoveryFailures, d)
 	discoveryFaultsMu.Unlock()
-	slog.Error(discoveryDeathMsg, "exit", d.Exit, "libDirs", d.LibDirs, "backends", strings.Join(d.Backends, ","),
-		"last_output", d.LastOutput, "remedy", discoveryDeathRemedy)
+	slog.Error(msg, "exit", d.Exit, "libDirs", d.LibDirs, "backends", strings.Join(d.Backends, ","),
+		"last_output", d.LastOutput, "remedy", discoveryFailureRemedy)
 }
 
-// discoveryDeathRemedy is what the user can do about a backend that kills
-// llama-server.
-const discoveryDeathRemedy = "move the backend library that crashes out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
+// discoveryFailureRemedy is what the user can do about a backend that kills
+// or hangs llama-server.
+const discoveryFailureRemedy = "move the backend library that crashes out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
 
-// discoveryFailure is a discovery llama-server that a signal ended: the
-// folders it searched, how it ended, the GPU backend libraries there (one
-// of them crashed it) and its last output. GET /api/backends and `ollama
-// backends` list them.
+// discoveryFailure is a discovery llama-server that a signal ended or that
+// hung: the folders it searched, what happened to it ("died" or "hung") and
+// how it ended, the GPU backend libraries there (one of them is the cause)
+// and its last output. GET /api/backends and `ollama backends` list them.
 type discoveryFailure struct {
+	Failure    string   `json:"failure"`
 	LibDirs    string   `json:"lib_dirs"`
 	Exit       string   `json:"exit"`
 	Backends   []string `json:"backends,omitempty"`

@@ -2,12 +2,14 @@ package discover
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -35,7 +37,7 @@ func TestReportDiscoveryDeath(t *testing.T) {
 	}
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr)
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr) // once per folders
-	want := discoveryFailure{LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
+	want := discoveryFailure{Failure: "died", LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
 		LastOutput: "one | two | fakegpu: ROCm: injected crash in ggml_backend_init"}
 	if !slices.ContainsFunc(listBackends(nil).DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
 		t.Errorf("the backend listing lacks %+v: %+v", want, listBackends(nil).DiscoveryFailures)
@@ -49,5 +51,53 @@ func TestReportDiscoveryDeath(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("ERROR line lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+func TestReportDiscoveryHang(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "libggml-hip.so"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	stderr := []string{"load_backend: loaded CPU backend", "fakegpu: ROCm: injected hang in ggml_backend_init"}
+
+	stopping, cancel := context.WithCancel(context.Background())
+	cancel()
+	reportDiscoveryHang(stopping, 2*time.Second, []string{dir}, stderr)
+	if buf.Len() != 0 {
+		t.Errorf("a stopping server was reported as a hang: %s", buf.String())
+	}
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	reportDiscoveryHang(expired, 3*time.Second, []string{dir}, stderr) // a refresh on a busy machine
+	if buf.Len() != 0 {
+		t.Errorf("a refresh that ran out of time was reported as a hang: %s", buf.String())
+	}
+	reportDiscoveryHang(expired, 30*time.Second+400*time.Millisecond, []string{dir}, stderr)
+	reportDiscoveryHang(expired, 30*time.Second, []string{dir}, stderr) // once per folders
+
+	want := discoveryFailure{Failure: "hung", LibDirs: dir, Exit: "no answer in 30s, stopped", Backends: []string{"libggml-hip.so"},
+		LastOutput: "load_backend: loaded CPU backend | fakegpu: ROCm: injected hang in ggml_backend_init"}
+	l := listBackends(nil)
+	if !slices.ContainsFunc(l.DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
+		t.Errorf("the backend listing lacks %+v: %+v", want, l.DiscoveryFailures)
+	}
+	var text strings.Builder
+	if err := formatBackends(&text, l); err != nil {
+		t.Fatal(err)
+	}
+	if line := "llama-server hung during GPU discovery in " + dir + " (no answer in 30s, stopped); GPU backends there: libggml-hip.so;"; !strings.Contains(text.String(), line) {
+		t.Errorf("ollama backends lacks %q:\n%s", line, text.String())
+	}
+	out := buf.String()
+	if n := strings.Count(out, discoveryHangMsg); n != 1 {
+		t.Fatalf("%d ERROR lines, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, `exit="no answer in 30s, stopped"`) {
+		t.Errorf("ERROR line lacks the level or the exit:\n%s", out)
 	}
 }

@@ -56,24 +56,39 @@ func TestLlamaServerRunnerDiesLoading(t *testing.T) {
 	}
 }
 
-// TestLlamaServerBackendDiesAtDiscovery: the fake ROCm backend aborts while
-// ggml registers it, which kills every llama-server of the flat folder,
-// discovery's first. The server still starts, on the CPU, and says why in
-// one ERROR line, and `ollama backends` lists it: the exit, the folder's
-// GPU backend libraries and the dead server's last words.
-func TestLlamaServerBackendDiesAtDiscovery(t *testing.T) {
-	b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
-	s := b.start(t, fakegpu.HIP.Env("FAULT", "crash"), "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t))
-	// Discovery ends after the API answers: wait for its last line.
-	if _, err := s.WaitForLog(regexp.MustCompile(`msg="inference compute"`), time.Minute); err != nil {
-		t.Fatalf("discovery did not finish: %v\n%s", err, tail(s.Log(), 30))
-	}
-	rec := forkOneRecord(t, s, "llama-server died during GPU discovery; no GPU of these folders is used")
-	if rec["level"] != "ERROR" || rec["exit"] != "signal: aborted" || rec["remedy"] == "" ||
-		!strings.Contains(rec["backends"], "libggml-hip.so") || !strings.Contains(rec["last_output"], "injected crash in ggml_backend_init") {
-		t.Errorf("ERROR line %v: want the signal, libggml-hip.so among the backends, the fake's last words and a remedy", rec)
-	}
-	if backends := forkCli(t, s, "backends"); !regexp.MustCompile(`llama-server died during GPU discovery in \S+ \(signal: aborted\); GPU backends there: .*libggml-hip\.so.*injected crash`).MatchString(backends) {
-		t.Errorf("ollama backends does not list the discovery failure:\n%s", backends)
+// TestLlamaServerBackendFailsAtDiscovery: the fake ROCm backend aborts
+// (crash) or never returns (hang) while ggml initialises it, which stops
+// every llama-server of the flat folder, discovery's first. The server still
+// starts, on the CPU, and says why in one ERROR line, and `ollama backends`
+// lists it: what happened, the folder's GPU backend libraries and the
+// server's last words.
+func TestLlamaServerBackendFailsAtDiscovery(t *testing.T) {
+	for _, tc := range []struct {
+		fault, msg, failure, exit, words string
+	}{
+		{"crash", "llama-server died during GPU discovery; no GPU of these folders is used", "died", "signal: aborted", "injected crash in ggml_backend_init"},
+		// upstream's first discovery gives up after 30 s
+		{"hang", "llama-server hung during GPU discovery; no GPU of these folders is used", "hung", "~no answer in ", "injected hang in ggml_backend_init"},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			b := newLSBed(t, forkBin(t), fakegpu.HIP, fakegpu.Vulkan)
+			s := b.start(t, fakegpu.HIP.Env("FAULT", tc.fault), "OLLAMA_SYSFS_ROOT="+forkRdna4Sysfs(t))
+			// Discovery ends after the API answers, and a hung server's
+			// report comes after upstream's watchdog has given up on it: wait
+			// for both lines.
+			for _, line := range []string{`msg="inference compute"`, regexp.QuoteMeta(`msg="` + tc.msg + `"`)} {
+				if _, err := s.WaitForLog(regexp.MustCompile(line), 2*time.Minute); err != nil {
+					t.Fatalf("no %s: %v\n%s", line, err, tail(s.Log(), 30))
+				}
+			}
+			rec := forkOneRecord(t, s, tc.msg)
+			forkCheckFields(t, tc.fault, rec, map[string]string{
+				"level": "ERROR", "exit": tc.exit, "backends": "~libggml-hip.so", "last_output": "~" + tc.words, "remedy": "~move the backend library",
+			})
+			exit := regexp.QuoteMeta(strings.TrimPrefix(tc.exit, "~"))
+			if backends := forkCli(t, s, "backends"); !regexp.MustCompile(`llama-server ` + tc.failure + ` during GPU discovery in \S+ \(` + exit + `[^)]*\); GPU backends there: .*libggml-hip\.so.*` + tc.words).MatchString(backends) {
+				t.Errorf("ollama backends does not list the discovery failure:\n%s", backends)
+			}
+		})
 	}
 }
