@@ -19,7 +19,7 @@ func TestFormatBackends(t *testing.T) {
 			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: backendAlternate,
 				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"}},
 		},
-		DiscoveryFailures: []discoveryFailure{{LibDirs: "/usr/lib/ollama", Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"}, LastOutput: "ggml_abort"}},
+		DiscoveryFailures: []discoveryFailure{{Failure: "died", LibDirs: "/usr/lib/ollama", Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"}, LastOutput: "ggml_abort"}},
 	}
 	var b bytes.Buffer
 	if err := formatBackends(&b, l); err != nil {

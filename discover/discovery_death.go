@@ -78,7 +78,7 @@ func reportDiscoveryFailure(d discoveryFailure, msg string, libDirs, output []st
 
 // discoveryFailureRemedy is what the user can do about a backend that kills
 // or hangs llama-server.
-const discoveryFailureRemedy = "move the backend library that crashes out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
+const discoveryFailureRemedy = "move the backend library that crashes or hangs out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
 
 // discoveryFailure is a discovery llama-server that a signal ended or that
 // hung: the folders it searched, what happened to it ("died" or "hung") and
