@@ -81,6 +81,11 @@ RUNTIME ?= debian
 LAYOUT  ?= subdir
 LIBS    ?= vulkan
 NATIVE_LIB := $(CURDIR)/dist/native/$(LAYOUT)/lib/ollama
+.PHONY: arch-pkg
+arch-pkg: ## the real makepkg on packaging/arch (Debian's makepkg in a sid root), the three packages checked, installed with pacman -U in a scratch root, the installed server run on lavapipe (OBS_CPU=generic: one CPU backend)
+	mkdir -p $(MESA_CACHE)
+	$(INTEGRATION_ENV) scripts/arch-pkg.sh $(ARGS)
+
 .PHONY: runtime
 runtime: $(if $(filter native,$(RUNTIME)),native) ## the run-time root (llama-server + ggml CPU/Vulkan backends, Debian sid) and dist/lib/ollama (RUNTIME=native: the native build)
 	@scripts/buildroot.sh $(RUNTIME_ROOT) >/dev/null

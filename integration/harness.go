@@ -11,6 +11,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -97,6 +98,11 @@ type ServerOptions struct {
 	// OBS_BIND); the server's temp dir and Bin's directory are added
 	// automatically.
 	Binds []string
+	// RootBin is the binary's path inside the prefix's root when the server
+	// runs one installed there (a package's /usr/bin/ollama): the prefix
+	// runs RootBin, Bin is the same file seen from outside and stays
+	// unbound, so the root's own folders around RootBin are what it finds.
+	RootBin string
 	// NoWait skips WaitReady (for servers expected to refuse to start).
 	NoWait bool
 	// ReadyTimeout bounds WaitReady (default 90s: discovery of a hanging
@@ -197,7 +203,10 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		prefix = RunPrefix()
 	}
 	if len(prefix) > 0 {
-		binds := append([]string{dir, filepath.Dir(bin)}, opts.Binds...)
+		binds := append([]string{dir}, opts.Binds...)
+		if opts.RootBin == "" {
+			binds = append(binds, filepath.Dir(bin))
+		}
 		if old := env["OBS_BIND"]; old != "" {
 			binds = append(strings.Fields(old), binds...)
 		}
@@ -222,7 +231,7 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		s.Env = append(s.Env, k+"="+env[k])
 	}
 
-	s.Args = append(append([]string{}, prefix...), bin, "serve")
+	s.Args = append(append([]string{}, prefix...), cmp.Or(opts.RootBin, bin), "serve")
 	// The server writes straight into the log file (no pipe and copying
 	// goroutine), so a line logged before an API response is always
 	// readable once the response has arrived.
