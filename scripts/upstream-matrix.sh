@@ -118,13 +118,29 @@ table() {
 			echo "| $v | yes | $(get_result "$v" series | sed 's|^\(.\)|patches/\1|; s|^$|top level|') | $(get_result "$v" applies) | $(get_result "$v" build) | $(get_result "$v" test) | $integ |"
 		done
 	} >"$out/table.md"
-	# docs/upstream.md holds a copy between the markers.
+	# docs/upstream.md holds a copy between the markers. Results live in
+	# build/, which a fresh checkout lacks: a cell this machine has no
+	# result for keeps what docs/upstream.md recorded (with its date).
 	python3 - "$out/table.md" docs/upstream.md <<'PY'
 import sys
+a, b = '<!-- matrix:begin -->\n', '<!-- matrix:end -->'
+def rows(text):
+    return {r[0]: r for r in ([c.strip() for c in l.strip().strip('|').split('|')] for l in text.splitlines() if l.startswith('| v'))}
 t = open(sys.argv[1]).read()
 d = open(sys.argv[2]).read()
-a, b = '<!-- matrix:begin -->\n', '<!-- matrix:end -->'
 if a in d and b in d:
+    old = rows(d[d.index(a):d.index(b)])
+    lines = []
+    for l in t.splitlines():
+        if l.startswith('| v'):
+            new = [c.strip() for c in l.strip().strip('|').split('|')]
+            o = old.get(new[0])
+            if o and len(o) == len(new) and new[1] == 'yes':
+                new = [oc if (nc == '' or (oc.startswith(nc) and nc)) else nc for nc, oc in zip(new, o)]
+                l = '| ' + ' | '.join(new) + ' |'
+        lines.append(l)
+    t = '\n'.join(lines) + '\n'
+    open(sys.argv[1], 'w').write(t)
     d = d[:d.index(a) + len(a)] + t + d[d.index(b):]
     open(sys.argv[2], 'w').write(d)
 PY
