@@ -12,7 +12,7 @@
 //     OLLAMA_LLM_LIBRARY, rules and a model in; per GPU the library, the
 //     alternates and the reasons, and the runner's --device and
 //     environment out. Pure; discovery (selectLibraries) and the model
-//     load (ApplyBackendQuirks) gather its inputs and carry it out.
+//     load (PlaceModel) gather its inputs and carry it out.
 //   - library_choice.go: the library each device uses and its alternates
 //     (OLLAMA_LLM_LIBRARY, the default order), logged and kept for the
 //     listing and the quirk table.
@@ -25,10 +25,27 @@
 //     environment: libraries not wanted hidden by their visibility
 //     variables, HIP kept off GPUs the table denies for every model.
 //   - discovery_faults.go: devices reported with impossible properties.
+//   - discovery_death.go: a discovery llama-server that a backend library
+//     killed or hung, named in one ERROR line and listed.
 //   - backend_listing.go: GET /api/backends and `ollama backends`, with
 //     what the server learned (the Learned interface: rules and StuckGPU).
 //
 // The idle-GPU watchdog and the learned-quirks file are the package
 // discover/gpuwatch, which imports this one: the server owns its Watchdog
-// and hands what it learned to ApplyBackendQuirks and BackendsHandler.
+// and hands what it learned to PlaceModel and BackendsHandler.
+//
+// State. Upstream keeps the devices of its one discovery in package
+// variables (runner.go: deviceMu, devices, libDirs, bootstrapped) and
+// reaches them through package functions (GPUDevices), and the runner's
+// environment is built in llm, which cannot import this package. What the
+// fork records about that same discovery therefore lives beside it, each
+// behind its own mutex: the devices of every library with the choices and
+// exclusions (library_choice.go, read by PlaceModel and the listing), the
+// faults and discovery failures already reported (discovery_faults.go,
+// discovery_death.go: one line each per process), and the ROCm discovery
+// plan, read from KFD once (rocm_discovery.go). llm's runner-environment
+// hook (llm.AddRunnerEnvHook) is registered once, at init. Values the
+// server owns (its Scheduler) would need GPUDevices and the runner's
+// constructor to take them, a change of upstream's API rather than a call
+// site; it belongs with upstream's own discovery state.
 package discover

@@ -8,7 +8,7 @@
 // The server owns one Watchdog (New), held by the scheduler, which reports
 // loads and runner exits to it (LoadStarting, RunnerLoaded, RunnerExiting).
 // Discover's quirk table reads back what was learned
-// (discover.ApplyBackendQuirks takes LearnedRules; the backend listing takes
+// (discover.PlaceModel takes LearnedRules; the backend listing takes
 // the Watchdog as a discover.Learned). This package imports discover, not
 // the other way round: a learned quirk is a discover.QuirkRule, and the
 // library a model moves to is discover's decision (discover.NextLibrary).

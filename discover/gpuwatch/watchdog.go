@@ -191,7 +191,7 @@ func killedBySignal(err error) bool {
 }
 
 // LearnedRules returns what was learned as quirk rules, for
-// discover.ApplyBackendQuirks and the backend listing. The file is read
+// discover.PlaceModel and the backend listing. The file is read
 // again when it changed on disk.
 func (w *Watchdog) LearnedRules() []discover.QuirkRule {
 	if w == nil || w.watch == nil {
