@@ -43,7 +43,9 @@ case "${1:-}" in
 esac
 
 "$here/buildroot.sh" arch-build >/dev/null
-inbuild() { OBS_BIND="$cache /usr/local/go" "$here/inroot.sh" arch-build "$@"; }
+# The host's Go, and its certificate authorities (Go fetches the modules in
+# prepare() and build(), as on Arch; the root has none of its own)
+inbuild() { OBS_BIND="$cache /usr/local/go /etc/ssl/certs" "$here/inroot.sh" arch-build "$@"; }
 
 if [ $build = 1 ]; then
 	src=$("$here/arch-sources.sh")
@@ -97,7 +99,7 @@ hip_targets=$(sed -n "s/^_hip_targets='\(.*\)'/\1/p" "$repo/packaging/arch/PKGBU
 bad=0
 check() { if "$@"; then :; else echo "arch-pkg: FAIL: ${msg:-$*}" >&2; bad=1; fi; }
 pkg() { echo "$pkgdest/$1-$ver.bs$rel-1-x86_64.pkg.tar.zst"; }
-has() { inbuild pacman -Qlpq "$(pkg "$1")" | grep -qx "$2"; }
+has() { inbuild pacman -Qlpq "$(pkg "$1")" | grep -qx "/$2"; }
 info() { inbuild pacman -Qip "$(pkg "$1")" | sed -n "s/^$2 *: //p"; }
 for p in ollama-backend-select ollama-backend-select-vulkan ollama-backend-select-rocm; do
 	[ -f "$(pkg $p)" ] || die "no package $(pkg $p) (ls $pkgdest: $(ls "$pkgdest" 2>/dev/null | tr '\n' ' '))"
@@ -120,6 +122,12 @@ grep -F " $scratch/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umoun
 rm -rf --one-file-system "$scratch"
 cp -a "$("$here/buildroot.sh" --path arch-scratch)" "$scratch"
 cp "$pkgdest"/*.pkg.tar.zst "$scratch/tmp/"
+# pacman's free-space check looks for / among the mount points; a chroot's
+# / is none
+sed -i 's/^CheckSpace/#CheckSpace/' "$scratch/etc/pacman.conf"
+# Arch's pacman.conf lets local package files be unsigned; Debian's does not say so
+grep -q '^LocalFileSigLevel' "$scratch/etc/pacman.conf" ||
+	sed -i 's/^\[options\]$/[options]\nLocalFileSigLevel = Optional/' "$scratch/etc/pacman.conf"
 # Arch's dependency names are not in this root's pacman database: -dd
 "$here/inroot.sh" "$scratch" sh -c 'pacman -U --noconfirm -dd /tmp/*.pkg.tar.zst && rm /tmp/*.pkg.tar.zst' |
 	sed 's/^/arch-pkg: pacman: /'
