@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +24,7 @@ const (
 	backendChosen       = "chosen"
 	backendAlternate    = "alternate"
 	backendNotRequested = "not requested"
+	backendNoDevice     = "no device"
 	backendFallback     = "fallback"
 )
 
@@ -127,11 +129,11 @@ type Learned interface {
 
 // listBackends lists every device x library discovery found, with what was
 // chosen and why, the quirk rules that apply to it (learned ones included),
-// the CPU, and the stuck GPUs. learned may
-// be nil.
-func listBackends(learned Learned) backendListing {
-	pref := envconfig.LLMLibraryPreference()
-	rules := backendQuirkRules()
+// the libraries OLLAMA_LLM_LIBRARY names that found no device, the CPU, and
+// the stuck GPUs. learned may be nil.
+func listBackends(d Discovery, learned Learned) backendListing {
+	pref := d.Preference
+	rules := slices.Clone(d.Rules)
 	if learned != nil {
 		rules = append(rules, learned.LearnedRules()...)
 	}
@@ -152,17 +154,20 @@ func listBackends(learned Learned) backendListing {
 		}
 		return s
 	}
-	libraryChoicesMu.Lock()
-	choices, excluded := libraryChoices, libraryExcluded
-	libraryChoicesMu.Unlock()
+	p, _ := Decide(PlanInput{Discovery: d})
+	choices := p.Choices
 	for _, c := range choices {
 		l.Backends = append(l.Backends, row(c.Chosen, backendChosen, ""))
 		for i, a := range c.Alternates {
 			l.Backends = append(l.Backends, row(a, backendAlternate, c.Reasons[i]))
 		}
 	}
-	for _, e := range excluded {
+	for _, e := range p.Excluded {
 		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
+	}
+	for _, name := range p.Missing {
+		l.Backends = append(l.Backends, backendStatus{Library: name, Description: "-", Status: backendNoDevice,
+			Reason: "OLLAMA_LLM_LIBRARY=" + pref.String() + " names it; discovery found no device"})
 	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
 	if learned != nil {
@@ -185,12 +190,12 @@ func cpuRow(gpuChosen bool, pref envconfig.LibraryPreference) backendStatus {
 	return row
 }
 
-// BackendsHandler serves GET /api/backends, with what learned holds (nil:
-// nothing learned).
-func BackendsHandler(learned Learned) http.HandlerFunc {
+// BackendsHandler serves GET /api/backends: what discovery recorded, with
+// what learned holds (nil: nothing learned).
+func BackendsHandler(d Discovery, learned Learned) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		if err := json.NewEncoder(w).Encode(listBackends(learned)); err != nil {
+		if err := json.NewEncoder(w).Encode(listBackends(d, learned)); err != nil {
 			slog.Warn("writing the backend listing", "error", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ollama/ollama/ml"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
@@ -50,26 +51,17 @@ func (f fakeLearned) StuckGPUs() []StuckGPU     { return f.stuck }
 // TestListBackendsLearned: what the server learned shows in the listing,
 // the learned rule on the rows it matches and the stuck GPU after the table.
 func TestListBackendsLearned(t *testing.T) {
-	t.Setenv("OLLAMA_BACKEND_DENYLIST", "none")
 	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
-	libraryChoicesMu.Lock()
-	savedChoices, savedExcluded := libraryChoices, libraryExcluded
-	libraryChoices, libraryExcluded = []libraryChoice{{Chosen: rocm}}, nil
-	libraryChoicesMu.Unlock()
-	t.Cleanup(func() {
-		libraryChoicesMu.Lock()
-		libraryChoices, libraryExcluded = savedChoices, savedExcluded
-		libraryChoicesMu.Unlock()
-	})
+	found := Discovery{Devices: []ml.DeviceInfo{rocm}}
 	learned := fakeLearned{
 		rules: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen3"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned, MESFirmware: "0x00000080"}},
 		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", Vision: true, MESFirmware: "0x00000080", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
 	}
 
-	if l := listBackends(nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
+	if l := listBackends(found, nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
 		t.Errorf("listing without anything learned: %+v", l)
 	}
-	l := listBackends(learned)
+	l := listBackends(found, learned)
 	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned, MES firmware 0x00000080)"}, l.Backends[0].Rules); diff != "" {
 		t.Errorf("rules of the ROCm row (-want +got):\n%s", diff)
 	}
@@ -117,5 +109,22 @@ func TestListBackendsCPURow(t *testing.T) {
 	lines := strings.Split(b.String(), "\n")
 	if len(lines) < 2 || !strings.HasPrefix(lines[1], "CPU ") || !strings.Contains(lines[1], "chosen") {
 		t.Errorf("the table's first row is not the chosen CPU:\n%s", b.String())
+	}
+}
+
+// TestListBackendsMissing: a library OLLAMA_LLM_LIBRARY names that found no
+// device is a row of its own, not left out.
+func TestListBackendsMissing(t *testing.T) {
+	pref, err := envconfig.ParseLLMLibrary("vulkan,cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listBackends(Discovery{Preference: pref}, nil)
+	want := []backendStatus{
+		{Library: "vulkan", Description: "-", Status: backendNoDevice, Reason: "OLLAMA_LLM_LIBRARY=vulkan,cpu names it; discovery found no device"},
+		{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"},
+	}
+	if diff := cmp.Diff(want, l.Backends); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }

@@ -5,20 +5,19 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/ml"
 )
 
-// backendQuirkRules is the quirk table of the configuration: the built-in
+// configuredQuirkRules is the quirk table of the configuration: the built-in
 // rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
 // entries. What the server learned at run time (discover/gpuwatch) comes
 // after them, from the caller: PlaceModel and listBackends take it.
 // A malformed variable counts as empty here; `ollama serve` refuses to
 // start with one (envconfig.CheckBackendSelection).
-func backendQuirkRules() []QuirkRule {
+func configuredQuirkRules() []QuirkRule {
 	deny, _ := envconfig.BackendDenylistFromEnv()
 	var rules []QuirkRule
 	if !deny.DropBuiltins {
@@ -51,7 +50,7 @@ type quirkDecision struct {
 // rule denies for m is replaced by its best allowed alternate (choices: what
 // discovery found for the same physical device), or left out when it has
 // none. GPUs that are not denied stay as they are.
-func applyQuirks(gpus []ml.DeviceInfo, m llm.ModelLoad, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
+func applyQuirks(gpus []ml.DeviceInfo, m ModelLoad, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
 	if m.Arch == "" {
 		return gpus, nil
 	}
@@ -90,7 +89,7 @@ func alternatesOf(gpu ml.DeviceInfo, choices []libraryChoice) []ml.DeviceInfo {
 
 // logQuirkDecisions explains each decision in one line: INFO when another
 // library of the same GPU takes over, WARN when the GPU is left out.
-func logQuirkDecisions(m llm.ModelLoad, decisions []quirkDecision) {
+func logQuirkDecisions(m ModelLoad, decisions []quirkDecision) {
 	for _, d := range decisions {
 		attrs := []any{
 			"model", m.Name, "arch", m.Arch, "vision", m.Vision,
@@ -107,81 +106,55 @@ func logQuirkDecisions(m llm.ModelLoad, decisions []quirkDecision) {
 }
 
 // PlaceModel is the model-load call site: the GPUs the scheduler offers
-// model m, placed by Decide with what discovery found, OLLAMA_LLM_LIBRARY,
-// the rules in force (the rules the server learned, from
-// gpuwatch.Watchdog.LearnedRules, last) and the model's `library` option;
-// the plan is explained in the log. It returns the GPUs the model uses and
-// the input that decided (for /api/ps), or an error wrapping
-// envconfig.ErrLibraryOption when the model's option cannot be served.
-func PlaceModel(gpus []ml.DeviceInfo, m llm.ModelLoad, learned ...QuirkRule) ([]ml.DeviceInfo, string, error) {
-	libraryChoicesMu.Lock()
-	devices := discovered
-	libraryChoicesMu.Unlock()
-	p, err := Decide(PlanInput{
-		Devices:    devices,
-		Preference: envconfig.LLMLibraryPreference(),
-		Rules:      append(backendQuirkRules(), learned...),
-		Model:      m,
-		Offered:    gpus,
-	})
+// model m, decided with what discovery recorded and the rules the server
+// learned (gpuwatch.Watchdog.LearnedRules), with the rules' decisions in
+// the log. The error, wrapping envconfig.ErrLibraryOption, is a `library`
+// option no offered GPU can serve.
+func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...QuirkRule) (Plan, error) {
+	p, err := Decide(PlanInput{Discovery: d, Learned: learned, Model: m, Offered: gpus, ServerEnv: os.Getenv})
 	if err != nil {
-		slog.Error("backend plan for model: the library option cannot be served", "model", m.Name, "option", m.Library, "option_source", m.LibrarySource, "error", err)
-		return nil, "", err
+		slog.Error("backend plan for model: the library option cannot be served", "model", m.Name, "option", m.Library.String(), "option_source", m.LibrarySource, "error", err)
+		return Plan{}, err
 	}
-	logModelPlan(p, m)
-	return p.GPUs, p.DecidedBy, nil
+	logQuirkDecisions(m, p.Quirks)
+	for _, o := range p.Overrides {
+		slog.Warn("backend plan: the model's library option overrides a rule", "model", m.Name, "arch", m.Arch,
+			"library", o.Device.Library, "gpu", o.Device.Description, "pci_id", o.Device.PCIID,
+			"rule", o.Denied.String(), "rule_source", string(o.Denied.Source), "reason", o.Denied.Reason, "option", m.Library.String(), "option_source", m.LibrarySource)
+	}
+	return p, nil
 }
 
-// NextLibrary names the library the next load of model m uses on the GPU at
-// pciID that ran it through library (compute as that library reports it),
-// under the quirk table in force with learned last: the first library of
-// the GPU (chosen, then alternates) the rules allow, or "CPU" when none
-// does. The idle-GPU watchdog names it when it learns from a runner that
-// keeps dying or leaves its GPU busy.
-func NextLibrary(pciID, library, compute string, m llm.ModelLoad, learned ...QuirkRule) string {
-	return nextLibrary(pciID, library, compute, m, append(backendQuirkRules(), learned...), currentLibraryChoices())
+// StartRunner is the launch call site: plan p carried out on the GPUs the
+// scheduler placed model m on, explained in one INFO line with the runner's
+// --device and environment exactly as llama-server gets them.
+func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices {
+	r := p.Runner(placed)
+	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch, "vision", m.Vision,
+		"library", RunnerLibrary(deviceIDs(placed)), "decided_by", p.DecidedBy, "device", r.Device,
+		"env", formatEnv(r.Env), "placement", p.describe())
+	return r
 }
 
-func nextLibrary(pciID, library, compute string, m llm.ModelLoad, rules []QuirkRule, choices []libraryChoice) string {
-	for _, c := range choices {
+// NextLibrary names the library the next load of model m uses on the GPU
+// at pciID that ran it through library (compute as that library reports
+// it), decided with the learned rules: "CPU" when no library of the GPU is
+// allowed. The idle-GPU watchdog names it when it learns from a runner
+// that keeps dying or leaves its GPU busy.
+func NextLibrary(d Discovery, pciID, library, compute string, m ModelLoad, learned ...QuirkRule) string {
+	m.Library, m.LibrarySource = envconfig.LibraryPreference{}, ""
+	p, _ := Decide(PlanInput{Discovery: d})
+	for _, c := range p.Choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
-		if !slices.ContainsFunc(devs, func(d ml.DeviceInfo) bool {
-			return envconfig.SameLibrary(d.Library, library) && strings.EqualFold(d.Compute(), compute) && strings.EqualFold(d.PCIID, pciID)
+		if !slices.ContainsFunc(devs, func(g ml.DeviceInfo) bool {
+			return envconfig.SameLibrary(g.Library, library) && strings.EqualFold(g.Compute(), compute) && strings.EqualFold(g.PCIID, pciID)
 		}) {
 			continue
 		}
-		for _, d := range devs {
-			if _, denied := DeniesLibrary(rules, d.Library, d.Compute(), m); !denied {
-				return d.Library
-			}
+		next, _ := Decide(PlanInput{Discovery: d, Learned: learned, Model: m, Offered: []ml.DeviceInfo{c.Chosen}})
+		if len(next.GPUs) > 0 {
+			return next.GPUs[0].Library
 		}
 	}
 	return "CPU"
-}
-
-// quirkRunnerEnv gives a model's runner the variables its quirk rules ask
-// for (GPU_MAX_HW_QUEUES=1 for the queues1 action); a variable the user set
-// in the server's environment is left as it is.
-func quirkRunnerEnv(devices []ml.DeviceInfo, m llm.ModelLoad) map[string]string {
-	if m.Arch == "" {
-		return nil
-	}
-	rules := backendQuirkRules()
-	var matched []QuirkRule
-	for _, d := range devices {
-		matched = append(matched, matchQuirks(rules, d.Library, d.Compute(), m)...)
-	}
-	env := quirkEnv(matched)
-	for k := range env {
-		if os.Getenv(k) != "" {
-			delete(env, k)
-		}
-	}
-	return env
-}
-
-var registerQuirkRunnerEnv sync.Once
-
-func init() {
-	registerQuirkRunnerEnv.Do(func() { llm.AddRunnerEnvHook(quirkRunnerEnv) })
 }

@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"github.com/costa-os/ollama-backend-select/llm"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,7 +49,7 @@ func TestApplyQuirks(t *testing.T) {
 			if _, err := envconfig.BackendDenylistFromEnv(); err != nil {
 				t.Fatal(err)
 			}
-			got, decisions := applyQuirks(tc.gpus, llm.ModelLoad{Arch: tc.arch}, backendQuirkRules(), tc.choices)
+			got, decisions := applyQuirks(tc.gpus, ModelLoad{Arch: tc.arch}, configuredQuirkRules(), tc.choices)
 			var names []string
 			for _, g := range got {
 				names = append(names, g.Library+"@"+g.PCIID)
@@ -74,29 +73,42 @@ func TestApplyQuirks(t *testing.T) {
 	}
 }
 
-func TestModelRunnerEnvQueues1(t *testing.T) {
+// TestDecideQueues1: a queues1 rule rides on the plan's GPU as a runner
+// variable and reaches the runner's environment; a value the user set in
+// the server's environment wins.
+func TestDecideQueues1(t *testing.T) {
 	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1201", false)
-	t.Setenv("GPU_MAX_HW_QUEUES", "")
-	cases := []struct {
-		denylist, arch, want string
+	tests := []struct {
+		denylist, arch, serverValue, want string
 	}{
-		{"rocm:gfx1201:*=queues1", "qwen3", "1"},
-		{"rocm:gfx1201:qwen3=queues1", "llama", ""},
-		{"", "qwen3", ""},
+		{"rocm:gfx1201:*=queues1", "qwen3", "", "1"},
+		{"rocm:gfx1201:qwen3=queues1", "llama", "", ""},
+		{"", "qwen3", "", ""},
+		{"rocm:gfx1201:*=queues1", "qwen3", "4", ""},
 	}
-	// A value the user set in the server's environment wins.
-	defer func() {
-		t.Setenv("GPU_MAX_HW_QUEUES", "4")
-		t.Setenv("OLLAMA_BACKEND_DENYLIST", "rocm:gfx1201:*=queues1")
-		if env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, llm.ModelLoad{Arch: "qwen3"}); env["GPU_MAX_HW_QUEUES"] != "" {
-			t.Errorf("GPU_MAX_HW_QUEUES=%q overrides the user's 4", env["GPU_MAX_HW_QUEUES"])
-		}
-	}()
-	for _, tc := range cases {
-		t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
-		env := quirkRunnerEnv([]ml.DeviceInfo{rocm}, llm.ModelLoad{Arch: tc.arch})
-		if got := env["GPU_MAX_HW_QUEUES"]; got != tc.want {
-			t.Errorf("denylist %q arch %s: GPU_MAX_HW_QUEUES=%q, want %q", tc.denylist, tc.arch, got, tc.want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.denylist+" "+tt.arch+" "+tt.serverValue, func(t *testing.T) {
+			t.Setenv("OLLAMA_BACKEND_DENYLIST", tt.denylist)
+			serverEnv := func(k string) string {
+				if k == "GPU_MAX_HW_QUEUES" {
+					return tt.serverValue
+				}
+				return ""
+			}
+			found := Discovery{Rules: configuredQuirkRules(), Devices: []ml.DeviceInfo{rocm}}
+			p, err := Decide(PlanInput{Discovery: found, Model: ModelLoad{Arch: tt.arch}, Offered: []ml.DeviceInfo{rocm}, ServerEnv: serverEnv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.GPUs[0].RunnerEnvOverrides["GPU_MAX_HW_QUEUES"]; got != tt.want {
+				t.Errorf("plan's GPU_MAX_HW_QUEUES=%q, want %q", got, tt.want)
+			}
+			if got := p.Runner(p.GPUs).Env["GPU_MAX_HW_QUEUES"]; got != tt.want {
+				t.Errorf("runner's GPU_MAX_HW_QUEUES=%q, want %q", got, tt.want)
+			}
+			if rocm.RunnerEnvOverrides != nil {
+				t.Error("Decide wrote into the discovered device")
+			}
+		})
 	}
 }

@@ -63,15 +63,18 @@ const discoveryHangMin = 10 * time.Second
 // libraries and the server's last output, and logs it at ERROR as msg and
 // keeps it for the listing, once per kind of failure and set of folders.
 func reportDiscoveryFailure(d discoveryFailure, msg string, libDirs, output []string) {
-	if !reportOnce("discovery-" + d.Failure + "\x00" + strings.Join(libDirs, "\x00")) {
+	d.LibDirs = strings.Join(libDirs, string(filepath.ListSeparator))
+	discoveryFailuresMu.Lock()
+	seen := slices.ContainsFunc(discoveryFailures, func(f discoveryFailure) bool { return f.Failure == d.Failure && f.LibDirs == d.LibDirs })
+	if !seen {
+		d.Backends = backendLibraries(libDirs)
+		d.LastOutput = strings.Join(output[max(0, len(output)-discoveryFailureLines):], " | ")
+		discoveryFailures = append(discoveryFailures, d)
+	}
+	discoveryFailuresMu.Unlock()
+	if seen {
 		return
 	}
-	d.LibDirs = strings.Join(libDirs, string(filepath.ListSeparator))
-	d.Backends = backendLibraries(libDirs)
-	d.LastOutput = strings.Join(output[max(0, len(output)-discoveryFailureLines):], " | ")
-	discoveryFaultsMu.Lock()
-	discoveryFailures = append(discoveryFailures, d)
-	discoveryFaultsMu.Unlock()
 	slog.Error(msg, "exit", d.Exit, "libDirs", d.LibDirs, "backends", strings.Join(d.Backends, ","),
 		"last_output", d.LastOutput, "remedy", discoveryFailureRemedy)
 }
@@ -97,8 +100,8 @@ var discoveryFailures []discoveryFailure
 
 // currentDiscoveryFailures returns a copy of what was reported.
 func currentDiscoveryFailures() []discoveryFailure {
-	discoveryFaultsMu.Lock()
-	defer discoveryFaultsMu.Unlock()
+	discoveryFailuresMu.Lock()
+	defer discoveryFailuresMu.Unlock()
 	return slices.Clone(discoveryFailures)
 }
 

@@ -39,8 +39,8 @@ func TestReportDiscoveryDeath(t *testing.T) {
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr) // once per folders
 	want := discoveryFailure{Failure: "died", LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
 		LastOutput: "one | two | fakegpu: ROCm: injected crash in ggml_backend_init"}
-	if !slices.ContainsFunc(listBackends(nil).DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
-		t.Errorf("the backend listing lacks %+v: %+v", want, listBackends(nil).DiscoveryFailures)
+	if !slices.ContainsFunc(listBackends(Discovery{}, nil).DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
+		t.Errorf("the backend listing lacks %+v: %+v", want, listBackends(Discovery{}, nil).DiscoveryFailures)
 	}
 	out := buf.String()
 	if n := strings.Count(out, discoveryDeathMsg); n != 1 {
@@ -82,7 +82,7 @@ func TestReportDiscoveryHang(t *testing.T) {
 
 	want := discoveryFailure{Failure: "hung", LibDirs: dir, Exit: "no answer in 30s, stopped", Backends: []string{"libggml-hip.so"},
 		LastOutput: "load_backend: loaded CPU backend | fakegpu: ROCm: injected hang in ggml_backend_init"}
-	l := listBackends(nil)
+	l := listBackends(Discovery{}, nil)
 	if !slices.ContainsFunc(l.DiscoveryFailures, func(f discoveryFailure) bool { return cmp.Equal(f, want) }) {
 		t.Errorf("the backend listing lacks %+v: %+v", want, l.DiscoveryFailures)
 	}

@@ -24,21 +24,8 @@ const maxDeviceMemory uint64 = 64 << 40
 // properties.
 const deviceFaultMsg = "backend library reported a faulty device"
 
-var (
-	discoveryFaultsMu sync.Mutex
-	discoveryFaults   = map[string]bool{} // what was reported, by device
-)
-
-// reportOnce reports whether key is new, remembering it.
-func reportOnce(key string) bool {
-	discoveryFaultsMu.Lock()
-	defer discoveryFaultsMu.Unlock()
-	if discoveryFaults[key] {
-		return false
-	}
-	discoveryFaults[key] = true
-	return true
-}
+// discoveryFailuresMu guards discoveryFailures (discovery_death.go).
+var discoveryFailuresMu sync.Mutex
 
 // deviceFault is a device that discovery found with impossible properties.
 type deviceFault struct {
@@ -126,23 +113,12 @@ func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 	return kept, faults
 }
 
-// logDeviceFaults reports each fault in one WARN line, once per server
-// process.
+// logDeviceFaults reports each fault in one WARN line.
 func logDeviceFaults(faults []deviceFault) {
 	for _, f := range faults {
 		d := f.Device
 		lib := deviceLibraryName(d)
-		if !reportOnce(strings.Join([]string{"device", lib, d.ID, f.Problem}, "\x00")) {
-			continue
-		}
 		slog.Warn(deviceFaultMsg, "library", lib, "name", d.Name, "description", d.Description, "id", d.ID,
 			"pci_id", d.PCIID, "libdirs", strings.Join(d.LibraryPath, ","), "problem", f.Problem, "instead", f.Instead)
 	}
-}
-
-// checkedDevices is selectLibraries' first step.
-func checkedDevices(devices []ml.DeviceInfo) []ml.DeviceInfo {
-	ok, faults := checkDevices(devices)
-	logDeviceFaults(faults)
-	return ok
 }

@@ -3,7 +3,6 @@ package discover
 import (
 	"bytes"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/llm"
 	"log/slog"
 	"testing"
 
@@ -87,30 +86,32 @@ func captureWarns(t *testing.T) *bytes.Buffer {
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	t.Cleanup(func() { slog.SetDefault(prev) })
-	discoveryFaultsMu.Lock()
-	discoveryFaults = map[string]bool{}
-	discoveryFaultsMu.Unlock()
 	return &logs
 }
 
+// TestNextLibrary: the library a model moves to after a runner's death is
+// Decide's, with the learned rule in force.
 func TestNextLibrary(t *testing.T) {
-	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
-	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
-	choices := []libraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}}
+	rocm := faultDevice("ROCm", "GPU-1", "0000:03:00.0", 16384)
+	rocm.ComputeMajor = 0x12
+	vk := faultDevice("Vulkan", "vk-1", "0000:03:00.0", 16384)
+	twin := Discovery{Devices: []ml.DeviceInfo{rocm, vk}}
 	denyROCm := []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1200", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}}
 	denyBoth := append(denyROCm, QuirkRule{Library: "Vulkan", ComputePattern: "*", ArchPatterns: []string{"qwen2"}, Action: QuirkUseOtherLibrary})
-	for _, tt := range []struct {
-		name    string
-		rules   []QuirkRule
-		choices []libraryChoice
-		want    string
+	tests := []struct {
+		name  string
+		found Discovery
+		rules []QuirkRule
+		want  string
 	}{
-		{"the Vulkan twin", denyROCm, choices, "Vulkan"},
-		{"both denied", denyBoth, choices, "CPU"},
-		{"no twin known", denyROCm, nil, "CPU"},
-	} {
-		if got := nextLibrary("0000:03:00.0", "ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen2"}, tt.rules, tt.choices); got != tt.want {
-			t.Errorf("%s: nextLibrary = %q, want %q", tt.name, got, tt.want)
+		{"the Vulkan twin", twin, denyROCm, "Vulkan"},
+		{"both denied", twin, denyBoth, "CPU"},
+		{"no twin known", Discovery{Devices: []ml.DeviceInfo{rocm}}, denyROCm, "CPU"},
+		{"nothing discovered", Discovery{}, denyROCm, "CPU"},
+	}
+	for _, tt := range tests {
+		if got := NextLibrary(tt.found, "0000:03:00.0", "ROCm", "gfx1200", ModelLoad{Arch: "qwen2"}, tt.rules...); got != tt.want {
+			t.Errorf("%s: NextLibrary = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/format"
@@ -176,35 +175,6 @@ func missingLibraries(choices []libraryChoice, pref envconfig.LibraryPreference)
 	return missing
 }
 
-var (
-	libraryChoicesMu sync.Mutex
-	discovered       []ml.DeviceInfo
-	libraryChoices   []libraryChoice
-	libraryExcluded  []excludedLibrary
-)
-
-// selectLibraries is discovery's dedup: it plans discovery (Decide with no
-// model: devices with impossible properties left out, a library chosen for
-// every physical device by the user's preference), explains the plan in
-// the log, remembers what was found for the per-model plans, and returns
-// the chosen devices.
-func selectLibraries(devices []ml.DeviceInfo) []ml.DeviceInfo {
-	pref := envconfig.LLMLibraryPreference()
-	p, _ := Decide(PlanInput{Devices: devices, Preference: pref}) // no model: no option to refuse
-	logLibraryChoices(p, pref)
-	libraryChoicesMu.Lock()
-	discovered, libraryChoices, libraryExcluded = devices, p.Choices, p.Excluded
-	libraryChoicesMu.Unlock()
-	return choiceDevices(p.Choices)
-}
-
-// currentLibraryChoices returns what the last discovery chose, alternates included.
-func currentLibraryChoices() []libraryChoice {
-	libraryChoicesMu.Lock()
-	defer libraryChoicesMu.Unlock()
-	return append([]libraryChoice(nil), libraryChoices...)
-}
-
 // RunnerLibrary names the libraries of a runner's devices, each once, in
 // order ("Vulkan", "CUDA,Vulkan"); "" for a runner on the CPU only.
 func RunnerLibrary(ids []ml.DeviceID) string {
@@ -222,21 +192,4 @@ func RunnerLibrary(ids []ml.DeviceID) string {
 		}
 	}
 	return strings.Join(names, ",")
-}
-
-// TwinDeviceIDs returns the other libraries' ids of the physical device
-// that discovery chose id for: the same GPU and memory, which a runner
-// sent to an alternate library (a quirk) uses. The scheduler counts such a
-// runner's memory against the chosen device too.
-func TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
-	var out []ml.DeviceID
-	for _, c := range currentLibraryChoices() {
-		if c.Chosen.DeviceID != id {
-			continue
-		}
-		for _, a := range c.Alternates {
-			out = append(out, a.DeviceID)
-		}
-	}
-	return out
 }

@@ -175,7 +175,7 @@ func TestLogLibraryChoices(t *testing.T) {
 		dev("flat", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 		dev("flat", "Vulkan", "0", "0000:03:00.0", "", false),
 	}
-	p, _ := Decide(PlanInput{Devices: devices, Preference: pref})
+	p, _ := Decide(PlanInput{Discovery: Discovery{Devices: devices, Preference: pref}})
 	logLibraryChoices(p, pref)
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -194,19 +194,23 @@ func TestLogLibraryChoices(t *testing.T) {
 	}
 }
 
-func TestSelectLibrariesRemembersAlternates(t *testing.T) {
-	t.Setenv("OLLAMA_LLM_LIBRARY", "")
+// TestDiscoveryChoose: the record keeps every library's devices, the
+// scheduler gets one device per GPU.
+func TestDiscoveryChoose(t *testing.T) {
 	devices := []ml.DeviceInfo{
 		dev("subdir", "Vulkan", "0", "0000:03:00.0", "", false),
 		dev("subdir", "ROCm", "0", "0000:03:00.0", "gfx1200", false),
 	}
-	got := selectLibraries(devices)
+	found, got := Discovery{}.Choose(devices)
 	if len(got) != 1 || got[0].Library != "ROCm" {
-		t.Fatalf("selectLibraries chose %+v, want the ROCm device only", got)
+		t.Fatalf("Choose kept %+v, want the ROCm device only", got)
 	}
-	choices := currentLibraryChoices()
-	if len(choices) != 1 || len(choices[0].Alternates) != 1 || choices[0].Alternates[0].Library != "Vulkan" {
-		t.Errorf("remembered choices = %+v, want ROCm with the Vulkan alternate", summarize(choices))
+	if diff := cmp.Diff(devices, found.Devices); diff != "" {
+		t.Errorf("recorded devices (-want +got):\n%s", diff)
+	}
+	p, _ := Decide(PlanInput{Discovery: found})
+	if len(p.Choices) != 1 || len(p.Choices[0].Alternates) != 1 || p.Choices[0].Alternates[0].Library != "Vulkan" {
+		t.Errorf("choices = %+v, want ROCm with the Vulkan alternate", summarize(p.Choices))
 	}
 }
 
@@ -228,25 +232,17 @@ func TestRunnerLibrary(t *testing.T) {
 }
 
 func TestTwinDeviceIDs(t *testing.T) {
-	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-1", Library: "ROCm"}, PCIID: "0000:03:00.0"}
-	vk := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "vk-1", Library: "Vulkan"}, PCIID: "0000:03:00.0"}
-	other := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "GPU-2", Library: "ROCm"}, PCIID: "0000:04:00.0"}
-	libraryChoicesMu.Lock()
-	saved := libraryChoices
-	libraryChoices = []libraryChoice{{Chosen: rocm, Alternates: []ml.DeviceInfo{vk}}, {Chosen: other}}
-	libraryChoicesMu.Unlock()
-	t.Cleanup(func() {
-		libraryChoicesMu.Lock()
-		libraryChoices = saved
-		libraryChoicesMu.Unlock()
-	})
-	if diff := cmp.Diff([]ml.DeviceID{vk.DeviceID}, TwinDeviceIDs(rocm.DeviceID)); diff != "" {
+	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
+	vk := dev("flat", "Vulkan", "vk-1", "0000:03:00.0", "", false)
+	other := dev("flat", "ROCm", "GPU-2", "0000:04:00.0", "gfx1100", false)
+	found := Discovery{Devices: []ml.DeviceInfo{rocm, vk, other}}
+	if diff := cmp.Diff([]ml.DeviceID{vk.DeviceID}, found.TwinDeviceIDs(rocm.DeviceID)); diff != "" {
 		t.Errorf("twins of the ROCm device (-want +got):\n%s", diff)
 	}
-	if got := TwinDeviceIDs(other.DeviceID); len(got) != 0 {
+	if got := found.TwinDeviceIDs(other.DeviceID); len(got) != 0 {
 		t.Errorf("twins of a device without alternates: %v", got)
 	}
-	if got := TwinDeviceIDs(vk.DeviceID); len(got) != 0 {
+	if got := found.TwinDeviceIDs(vk.DeviceID); len(got) != 0 {
 		t.Errorf("an alternate is not a chosen device: %v", got)
 	}
 }

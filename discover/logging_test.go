@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"github.com/costa-os/ollama-backend-select/llm"
 	"io"
 	"log/slog"
 	"testing"
@@ -37,13 +36,13 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	rdna4 := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
 	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
 	choice := libraryChoice{Chosen: rdna4, Alternates: []ml.DeviceInfo{vk}, Reasons: []string{"default order"}}
-	qwen3 := llm.ModelLoad{Name: "tiny", Arch: "qwen3", Vision: true, Library: "vulkan", LibrarySource: "model parameter"}
-	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, backendQuirkRules(), []libraryChoice{choice})
+	qwen3 := ModelLoad{Name: "tiny", Arch: "qwen3", Vision: true, Library: mustLibrary("vulkan"), LibrarySource: "model parameter"}
+	_, decisions := applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, configuredQuirkRules(), []libraryChoice{choice})
 	logQuirkDecisions(qwen3, decisions)
-	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, backendQuirkRules(), nil)
+	_, decisions = applyQuirks([]ml.DeviceInfo{rdna4}, qwen3, configuredQuirkRules(), nil)
 	logQuirkDecisions(qwen3, decisions) // the WARN: no alternate
 	pref, _ := envconfig.ParseLLMLibrary("cuda")
-	p, _ := Decide(PlanInput{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref})
+	p, _ := Decide(PlanInput{Discovery: Discovery{Devices: []ml.DeviceInfo{rdna4, vk}, Preference: pref}})
 	logLibraryChoices(p, pref)
 	for _, r := range builtinQuirks() {
 		slog.Info("rule", "rule", r)
@@ -55,9 +54,7 @@ func TestOverlayLogLinesSuitUpstreamHandler(t *testing.T) {
 	})
 	t.Setenv("OLLAMA_SYSFS_ROOT", root)
 	t.Setenv("OLLAMA_BACKEND_DENYLIST", "rocm:gfx1200")
-	resetROCmPlan()
-	t.Cleanup(resetROCmPlan)
-	if plan, _ := currentROCmPlan(); !plan.allDenied() {
+	if found := StartDiscovery(); !found.ROCm.allDenied() {
 		t.Error("the fake gfx1200 should be denied")
 	}
 }

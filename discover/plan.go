@@ -3,7 +3,7 @@ package discover
 import (
 	"cmp"
 	"fmt"
-	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,39 +12,37 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// PlanInput is everything the choice of backend library depends on. It is
-// gathered by discovery (Devices), the environment (Preference, Rules) and
-// the scheduler (Model, Offered); Decide reads nothing else.
+// PlanInput is everything the choice of backend library depends on; Decide
+// reads nothing else.
 type PlanInput struct {
-	// Devices are the devices discovery found, every library's view of a
-	// GPU separately (a ROCm device and its Vulkan twin are two entries).
-	Devices []ml.DeviceInfo
-	// Preference is OLLAMA_LLM_LIBRARY.
-	Preference envconfig.LibraryPreference
-	// Rules are the quirk rules in force: built-in, OLLAMA_BACKEND_DENYLIST,
-	// learned (BackendQuirkRules).
-	Rules []QuirkRule
-	// Model is the model to place: its architecture, whether it loads a
-	// vision projector, and its own `library` option with the input that
-	// set it (request option or model parameter).
-	Model llm.ModelLoad
+	// Discovery is what the server found at start: the devices of every
+	// library, OLLAMA_LLM_LIBRARY and the configured rules.
+	Discovery Discovery
+	// Learned are the rules the server learned at run time
+	// (gpuwatch.Watchdog.LearnedRules); they come after the configured ones.
+	Learned []QuirkRule
+	// Model is the model to place.
+	Model ModelLoad
 	// Offered are the GPUs the scheduler offers the model (chosen devices
-	// with fresh free memory); none: the model runs on the CPU. Discovery
-	// offers none and reads Choices.
+	// with fresh free memory); none: the model runs on the CPU.
 	Offered []ml.DeviceInfo
+	// ServerEnv reads the server's environment: a variable set there is
+	// not overridden by a rule's (os.Getenv; nil: nothing set).
+	ServerEnv func(string) string
 }
 
 // Plan is the decision: per physical GPU the library chosen and the
-// alternates, and for a model the library on each of its GPUs and what its
-// runner may use. Logs, /api/ps and `ollama backends` print its reasons.
+// alternates, and for a model the library on each of its GPUs with the
+// reasons. Runner turns it into the runner's --device and environment for
+// the GPUs the scheduler places the model on.
 type Plan struct {
 	Choices  []libraryChoice
 	Excluded []excludedLibrary
 	// Missing are libraries OLLAMA_LLM_LIBRARY names that found no device.
 	Missing []string
-	// GPUs are the model's GPUs after the rules, in order, each through
-	// the library it uses; Reasons[i]
-	// says why GPUs[i] uses that library.
+	// GPUs are the model's GPUs after the rules, in order, each through the
+	// library it uses and with the runner variables its rules ask for in
+	// RunnerEnvOverrides; Reasons[i] says why GPUs[i] uses that library.
 	GPUs    []ml.DeviceInfo
 	Reasons []string
 	// Quirks are what the rules did to the model's GPUs.
@@ -53,56 +51,56 @@ type Plan struct {
 	Overrides []quirkDecision
 	// DecidedBy names the input that decided the model's library: "request
 	// option", "model parameter", "rule", "OLLAMA_LLM_LIBRARY" or "default
-	// order"; "no GPU offered" when the scheduler offered none.
+	// order"; "" when the scheduler offered no GPU and nothing chose the CPU.
 	DecidedBy string
-	// Runner is the --device list and environment of the model's runner.
-	Runner llm.RunnerDevices
 }
 
-// Decide is the one place where the backend is decided. It is pure: the
-// same input gives the same plan. Precedence, first that speaks decides: the
-// model's `library` option (request over model parameter), the rules,
-// OLLAMA_LLM_LIBRARY's order, the built-in order. The error, wrapping
-// envconfig.ErrLibraryOption, is a `library` option that is not a library
-// name or that no offered GPU can serve without "cpu" in it.
+// Decide is the one place where the backend is decided; it is pure.
+// Precedence, first that speaks decides: the model's `library` option
+// (request over model parameter), the rules, OLLAMA_LLM_LIBRARY's order,
+// the built-in order. The error, wrapping envconfig.ErrLibraryOption, is a
+// `library` option that no offered GPU can serve without "cpu" in it.
 func Decide(in PlanInput) (Plan, error) {
 	var p Plan
-	p.Choices, p.Excluded = chooseLibraries(checkedDevices(in.Devices), in.Preference)
-	p.Missing = missingLibraries(p.Choices, in.Preference)
-	modelPref, err := envconfig.ParseModelLibrary(in.Model.Library)
-	if err != nil {
-		return Plan{}, err
-	}
-	if modelPref.IsSet() {
-		if err := p.placeByModelOption(in, modelPref); err != nil {
+	pref := in.Discovery.Preference
+	p.Choices, p.Excluded = chooseLibraries(in.Discovery.Devices, pref)
+	p.Missing = missingLibraries(p.Choices, pref)
+	rules := slices.Concat(in.Discovery.Rules, in.Learned)
+	if in.Model.Library.IsSet() {
+		if err := p.placeByModelOption(in, rules); err != nil {
 			return Plan{}, err
 		}
 	} else {
-		p.GPUs, p.Quirks = applyQuirks(in.Offered, in.Model, in.Rules, p.Choices)
+		p.GPUs, p.Quirks = applyQuirks(in.Offered, in.Model, rules, p.Choices)
 		for _, g := range p.GPUs {
-			p.Reasons = append(p.Reasons, placementReason(g, p.Choices, p.Quirks, in.Preference))
+			p.Reasons = append(p.Reasons, placementReason(g, p.Choices, p.Quirks, pref))
 		}
-		p.DecidedBy = "default order"
 		switch {
+		case len(in.Offered) == 0 && pref.IsSet() && !pref.Names("cpu"):
+		case len(in.Offered) == 0 && pref.IsSet():
+			p.DecidedBy = "OLLAMA_LLM_LIBRARY"
 		case len(in.Offered) == 0:
-			p.DecidedBy = "no GPU offered"
 		case len(p.Quirks) > 0:
 			p.DecidedBy = "rule"
-		case in.Preference.IsSet():
+		case pref.IsSet():
 			p.DecidedBy = "OLLAMA_LLM_LIBRARY"
+		default:
+			p.DecidedBy = "default order"
 		}
 	}
-	p.Runner = llm.PlanRunnerDevices(p.GPUs)
+	for i, g := range p.GPUs {
+		p.GPUs[i].RunnerEnvOverrides = ruleRunnerEnv(g, in.Model, rules, in.ServerEnv)
+	}
 	return p, nil
 }
 
 // placeByModelOption places the model by its own `library` option: on each
 // offered GPU the first library of the list that the GPU has (chosen or
 // alternate), over any rule that denies it; "cpu" in the list before a
-// library the GPU has leaves the GPU out. A GPU with none of the listed
-// libraries is left out; with no GPU left and no "cpu" listed, the option
-// cannot be served: an error for this request, not a silent CPU run.
-func (p *Plan) placeByModelOption(in PlanInput, pref envconfig.LibraryPreference) error {
+// library the GPU has leaves the GPU out. With no GPU left and no "cpu"
+// listed, the option cannot be served: an error, not a silent CPU run.
+func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
+	pref := in.Model.Library
 	source := cmp.Or(in.Model.LibrarySource, "model option")
 	p.DecidedBy = source
 	reason := fmt.Sprintf("%s library=%s", source, pref)
@@ -119,7 +117,7 @@ func (p *Plan) placeByModelOption(in PlanInput, pref envconfig.LibraryPreference
 		// An alternate is the same memory seen through another library:
 		// the offered device's numbers are the fresh ones.
 		chosen.TotalMemory, chosen.FreeMemory = gpu.TotalMemory, gpu.FreeMemory
-		if rule, denied := DeniesLibrary(in.Rules, chosen.Library, chosen.Compute(), in.Model); denied {
+		if rule, denied := DeniesLibrary(rules, chosen.Library, chosen.Compute(), in.Model); denied {
 			p.Overrides = append(p.Overrides, quirkDecision{Device: chosen, Denied: rule})
 		}
 		p.GPUs = append(p.GPUs, chosen)
@@ -175,6 +173,39 @@ func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDec
 	return "offered by the scheduler"
 }
 
+// ruleRunnerEnv is the runner environment the rules ask for on g
+// (GPU_MAX_HW_QUEUES=1 for queues1), with g's own overrides; a variable
+// set in the server's environment is left as the user set it.
+func ruleRunnerEnv(g ml.DeviceInfo, m ModelLoad, rules []QuirkRule, serverEnv func(string) string) map[string]string {
+	env := maps.Clone(g.RunnerEnvOverrides)
+	if m.Arch == "" {
+		return env
+	}
+	for k, v := range quirkEnv(matchQuirks(rules, g.Library, g.Compute(), m)) {
+		if serverEnv != nil && serverEnv(k) != "" {
+			continue
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// Runner is the plan carried out on the GPUs the scheduler placed the
+// model on (a subset of p.GPUs; by device id): llama-server's --device and
+// environment. A placed device the plan does not hold is left out.
+func (p Plan) Runner(placed []ml.DeviceInfo) llm.RunnerDevices {
+	var gpus []ml.DeviceInfo
+	for _, g := range p.GPUs {
+		if slices.ContainsFunc(placed, func(d ml.DeviceInfo) bool { return d.DeviceID == g.DeviceID }) {
+			gpus = append(gpus, g)
+		}
+	}
+	return runnerDevices(gpus)
+}
+
 // describe renders the placements for a log line: "Vulkan <GPU> (reason)"
 // per GPU; "cpu" without GPUs.
 func (p Plan) describe() string {
@@ -186,21 +217,6 @@ func (p Plan) describe() string {
 		parts[i] = fmt.Sprintf("%s %s (%s)", g.Library, g.Description, p.Reasons[i])
 	}
 	return strings.Join(parts, "; ")
-}
-
-// logModelPlan explains a model's placement: the rules' decisions (a WARN
-// for each rule the model's `library` option overrides), then one INFO line
-// with the library and device of every GPU, the input that decided and the
-// --device its runner gets.
-func logModelPlan(p Plan, m llm.ModelLoad) {
-	logQuirkDecisions(m, p.Quirks)
-	for _, o := range p.Overrides {
-		slog.Warn("backend plan: the model's library option overrides a rule", "model", m.Name, "arch", m.Arch,
-			"library", o.Device.Library, "gpu", o.Device.Description, "pci_id", o.Device.PCIID,
-			"rule", o.Denied.String(), "rule_source", string(o.Denied.Source), "reason", o.Denied.Reason, "option", m.Library, "option_source", m.LibrarySource)
-	}
-	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch, "vision", m.Vision,
-		"library", RunnerLibrary(deviceIDs(p.GPUs)), "decided_by", p.DecidedBy, "device", p.Runner.Device, "placement", p.describe())
 }
 
 func deviceIDs(devices []ml.DeviceInfo) []ml.DeviceID {

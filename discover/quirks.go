@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
-	"github.com/costa-os/ollama-backend-select/llm"
 )
 
 // QuirkAction says what to do when a quirk rule matches a device and model.
@@ -237,7 +236,7 @@ func (r QuirkRule) everyArch() bool {
 // known yet) matches only rules for every arch; a rule that needs "vision"
 // matches only a model that loads a projector. A malformed pattern matches
 // nothing; Validate reports it.
-func (r QuirkRule) Matches(library, compute string, m llm.ModelLoad) bool {
+func (r QuirkRule) Matches(library, compute string, m ModelLoad) bool {
 	if !r.matchesDevice(library, compute) {
 		return false
 	}
@@ -270,7 +269,7 @@ func (r QuirkRule) matchesDevice(library, compute string) bool {
 }
 
 // matchQuirks returns the rules that match, in table order.
-func matchQuirks(rules []QuirkRule, library, compute string, m llm.ModelLoad) []QuirkRule {
+func matchQuirks(rules []QuirkRule, library, compute string, m ModelLoad) []QuirkRule {
 	var out []QuirkRule
 	for _, r := range rules {
 		if r.Matches(library, compute, m) {
@@ -282,7 +281,7 @@ func matchQuirks(rules []QuirkRule, library, compute string, m llm.ModelLoad) []
 
 // DeniesLibrary returns the first QuirkUseOtherLibrary rule that matches, if
 // any: the library should not run this model on this device.
-func DeniesLibrary(rules []QuirkRule, library, compute string, m llm.ModelLoad) (QuirkRule, bool) {
+func DeniesLibrary(rules []QuirkRule, library, compute string, m ModelLoad) (QuirkRule, bool) {
 	for _, r := range rules {
 		if r.Action == QuirkUseOtherLibrary && r.Matches(library, compute, m) {
 			return r, true

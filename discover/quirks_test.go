@@ -2,7 +2,6 @@ package discover
 
 import (
 	"errors"
-	"github.com/costa-os/ollama-backend-select/llm"
 	"log/slog"
 	"path"
 	"strings"
@@ -67,7 +66,7 @@ func TestBuiltinQuirksMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, denied := DeniesLibrary(builtinQuirks(), tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch, Vision: tt.vision})
+			_, denied := DeniesLibrary(builtinQuirks(), tt.library, tt.compute, ModelLoad{Arch: tt.arch, Vision: tt.vision})
 			if denied != tt.wantDenied {
 				t.Errorf("DeniesLibrary(builtin, %q, %q, %q) = %v, want %v", tt.library, tt.compute, tt.arch, denied, tt.wantDenied)
 			}
@@ -166,7 +165,7 @@ func TestQuirkRuleMatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.rule.Matches(tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch}); got != tt.want {
+			if got := tt.rule.Matches(tt.library, tt.compute, ModelLoad{Arch: tt.arch}); got != tt.want {
 				t.Errorf("%s.Matches(%q, %q, %q) = %v, want %v", tt.rule, tt.library, tt.compute, tt.arch, got, tt.want)
 			}
 		})
@@ -213,11 +212,11 @@ func TestMatchQuirksAndDenies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := matchQuirks(rules, tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch})
+			got := matchQuirks(rules, tt.library, tt.compute, ModelLoad{Arch: tt.arch})
 			if diff := cmp.Diff(tt.wantMatch, got, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("matchQuirks mismatch (-want +got):\n%s", diff)
 			}
-			deny, ok := DeniesLibrary(rules, tt.library, tt.compute, llm.ModelLoad{Arch: tt.arch})
+			deny, ok := DeniesLibrary(rules, tt.library, tt.compute, ModelLoad{Arch: tt.arch})
 			if (tt.wantDeny != nil) != ok {
 				t.Fatalf("DeniesLibrary ok = %v, want %v", ok, tt.wantDeny != nil)
 			}

@@ -2,13 +2,9 @@ package discover
 
 import (
 	"fmt"
-	"log/slog"
-	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
@@ -77,55 +73,6 @@ func rocmVisibleID(n kfdNode) string {
 	return fmt.Sprint(n.Node)
 }
 
-var (
-	rocmPlanOnce sync.Once
-	rocmPlan     rocmDiscoveryPlan
-	rocmKFDRead  bool
-)
-
-// currentROCmPlan reads KFD once per process and explains, once, which
-// GPUs ROCm is kept away from.
-func currentROCmPlan() (rocmDiscoveryPlan, bool) {
-	rocmPlanOnce.Do(func() {
-		rules := backendQuirkRules()
-		nodes, err := readKFDNodes(SysfsRoot())
-		if err == nil {
-			// An absent topology is no AMD GPU, or a kernel or container
-			// that hides it: nothing says which GPU a rule covers.
-			if _, statErr := os.Stat(filepath.Join(SysfsRoot(), filepath.FromSlash(kfdNodesDir))); statErr != nil {
-				err = statErr
-			}
-		}
-		rocmKFDRead = err == nil
-		if err != nil && deniesROCmSomewhere(rules) {
-			slog.Warn("AMD GPU topology not readable: ROCm is kept away from every GPU at discovery, since a rule denies it on some GPU targets", "error", err)
-		} else if err != nil {
-			slog.Debug("reading AMD GPU topology", "error", err)
-		}
-		rocmPlan = planROCmDiscovery(nodes, rules)
-		for i, n := range rocmPlan.Denied {
-			slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
-				"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", rocmPlan.Rules[i].String(),
-				"rule_source", string(rocmPlan.Rules[i].Source), "reason", rocmPlan.Rules[i].Reason)
-		}
-	})
-	return rocmPlan, rocmKFDRead
-}
-
-// skipROCmLibraryDir reports whether discovery skips a subfolder of
-// lib/ollama (its base name) because ROCm may drive none of the AMD GPUs.
-func skipROCmLibraryDir(dir string) bool {
-	plan, _ := currentROCmPlan()
-	return strings.HasPrefix(strings.ToLower(dir), "rocm") && plan.allDenied()
-}
-
-// quirksNeedVulkan reports whether the quirk table may send a model to a
-// Vulkan twin, so Vulkan is discovered even without OLLAMA_VULKAN.
-func quirksNeedVulkan() bool {
-	plan, _ := currentROCmPlan()
-	return plan.NeedVulkan
-}
-
 // rocmDiscoveryEnv is the environment every discovery run (llama-server and
 // the native probe) adds where it does not set the variable itself. In the
 // flat layout one llama-server loads every backend, so libraries are kept
@@ -169,31 +116,3 @@ func deniesROCmSomewhere(rules []QuirkRule) bool {
 	}
 	return false
 }
-
-// withDiscoveryEnv adds this server's rocmDiscoveryEnv to the environment of
-// one discovery run, keeping what the run sets itself (a narrower device
-// filter of the second pass).
-func withDiscoveryEnv(extra map[string]string) map[string]string {
-	add := currentDiscoveryEnv()
-	if len(add) == 0 {
-		return extra
-	}
-	env := maps.Clone(extra)
-	if env == nil {
-		env = map[string]string{}
-	}
-	for k, v := range add {
-		if _, set := env[k]; !set {
-			env[k] = v
-		}
-	}
-	return env
-}
-
-func currentDiscoveryEnv() map[string]string {
-	plan, kfdRead := currentROCmPlan()
-	return rocmDiscoveryEnv(envconfig.LLMLibraryPreference(), plan, kfdRead, backendQuirkRules())
-}
-
-// resetROCmPlan forgets the plan, so tests can read another tree.
-func resetROCmPlan() { rocmPlanOnce = sync.Once{} }

@@ -3,6 +3,7 @@ package discover
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -35,7 +36,7 @@ func TestPlanROCmDiscovery(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
-			p := planROCmDiscovery(tc.nodes, backendQuirkRules())
+			p := planROCmDiscovery(tc.nodes, configuredQuirkRules())
 			got := plan{Visible: p.Visible, NeedVulkan: p.NeedVulkan, AllDenied: p.allDenied()}
 			for _, n := range p.Denied {
 				got.Denied = append(got.Denied, n.GfxTarget)
@@ -79,14 +80,14 @@ func TestDiscoveryEnvReadsKFD(t *testing.T) {
 			t.Setenv("OLLAMA_SYSFS_ROOT", tc.root)
 			t.Setenv("OLLAMA_BACKEND_DENYLIST", tc.denylist)
 			t.Setenv("OLLAMA_LLM_LIBRARY", tc.llmLibrary)
-			resetROCmPlan()
-			t.Cleanup(resetROCmPlan)
-			if diff := cmp.Diff(tc.want, currentDiscoveryEnv()); diff != "" {
+			found := StartDiscovery()
+			if diff := cmp.Diff(tc.want, found.env(nil)); diff != "" {
 				t.Errorf("rocmDiscoveryEnv (-want +got):\n%s", diff)
 			}
-			wantSkip := tc.denylist == "rocm:gfx1*"
-			if got := skipROCmLibraryDir("rocm"); got != wantSkip {
-				t.Errorf("skipROCmLibraryDir(rocm) = %v, want %v", got, wantSkip)
+			// OLLAMA_LLM_LIBRARY without rocm skips the folder too.
+			wantSkip := tc.denylist == "rocm:gfx1*" || (tc.llmLibrary != "" && !strings.Contains(tc.llmLibrary, "rocm"))
+			if got := found.skipsLibraryDir("rocm"); got != wantSkip {
+				t.Errorf("skipsLibraryDir(rocm) = %v, want %v", got, wantSkip)
 			}
 		})
 	}

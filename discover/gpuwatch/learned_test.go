@@ -3,7 +3,7 @@ package gpuwatch
 import (
 	"encoding/json"
 	"errors"
-	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/discover"
 	"io"
 	"log/slog"
 	"os"
@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
@@ -73,10 +72,10 @@ func TestLearnedQuirksRoundTrip(t *testing.T) {
 	if err := discover.ValidateQuirks(again.rules()); err != nil {
 		t.Errorf("learned rules do not validate: %v", err)
 	}
-	if r, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen3"}); !ok || r.Source != discover.QuirkSourceLearned {
+	if r, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", discover.ModelLoad{Arch: "qwen3"}); !ok || r.Source != discover.QuirkSourceLearned {
 		t.Errorf("discover.DeniesLibrary(ROCm, gfx1200, qwen3) = %v, %v", r, ok)
 	}
-	if _, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", llm.ModelLoad{Arch: "gemma3"}); ok {
+	if _, ok := discover.DeniesLibrary(again.rules(), "ROCm", "gfx1200", discover.ModelLoad{Arch: "gemma3"}); ok {
 		t.Errorf("learned rules deny gemma3 on ROCm")
 	}
 	if n := len(logs.recs) + len(logs2.recs); n != 0 {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
-	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -172,6 +171,9 @@ type watcher struct {
 
 	// Logger is where findings go; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Discovery returns the server's discovery record (Options).
+	Discovery func() discover.Discovery
 
 	// Now and Sleep stand in for the clock (Options). Sleep returns early
 	// with ctx's error when ctx ends.
@@ -379,7 +381,11 @@ func (w *watcher) learnFromDeath(q learnedQuirk, vision bool, msg string, attrs 
 			"remedy", remedyText(entry, q.Arch, q.Library, "", false))...)
 		return ""
 	}
-	next := discover.NextLibrary(q.PCIID, q.Library, q.Compute, llm.ModelLoad{Name: q.Model, Arch: q.Arch, Vision: vision}, w.Quirks.rules()...)
+	var found discover.Discovery
+	if w.Discovery != nil {
+		found = w.Discovery()
+	}
+	next := discover.NextLibrary(found, q.PCIID, q.Library, q.Compute, discover.ModelLoad{Name: q.Model, Arch: q.Arch, Vision: vision}, w.Quirks.rules()...)
 	if added {
 		w.logger().Error(msg, append(attrs, "next", next, "file", w.Quirks.path(), "remedy", remedyText(entry, q.Arch, q.Library, "", true))...)
 	}
@@ -400,7 +406,7 @@ const loadDeathMsg = "runner died while loading the model; the model's loads use
 // OLLAMA_BACKEND_QUIRKS_RESET=1. It returns the library the model's next
 // load uses on each GPU ("CPU" when none is left, "" when it could not be
 // recorded), by PCI address.
-func (w *watcher) loadDied(m llm.ModelLoad, gpus []runnerGPU, cause string) map[string]string {
+func (w *watcher) loadDied(m discover.ModelLoad, gpus []runnerGPU, cause string) map[string]string {
 	next := map[string]string{}
 	for _, g := range gpus {
 		if _, ok := crashKey(g.Library, g.Compute, m.Arch); !ok {

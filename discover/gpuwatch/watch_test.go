@@ -3,7 +3,7 @@ package gpuwatch
 import (
 	"context"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/discover"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,8 +20,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ollama/ollama/ml"
-
-	"github.com/costa-os/ollama-backend-select/discover"
 )
 
 // fakeCard is one DRM card of a fake sysfs tree.
@@ -505,7 +503,7 @@ func TestWatchdogErrorLine(t *testing.T) {
 		t.Fatalf("learned rules = %v, want one", rules)
 	}
 	if r := rules[0]; r.String() != "rocm:gfx1200:qwen3" || r.Source != discover.QuirkSourceLearned || r.Action != discover.QuirkUseOtherLibrary ||
-		!r.Matches("ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen3"}) || r.Matches("ROCm", "gfx1200", llm.ModelLoad{Arch: "qwen2"}) || r.Matches("Vulkan", "0.0", llm.ModelLoad{Arch: "qwen3"}) {
+		!r.Matches("ROCm", "gfx1200", discover.ModelLoad{Arch: "qwen3"}) || r.Matches("ROCm", "gfx1200", discover.ModelLoad{Arch: "qwen2"}) || r.Matches("Vulkan", "0.0", discover.ModelLoad{Arch: "qwen3"}) {
 		t.Errorf("learned rule %+v does not keep ROCm off gfx1200 for qwen3 only", r)
 	}
 	if !strings.Contains(rules[0].Reason, "stayed 100-100% busy for 2s after the runner exited, core clock 3470 MHz of 3470, 66.0 W") {

@@ -18,8 +18,6 @@ import (
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/ml"
-
-	"github.com/costa-os/ollama-backend-select/llm"
 )
 
 // Options configure a Watchdog. The zero value is what the server uses.
@@ -40,6 +38,10 @@ type Options struct {
 
 	// Logger is where the watchdog's lines go; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Discovery returns what the server's discovery recorded, from which
+	// the library a model moves to is decided; nil: nothing was found.
+	Discovery func() discover.Discovery
 }
 
 // loadingGrace bounds how long a load in progress keeps the watchdog from
@@ -102,6 +104,7 @@ func New(opts Options) *Watchdog {
 		Quirks:      learned,
 		Crashes:     &crashCounter{},
 		Logger:      opts.Logger,
+		Discovery:   opts.Discovery,
 		Now:         opts.Now,
 		Sleep:       opts.Sleep,
 	}
@@ -123,7 +126,7 @@ func (w *Watchdog) LoadStarting() {
 // devices the runner reported (llm.LlamaServer.Load's result), devices the
 // list it was loaded with; m is the model (its name for logs, its GGUF
 // general.architecture and whether it loaded a vision projector).
-func (w *Watchdog) RunnerLoaded(pid int, m llm.ModelLoad, ids []ml.DeviceID, devices []ml.DeviceInfo) {
+func (w *Watchdog) RunnerLoaded(pid int, m discover.ModelLoad, ids []ml.DeviceID, devices []ml.DeviceInfo) {
 	if w == nil {
 		return
 	}
@@ -162,7 +165,7 @@ func (w *Watchdog) RunnerExiting(pid int, hasExited func() bool) {
 // library that comes next). retry reports whether loading again may succeed: a GPU
 // has another library for the model and the model names no library of its
 // own (that choice is the user's, and the error is theirs to see).
-func (w *Watchdog) LoadFailed(m llm.ModelLoad, devices []ml.DeviceInfo, cause error) (retry bool) {
+func (w *Watchdog) LoadFailed(m discover.ModelLoad, devices []ml.DeviceInfo, cause error) (retry bool) {
 	if w == nil || w.watch == nil || !killedBySignal(cause) {
 		return false
 	}
@@ -176,7 +179,7 @@ func (w *Watchdog) LoadFailed(m llm.ModelLoad, devices []ml.DeviceInfo, cause er
 		}
 	}
 	for _, next := range w.watch.loadDied(m, gpus, cause.Error()) {
-		if next != "" && next != "CPU" && m.Library == "" {
+		if next != "" && next != "CPU" && !m.Library.IsSet() {
 			retry = true
 		}
 	}

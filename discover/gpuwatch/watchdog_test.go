@@ -3,7 +3,7 @@ package gpuwatch
 import (
 	"context"
 	"errors"
-	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/discover"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -28,7 +28,7 @@ func TestRunnerAliveOn(t *testing.T) {
 	if !w.runnerAliveOn("0000:03:00.0") {
 		t.Error("a load in progress must count as alive on every GPU")
 	}
-	w.RunnerLoaded(42, llm.ModelLoad{Name: "qwen3-tiny", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+	w.RunnerLoaded(42, discover.ModelLoad{Name: "qwen3-tiny", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
 	if !w.runnerAliveOn("0000:03:00.0") || w.runnerAliveOn("0000:04:00.0") {
 		t.Error("alive must follow the runner's GPUs once loaded")
 	}
@@ -50,7 +50,7 @@ func TestRunnerAliveOn(t *testing.T) {
 func TestWatchdogNil(t *testing.T) {
 	var w *Watchdog
 	w.LoadStarting()
-	w.RunnerLoaded(1, llm.ModelLoad{Name: "m", Arch: "qwen3"}, nil, nil)
+	w.RunnerLoaded(1, discover.ModelLoad{Name: "m", Arch: "qwen3"}, nil, nil)
 	w.RunnerExiting(1, nil)
 	if w.LearnedRules() != nil || w.StuckGPUs() != nil {
 		t.Error("a nil Watchdog reports something")
@@ -73,7 +73,7 @@ func TestNew(t *testing.T) {
 	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
 	for pid := range crashLimit {
 		w.LoadStarting()
-		w.RunnerLoaded(pid+100, llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+		w.RunnerLoaded(pid+100, discover.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
 		w.RunnerExiting(pid+100, func() bool { return true })
 	}
 	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(w.LearnedRules())); diff != "" {
@@ -145,18 +145,22 @@ func TestLoadFailed(t *testing.T) {
 	rocm := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
 	cpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "cpu"}}
 	died := errors.New("llama-server process has terminated: signal: aborted")
-	qwen3 := llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}
+	qwen3 := discover.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}
+	ownLibrary, err := discover.NewModelLoad("qwen3:8b", "qwen3", false, "rocm", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
-		m       llm.ModelLoad
+		m       discover.ModelLoad
 		devices []ml.DeviceInfo
 		cause   error
 		want    []string
 	}{
 		{name: "ROCm runner died", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: died, want: []string{"rocm:gfx1200:qwen3"}},
-		{name: "the model's own library", m: llm.ModelLoad{Name: "qwen3:8b", Arch: "qwen3", Library: "rocm", LibrarySource: "request option"}, devices: []ml.DeviceInfo{rocm}, cause: died, want: []string{"rocm:gfx1200:qwen3"}},
+		{name: "the model's own library", m: ownLibrary, devices: []ml.DeviceInfo{rocm}, cause: died, want: []string{"rocm:gfx1200:qwen3"}},
 		{name: "CPU runner", m: qwen3, devices: []ml.DeviceInfo{cpu}, cause: died},
-		{name: "no architecture", m: llm.ModelLoad{Name: "x"}, devices: []ml.DeviceInfo{rocm}, cause: died},
+		{name: "no architecture", m: discover.ModelLoad{Name: "x"}, devices: []ml.DeviceInfo{rocm}, cause: died},
 		{name: "no error", m: qwen3, devices: []ml.DeviceInfo{rocm}},
 		{name: "exited with a status", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("llama-server process has terminated: exit status 1: error loading model")},
 		{name: "timed out", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("timed out waiting for llama-server to start: context canceled")},

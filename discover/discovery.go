@@ -1,0 +1,125 @@
+package discover
+
+import (
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/ollama/ollama/ml"
+)
+
+// Discovery is the record of the server's GPU discovery, made once while
+// upstream's GPUDevices bootstraps and kept beside its devices: the inputs
+// read at start and every library's devices. It is a value: Decide and the
+// listing read it, nothing changes it.
+type Discovery struct {
+	// Preference is OLLAMA_LLM_LIBRARY, Rules the configured quirk rules
+	// (built-in, then OLLAMA_BACKEND_DENYLIST).
+	Preference envconfig.LibraryPreference
+	Rules      []QuirkRule
+	// ROCm says which AMD GPUs HIP was kept away from, from KFD and the
+	// rules; KFDRead is false when the topology could not be read.
+	ROCm    rocmDiscoveryPlan
+	KFDRead bool
+	// Devices are the devices of every library that passed checkDevices (a
+	// ROCm device and its Vulkan twin are two entries); Faults are the
+	// devices left out or corrected.
+	Devices []ml.DeviceInfo
+	Faults  []deviceFault
+}
+
+// StartDiscovery reads what discovery depends on before any backend runs:
+// OLLAMA_LLM_LIBRARY, the configured rules and the KFD topology. It logs
+// the GPUs ROCm is kept away from. A malformed variable counts as unset
+// here: `ollama serve` refuses to start with one.
+func StartDiscovery() Discovery {
+	d := Discovery{Preference: envconfig.LLMLibraryPreference(), Rules: configuredQuirkRules()}
+	nodes, err := readKFDNodes(SysfsRoot())
+	if err == nil {
+		// An absent topology is no AMD GPU, or a kernel or container that
+		// hides it: nothing says which GPU a rule covers.
+		_, err = os.Stat(filepath.Join(SysfsRoot(), filepath.FromSlash(kfdNodesDir)))
+	}
+	d.KFDRead = err == nil
+	if err != nil && deniesROCmSomewhere(d.Rules) {
+		slog.Warn("AMD GPU topology not readable: ROCm is kept away from every GPU at discovery, since a rule denies it on some GPU targets", "error", err)
+	} else if err != nil {
+		slog.Debug("reading AMD GPU topology", "error", err)
+	}
+	d.ROCm = planROCmDiscovery(nodes, d.Rules)
+	for i, n := range d.ROCm.Denied {
+		r := d.ROCm.Rules[i]
+		slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
+			"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", r.String(), "rule_source", string(r.Source), "reason", r.Reason)
+	}
+	return d
+}
+
+// Choose records the devices discovery found and returns the record with
+// the device of each physical GPU that its library choice keeps (the
+// scheduler's view: one device per GPU). It explains the choice in the log.
+func (d Discovery) Choose(found []ml.DeviceInfo) (Discovery, []ml.DeviceInfo) {
+	d.Devices, d.Faults = checkDevices(found)
+	logDeviceFaults(d.Faults)
+	p, _ := Decide(PlanInput{Discovery: d}) // no model: no option to refuse
+	logLibraryChoices(p, d.Preference)
+	return d, choiceDevices(p.Choices)
+}
+
+// skipsLibraryDir reports whether discovery skips a subfolder of
+// lib/ollama (its base name): a library OLLAMA_LLM_LIBRARY does not ask
+// for, or ROCm where the rules deny it on every AMD GPU.
+func (d Discovery) skipsLibraryDir(dir string) bool {
+	if !d.Preference.WantsLibraryDir(dir) {
+		return true
+	}
+	return strings.HasPrefix(strings.ToLower(dir), "rocm") && d.ROCm.allDenied()
+}
+
+// needsVulkan reports whether Vulkan is discovered even without
+// OLLAMA_VULKAN: OLLAMA_LLM_LIBRARY names it, or a rule may send a model to
+// a Vulkan twin.
+func (d Discovery) needsVulkan() bool {
+	return d.Preference.Names("vulkan") || d.ROCm.NeedVulkan
+}
+
+// env adds the discovery environment (rocmDiscoveryEnv) to that of one
+// discovery run, keeping what the run sets itself (a narrower device
+// filter of the second pass).
+func (d Discovery) env(extra map[string]string) map[string]string {
+	add := rocmDiscoveryEnv(d.Preference, d.ROCm, d.KFDRead, d.Rules)
+	if len(add) == 0 {
+		return extra
+	}
+	env := maps.Clone(extra)
+	if env == nil {
+		env = map[string]string{}
+	}
+	for k, v := range add {
+		if _, set := env[k]; !set {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// TwinDeviceIDs returns the other libraries' ids of the physical device
+// that discovery chose id for: the same GPU and memory, which a runner
+// sent to an alternate library (a rule) uses. The scheduler counts such a
+// runner's memory against the chosen device too.
+func (d Discovery) TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
+	choices, _ := chooseLibraries(d.Devices, d.Preference)
+	var out []ml.DeviceID
+	for _, c := range choices {
+		if c.Chosen.DeviceID != id {
+			continue
+		}
+		for _, a := range c.Alternates {
+			out = append(out, a.DeviceID)
+		}
+	}
+	return out
+}

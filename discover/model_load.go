@@ -1,0 +1,40 @@
+package discover
+
+import "github.com/costa-os/ollama-backend-select/envconfig"
+
+// ModelLoad is what the backend decision knows of a model when it loads.
+type ModelLoad struct {
+	// Name is the model's short name, for logs.
+	Name string
+	// Arch is the model's GGUF general.architecture, "qwen3".
+	Arch string
+	// Vision is set when the model loads a vision projector (mmproj).
+	Vision bool
+	// Library is the model's `library` option (request option over the
+	// model's parameter), unset when neither names one; LibrarySource says
+	// which set it: "request option" or "model parameter".
+	Library       envconfig.LibraryPreference
+	LibrarySource string
+}
+
+// NewModelLoad describes a model for the backend decision: requested is the
+// `library` option the request carries (Ollama merges the request's options
+// over the model's parameters), modelParams the model's own parameters,
+// which tell whether the value came from the model (`PARAMETER library` in
+// its Modelfile) or from the request. The option is parsed here, once; the
+// error wraps envconfig.ErrLibraryOption.
+func NewModelLoad(name, arch string, vision bool, requested string, modelParams map[string]any) (ModelLoad, error) {
+	m := ModelLoad{Name: name, Arch: arch, Vision: vision}
+	if requested == "" {
+		return m, nil
+	}
+	pref, err := envconfig.ParseModelLibrary(requested)
+	if err != nil {
+		return ModelLoad{}, err
+	}
+	m.Library, m.LibrarySource = pref, "request option"
+	if v, ok := modelParams[envconfig.LibraryOptionName].(string); ok && v == requested {
+		m.LibrarySource = "model parameter"
+	}
+	return m, nil
+}

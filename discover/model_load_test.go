@@ -1,0 +1,49 @@
+package discover
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+)
+
+func TestNewModelLoad(t *testing.T) {
+	cases := []struct {
+		name      string
+		requested string
+		params    map[string]any
+		want      string
+	}{
+		{name: "unset", want: ""},
+		{name: "model parameter", requested: "vulkan", params: map[string]any{"library": "vulkan"}, want: "model parameter"},
+		{name: "request over parameter", requested: "rocm", params: map[string]any{"library": "vulkan"}, want: "request option"},
+		{name: "request only", requested: "rocm", want: "request option"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := NewModelLoad("m", "qwen3", true, tc.requested, tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.LibrarySource != tc.want || m.Library.String() != tc.requested || !m.Vision || m.Arch != "qwen3" {
+				t.Errorf("NewModelLoad = %+v, want source %q", m, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewModelLoadRefusesABadOption(t *testing.T) {
+	_, err := NewModelLoad("m", "qwen3", false, "vulkn", nil)
+	if !errors.Is(err, envconfig.ErrLibraryOption) || err.Error() != `library option "vulkn": "vulkn" is not a library name; accepted: one of cpu, cuda, cuda_v12, cuda_v13, cuda_jetpack5, cuda_jetpack6, rocm, vulkan, or a comma-separated list of them` {
+		t.Errorf("NewModelLoad(vulkn) error = %v", err)
+	}
+}
+
+// mustLibrary parses a `library` option for a test's table.
+func mustLibrary(v string) envconfig.LibraryPreference {
+	p, err := envconfig.ParseModelLibrary(v)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

@@ -1,0 +1,89 @@
+package discover
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/ollama/ollama/ml"
+)
+
+// runnerDevices gives the runner of these devices (a plan's, after the
+// choice of library) its --device list and environment: ggml loads every
+// backend it finds and llama-server offloads to every device it sees, so
+// the environment shows each chosen library only its devices and hides
+// every other GPU library, and --device names the devices in the
+// numbering that environment gives them.
+func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
+	env := map[string]string{}
+	var names, shown []string
+	knownNames := true
+	byLibrary := map[string][]ml.DeviceInfo{}
+	for _, d := range devices {
+		if _, ok := byLibrary[d.Library]; !ok {
+			shown = append(shown, d.Library)
+		}
+		byLibrary[d.Library] = append(byLibrary[d.Library], d)
+	}
+	for _, library := range shown {
+		group := byLibrary[library]
+		for k, v := range ml.GetDevicesEnv(group) {
+			env[k] = v
+		}
+		lib, ok := envconfig.LookupGPULibrary(library)
+		if !ok {
+			knownNames = false
+			continue
+		}
+		// Upstream leaves some groups unfiltered (several Vulkan devices);
+		// the numbering below needs the list in every case.
+		if _, set := env[lib.Visible]; !set {
+			ids := make([]string, len(group))
+			for i, d := range group {
+				ids[i] = d.FilterID
+				if ids[i] == "" {
+					ids[i] = d.ID
+				}
+			}
+			env[lib.Visible] = strings.Join(ids, ",")
+		}
+		for i, d := range group {
+			prefix := strings.TrimRight(d.Name, "0123456789")
+			if prefix == "" || prefix == d.Name {
+				knownNames = false
+				break
+			}
+			names = append(names, fmt.Sprintf("%s%d", prefix, i))
+		}
+	}
+	var hidden []string
+	for _, l := range envconfig.GPULibraries() {
+		if _, ok := byLibrary[l.Device]; !ok {
+			hidden = append(hidden, l.Device)
+		}
+	}
+	for k, v := range envconfig.HideEnv(hidden, shown) {
+		env[k] = v
+	}
+	rd := llm.RunnerDevices{Env: env}
+	switch {
+	case len(devices) == 0:
+		rd.Device = "none"
+	case knownNames:
+		rd.Device = strings.Join(names, ",")
+	}
+	return rd
+}
+
+// formatEnv renders a runner environment for a log line, sorted:
+// "GGML_VK_VISIBLE_DEVICES=0 HIP_VISIBLE_DEVICES=-1".
+func formatEnv(env map[string]string) string {
+	parts := make([]string, 0, len(env))
+	for k, v := range env {
+		parts = append(parts, k+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
