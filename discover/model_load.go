@@ -17,14 +17,13 @@ type ModelLoad struct {
 	LibrarySource string
 }
 
-// NewModelLoad describes a model for the backend decision: requested is the
-// `library` option the request carries (Ollama merges the request's options
-// over the model's parameters), modelParams the model's own parameters,
-// which tell whether the value came from the model (`PARAMETER library` in
-// its Modelfile) or from the request. The option is parsed here, once; the
-// error wraps envconfig.ErrLibraryOption.
-func NewModelLoad(name, arch string, vision bool, requested string, modelParams map[string]any) (ModelLoad, error) {
-	m := ModelLoad{Name: name, Arch: arch, Vision: vision}
+// WithLibraryOption adds the model's `library` option: requested is the
+// value the request carries (Ollama merges the request's options over the
+// model's parameters), modelParams the model's own parameters, which tell
+// whether it came from the model (`PARAMETER library` in its Modelfile) or
+// from the request. The option is parsed here, once; the error wraps
+// envconfig.ErrLibraryOption.
+func (m ModelLoad) WithLibraryOption(requested string, modelParams map[string]any) (ModelLoad, error) {
 	if requested == "" {
 		return m, nil
 	}

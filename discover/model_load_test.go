@@ -7,7 +7,7 @@ import (
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-func TestNewModelLoad(t *testing.T) {
+func TestWithLibraryOption(t *testing.T) {
 	cases := []struct {
 		name      string
 		requested string
@@ -21,21 +21,21 @@ func TestNewModelLoad(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := NewModelLoad("m", "qwen3", true, tc.requested, tc.params)
+			m, err := ModelLoad{Name: "m", Arch: "qwen3", Vision: true}.WithLibraryOption(tc.requested, tc.params)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if m.LibrarySource != tc.want || m.Library.String() != tc.requested || !m.Vision || m.Arch != "qwen3" {
-				t.Errorf("NewModelLoad = %+v, want source %q", m, tc.want)
+				t.Errorf("WithLibraryOption = %+v, want source %q", m, tc.want)
 			}
 		})
 	}
 }
 
-func TestNewModelLoadRefusesABadOption(t *testing.T) {
-	_, err := NewModelLoad("m", "qwen3", false, "vulkn", nil)
+func TestWithLibraryOptionRefusesABadOption(t *testing.T) {
+	_, err := ModelLoad{Name: "m", Arch: "qwen3"}.WithLibraryOption("vulkn", nil)
 	if !errors.Is(err, envconfig.ErrLibraryOption) || err.Error() != `library option "vulkn": "vulkn" is not a library name; accepted: one of cpu, cuda, cuda_v12, cuda_v13, cuda_jetpack5, cuda_jetpack6, rocm, vulkan, or a comma-separated list of them` {
-		t.Errorf("NewModelLoad(vulkn) error = %v", err)
+		t.Errorf("WithLibraryOption(vulkn) error = %v", err)
 	}
 }
 

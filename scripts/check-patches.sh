@@ -8,6 +8,8 @@
 # variants were written on (the folder's name); top-level patches there, and
 # variants on the range's other releases, differ in line numbers and index
 # lines by nature.
+# Then each patch must build alone: fork-base and every prefix of the
+# series are built and vetted (tests compiled too) in a scratch work tree.
 # usage: check-patches.sh TREE
 set -euo pipefail
 tree=${1:?usage: check-patches.sh TREE}
@@ -52,3 +54,21 @@ if [ $bad = 1 ]; then
 	exit 1
 fi
 echo "check-patches: $checked patches of $version${folder:+ (variants in patches/$folder)} regenerate byte for byte"
+
+# The packages the series touches, vetted with their tests at every prefix.
+vet_pkgs=(./api/... ./cmd/... ./discover/... ./envconfig/... ./llm/... ./ml/... ./server/...)
+wt=$tmp/prefix
+git -C "$tree" worktree add -q --detach "$wt" fork-base
+trap 'git -C "$tree" worktree remove --force "$wt" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+n=0
+for c in $(git -C "$tree" rev-list --reverse fork-base~1..HEAD); do
+	[ "$c" = "$(git -C "$tree" rev-parse fork-base~1)" ] && continue
+	git -C "$wt" checkout -q --detach "$c"
+	subject=$(git -C "$wt" log -1 --format=%s)
+	if ! (cd "$wt" && go build ./... && go vet "${vet_pkgs[@]}"); then
+		echo "check-patches: the series does not build or vet at \"$subject\"" >&2
+		exit 1
+	fi
+	n=$((n + 1))
+done
+echo "check-patches: fork-base and each of the $((n - 1)) patches build and vet alone"

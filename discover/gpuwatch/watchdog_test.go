@@ -146,7 +146,7 @@ func TestLoadFailed(t *testing.T) {
 	cpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "cpu"}}
 	died := errors.New("llama-server process has terminated: signal: aborted")
 	qwen3 := discover.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}
-	ownLibrary, err := discover.NewModelLoad("qwen3:8b", "qwen3", false, "rocm", nil)
+	ownLibrary, err := qwen3.WithLibraryOption("rocm", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
