@@ -220,7 +220,7 @@ fuzz: ## run every fuzz target of this module for FUZZTIME (default 50000x) each
 
 .PHONY: test-upstream
 test-upstream: src ## upstream's tests of the packages the fork touches (and the server), in build/ollama
-	cd $(TREE) && go test -trimpath $(UPSTREAM_TEST_PKGS)
+	cd $(TREE) && go test -trimpath -tags assembled $(UPSTREAM_TEST_PKGS)
 
 .PHONY: patches
 patches: ## regenerate patches/ from the commits after fork-base in build/ollama

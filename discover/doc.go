@@ -1,51 +1,34 @@
 // Package discover holds this fork's additions to upstream's discover
-// package: the policy that ranks the backend libraries of one physical
-// device, the quirk table (denylist) and the readers of KFD sysfs.
+// package: the backend decision, the quirk table it applies, and what GPU
+// discovery records for it.
 //
-// The files here are plain functions over upstream's exported types. The
-// build copies them into github.com/ollama/ollama/discover, where patches in
-// patches/ add the call sites.
+// The decision is Decide(PlanInput) Plan, in plan.go: what discovery found,
+// OLLAMA_LLM_LIBRARY, the rules and a model in; per GPU the library, the
+// alternates and the reasons out, and Plan.Runner, the runner's --device
+// and environment for the GPUs the scheduler placed the model on. Decide is
+// pure. Everything else gathers its inputs or carries the plan out:
 //
-// Files:
-//
-//   - plan.go: the one decision, Decide(PlanInput) Plan: devices,
-//     OLLAMA_LLM_LIBRARY, rules and a model in; per GPU the library, the
-//     alternates and the reasons, and the runner's --device and
-//     environment out. Pure; discovery (selectLibraries) and the model
-//     load (PlaceModel) gather its inputs and carry it out.
-//   - library_choice.go: the library each device uses and its alternates
-//     (OLLAMA_LLM_LIBRARY, the default order), logged and kept for the
-//     listing and the quirk table.
-//   - quirks.go: the quirk table, its rules and their matching.
-//   - backend_quirks.go: the table in force at a model load (built-in,
-//     OLLAMA_BACKEND_DENYLIST, then what the server learned, passed in by
-//     the caller), the GPUs it leaves a model, and the library a model
-//     moves to (NextLibrary).
-//   - kfd.go, rocm_discovery.go: the KFD topology, and the discovery
-//     environment: libraries not wanted hidden by their visibility
-//     variables, HIP kept off GPUs the table denies for every model.
-//   - discovery_faults.go: devices reported with impossible properties.
-//   - discovery_death.go: a discovery llama-server that a backend library
+//   - discovery.go: Discovery, the record of the bootstrap discovery
+//     (StartDiscovery before any backend runs: OLLAMA_LLM_LIBRARY, the
+//     configured rules, KFD; Choose after: every library's devices). Upstream's
+//     GPUDevices keeps it beside its devices, under its lock (LastDiscovery).
+//   - backend_quirks.go: the call sites of a model load. PlaceModel decides
+//     and logs the rules' decisions; StartRunner turns the plan into the
+//     runner's launch for the GPUs placed and logs it in one line, which
+//     llm.LlamaServerConfig.Runner carries to llama-server unchanged;
+//     NextLibrary is Decide after a runner died, with the learned rule.
+//   - model_load.go: ModelLoad, the model as the decision sees it; its
+//     `library` option is parsed once, by WithLibraryOption.
+//   - library_choice.go, runner_launch.go: the ranking of one GPU's
+//     libraries, and the runner's devices and visibility variables.
+//   - quirks.go, rocm_discovery.go, kfd.go: the quirk table and its
+//     matching; which AMD GPUs HIP is kept away from at discovery.
+//   - discovery_faults.go, discovery_death.go: devices reported with
+//     impossible properties; a discovery llama-server that a backend
 //     killed or hung, named in one ERROR line and listed.
-//   - backend_listing.go: GET /api/backends and `ollama backends`, with
-//     what the server learned (the Learned interface: rules and StuckGPU).
+//   - backend_listing.go: GET /api/backends and `ollama backends`.
 //
 // The idle-GPU watchdog and the learned-quirks file are the package
 // discover/gpuwatch, which imports this one: the server owns its Watchdog
 // and hands what it learned to PlaceModel and BackendsHandler.
-//
-// State. Upstream keeps the devices of its one discovery in package
-// variables (runner.go: deviceMu, devices, libDirs, bootstrapped) and
-// reaches them through package functions (GPUDevices), and the runner's
-// environment is built in llm, which cannot import this package. What the
-// fork records about that same discovery therefore lives beside it, each
-// behind its own mutex: the devices of every library with the choices and
-// exclusions (library_choice.go, read by PlaceModel and the listing), the
-// faults and discovery failures already reported (discovery_faults.go,
-// discovery_death.go: one line each per process), and the ROCm discovery
-// plan, read from KFD once (rocm_discovery.go). llm's runner-environment
-// hook (llm.AddRunnerEnvHook) is registered once, at init. Values the
-// server owns (its Scheduler) would need GPUDevices and the runner's
-// constructor to take them, a change of upstream's API rather than a call
-// site; it belongs with upstream's own discovery state.
 package discover

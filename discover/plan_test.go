@@ -158,6 +158,10 @@ func decideCases() []decideCase {
 			want: want{Device: "none", Env: cpu, DecidedBy: "OLLAMA_LLM_LIBRARY"},
 		},
 		{
+			name: "no GPU, nothing set: the CPU, no input to name", cpuOnly: true, model: ModelLoad{Arch: "qwen3"},
+			want: want{Device: "none", Env: cpu},
+		},
+		{
 			name: "gfx1200 and gfx1100, qwen3: the rule moves the gfx1200 to Vulkan, the gfx1100 keeps ROCm, split over both", devices: two, rules: builtinQuirks(), model: ModelLoad{Arch: "qwen3"},
 			want: want{Libraries: []string{"Vulkan", "ROCm"}, Device: "Vulkan0,ROCm0", Env: map[string]string{"GGML_VK_VISIBLE_DEVICES": "0", "ROCR_VISIBLE_DEVICES": "GPU-2"},
 				Reason: "rule " + builtinEntry + " (builtin) denies ROCm for this model", DecidedBy: "rule"},
