@@ -78,7 +78,7 @@ var (
 	inlineLinkRE = regexp.MustCompile(`\[[^\]]*\]\(\s*<?([^()\s<>]*)>?(?:\s+(?:"[^"]*"|'[^']*'))?\s*\)`)
 	refDefRE     = regexp.MustCompile(`(?m)^ {0,3}\[[^\]]+\]:[ \t]*<?([^\s<>]+)>?`)
 	schemeRE     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
-	fenceRE      = regexp.MustCompile("^ {0,3}(`{3,}|~{3,})")
+	fenceRE      = regexp.MustCompile("^[ \t]*(`{3,}|~{3,})")
 )
 
 // AddTests records the test funcs of one tracked file: a *_test.go file's
@@ -205,6 +205,7 @@ func (r *Repo) CheckDoc(file string, content []byte) ([]Problem, Counts) {
 		para = append(para, line)
 	}
 	flush()
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 	return probs, n
 }
 

@@ -102,6 +102,13 @@ func TestCheckDoc(t *testing.T) {
 			count: Counts{Names: 3},
 		},
 		{
+			name:  "fence in a list item, then links and names in one paragraph",
+			file:  "docs/guide.md",
+			doc:   "- step:\n\n      ```sh\n      go test -run TestGone3\n      ```\n\n[gone](gone/) and\n`TestGone4`\n",
+			want:  []string{"docs/guide.md:4: no test named TestGone3", "docs/guide.md:7: broken link gone/", "docs/guide.md:8: no test named TestGone4"},
+			count: Counts{Links: 1, Names: 2},
+		},
+		{
 			name: "not names: prose, lowercase after the prefix",
 			file: "docs/guide.md",
 			doc:  "TestForkReliability in prose is not checked; `Testing`, `Fuzzy`, `Benchmarks` are words.\n",
