@@ -133,7 +133,7 @@ run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the r
 	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
 
 .PHONY: check
-check: test fuzz check-patches arch-sources integration pr ## everything CI runs (Debian host, root): unit and upstream tests, short fuzzing, patch round trip, the Arch sources against the PKGBUILD, integration suite on the real llama-server, the upstream pull requests
+check: check-docs test fuzz check-patches arch-sources integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD, integration suite on the real llama-server, the upstream pull requests
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
@@ -187,6 +187,10 @@ pr-patches: ## write upstream/pr/ back from build/pr/tree's commits, byte-stable
 .PHONY: cgo-era
 cgo-era: ## a target of the cgo-runner releases (v0.18.2..v0.24.3) in their maintenance tree: make cgo-era T="check-patches UPSTREAM=v0.20.0"
 	scripts/cgo-era.sh $(T)
+
+.PHONY: check-docs
+check-docs: ## every relative link in the Markdown docs resolves, every test they cite exists
+	@scripts/check-docs.sh
 
 .PHONY: test
 test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
