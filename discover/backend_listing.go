@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,7 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
@@ -137,7 +137,7 @@ func listBackends(d Discovery, learned Learned) backendListing {
 	if learned != nil {
 		rules = append(rules, learned.LearnedRules()...)
 	}
-	l := backendListing{LLMLibrary: pref.String(), DefaultOrder: envconfig.DefaultLibraryOrder(), Backends: []backendStatus{}}
+	l := backendListing{LLMLibrary: pref.String(), DefaultOrder: backends.DefaultOrder(), Backends: []backendStatus{}}
 	row := func(d ml.DeviceInfo, status, reason string) backendStatus {
 		s := backendStatus{
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
@@ -179,7 +179,7 @@ func listBackends(d Discovery, learned Learned) backendListing {
 
 // cpuRow is the listing's CPU row: the CPU runs every model when no GPU was
 // chosen, and otherwise takes the layers the GPUs do not hold.
-func cpuRow(gpuChosen bool, pref envconfig.LibraryPreference) backendStatus {
+func cpuRow(gpuChosen bool, pref backends.Preference) backendStatus {
 	row := backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}
 	switch {
 	case gpuChosen:

@@ -2,6 +2,7 @@ package discover
 
 import (
 	"bytes"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"strings"
 	"testing"
 
@@ -80,7 +81,7 @@ func TestListBackendsLearned(t *testing.T) {
 // TestListBackendsCPURow: the listing always has a CPU row, so a machine
 // without a GPU does not print an empty table.
 func TestListBackendsCPURow(t *testing.T) {
-	pref := func(v string) envconfig.LibraryPreference {
+	pref := func(v string) backends.Preference {
 		p, err := envconfig.ParseLLMLibrary(v)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"os"
 	"slices"
@@ -142,12 +143,12 @@ func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices 
 // allowed. The idle-GPU watchdog names it when it learns from a runner
 // that keeps dying or leaves its GPU busy.
 func NextLibrary(d Discovery, pciID, library, compute string, m ModelLoad, learned ...QuirkRule) string {
-	m.Library, m.LibrarySource = envconfig.LibraryPreference{}, ""
+	m.Library, m.LibrarySource = backends.Preference{}, ""
 	p, _ := Decide(PlanInput{Discovery: d})
 	for _, c := range p.Choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 		if !slices.ContainsFunc(devs, func(g ml.DeviceInfo) bool {
-			return envconfig.SameLibrary(g.Library, library) && strings.EqualFold(g.Compute(), compute) && strings.EqualFold(g.PCIID, pciID)
+			return backends.Same(g.Library, library) && strings.EqualFold(g.Compute(), compute) && strings.EqualFold(g.PCIID, pciID)
 		}) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"maps"
 	"os"
@@ -18,7 +19,7 @@ import (
 type Discovery struct {
 	// Preference is OLLAMA_LLM_LIBRARY, Rules the configured quirk rules
 	// (built-in, then OLLAMA_BACKEND_DENYLIST).
-	Preference envconfig.LibraryPreference
+	Preference backends.Preference
 	Rules      []QuirkRule
 	// ROCm says which AMD GPUs HIP was kept away from, from KFD and the
 	// rules; KFDRead is false when the topology could not be read.

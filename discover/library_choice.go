@@ -2,10 +2,10 @@ package discover
 
 import (
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"strings"
 
-	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
@@ -32,7 +32,7 @@ type excludedLibrary struct {
 // through several libraries (ml.DeviceInfo.Compare) and ranks each group
 // with the user's preference. Devices of libraries the user did not request
 // are left out. The result keeps the order in which devices were found.
-func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) ([]libraryChoice, []excludedLibrary) {
+func chooseLibraries(devices []ml.DeviceInfo, pref backends.Preference) ([]libraryChoice, []excludedLibrary) {
 	var choices []libraryChoice
 	var excluded []excludedLibrary
 	for _, d := range devices {
@@ -66,7 +66,7 @@ func chooseLibraries(devices []ml.DeviceInfo, pref envconfig.LibraryPreference) 
 
 // add puts another library of the same device in rank order: before the
 // first library that it beats. A library already ranked is not added twice.
-func (c *libraryChoice) add(d ml.DeviceInfo, pref envconfig.LibraryPreference) {
+func (c *libraryChoice) add(d ml.DeviceInfo, pref backends.Preference) {
 	ranked := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 	pos := len(ranked)
 	for i, have := range ranked {
@@ -94,8 +94,8 @@ func choiceDevices(choices []libraryChoice) []ml.DeviceInfo {
 	return out
 }
 
-func libraryOption(d ml.DeviceInfo) envconfig.LibraryOption {
-	return envconfig.LibraryOption{Library: d.Library, LibraryPath: d.LibraryPath}
+func libraryOption(d ml.DeviceInfo) backends.Option {
+	return backends.Option{Library: d.Library, LibraryPath: d.LibraryPath}
 }
 
 func libraryDir(d ml.DeviceInfo) string {
@@ -108,7 +108,7 @@ func libraryDir(d ml.DeviceInfo) string {
 // logLibraryChoices explains discovery: one INFO line per physical device
 // with the chosen library and why the others lost, one line per excluded
 // library, and an ERROR for each requested library that found no device.
-func logLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
+func logLibraryChoices(p Plan, pref backends.Preference) {
 	choices, excluded := p.Choices, p.Excluded
 	for _, c := range choices {
 		others := "none"
@@ -156,7 +156,7 @@ func logLibraryChoices(p Plan, pref envconfig.LibraryPreference) {
 
 // missingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
 // than cpu) that drive none of the devices found.
-func missingLibraries(choices []libraryChoice, pref envconfig.LibraryPreference) []string {
+func missingLibraries(choices []libraryChoice, pref backends.Preference) []string {
 	var missing []string
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
@@ -165,7 +165,7 @@ func missingLibraries(choices []libraryChoice, pref envconfig.LibraryPreference)
 		found := false
 		for _, c := range choices {
 			for _, d := range append([]ml.DeviceInfo{c.Chosen}, c.Alternates...) {
-				found = found || envconfig.LibraryNameMatches(name, d.Library, libraryDir(d))
+				found = found || backends.NameMatches(name, d.Library, libraryDir(d))
 			}
 		}
 		if !found {

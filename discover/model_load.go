@@ -1,6 +1,9 @@
 package discover
 
-import "github.com/costa-os/ollama-backend-select/envconfig"
+import (
+	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
+)
 
 // ModelLoad is what the backend decision knows of a model when it loads.
 type ModelLoad struct {
@@ -13,7 +16,7 @@ type ModelLoad struct {
 	// Library is the model's `library` option (request option over the
 	// model's parameter), unset when neither names one; LibrarySource says
 	// which set it: "request option" or "model parameter".
-	Library       envconfig.LibraryPreference
+	Library       backends.Preference
 	LibrarySource string
 }
 

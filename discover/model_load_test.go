@@ -2,6 +2,7 @@ package discover
 
 import (
 	"errors"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"testing"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
@@ -40,7 +41,7 @@ func TestWithLibraryOptionRefusesABadOption(t *testing.T) {
 }
 
 // mustLibrary parses a `library` option for a test's table.
-func mustLibrary(v string) envconfig.LibraryPreference {
+func mustLibrary(v string) backends.Preference {
 	p, err := envconfig.ParseModelLibrary(v)
 	if err != nil {
 		panic(err)

@@ -3,6 +3,7 @@ package discover
 import (
 	"cmp"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"maps"
 	"slices"
 	"strings"
@@ -137,13 +138,13 @@ func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 // pickListed returns the device of the first name in pref that one of
 // candidates (one GPU through its libraries) matches; false when "cpu" comes
 // first or nothing matches.
-func pickListed(pref envconfig.LibraryPreference, candidates []ml.DeviceInfo) (ml.DeviceInfo, bool) {
+func pickListed(pref backends.Preference, candidates []ml.DeviceInfo) (ml.DeviceInfo, bool) {
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
 			return ml.DeviceInfo{}, false
 		}
 		for _, c := range candidates {
-			if envconfig.LibraryNameMatches(name, c.Library, libraryDir(c)) {
+			if backends.NameMatches(name, c.Library, libraryDir(c)) {
 				return c, true
 			}
 		}
@@ -152,7 +153,7 @@ func pickListed(pref envconfig.LibraryPreference, candidates []ml.DeviceInfo) (m
 }
 
 // placementReason says why the model uses g's library on its GPU.
-func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDecision, pref envconfig.LibraryPreference) string {
+func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDecision, pref backends.Preference) string {
 	for _, q := range quirks {
 		if q.Replacement != nil && q.Replacement.DeviceID == g.DeviceID {
 			return fmt.Sprintf("rule %s (%s) denies %s for this model", q.Denied.String(), q.Denied.Source, q.Device.Library)

@@ -3,6 +3,7 @@ package discover
 import (
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"path"
 	"strings"
@@ -261,7 +262,7 @@ func (r QuirkRule) Matches(library, compute string, m ModelLoad) bool {
 }
 
 func (r QuirkRule) matchesDevice(library, compute string) bool {
-	if !envconfig.SameLibrary(r.Library, library) {
+	if !backends.Same(r.Library, library) {
 		return false
 	}
 	ok, err := path.Match(strings.ToLower(r.ComputePattern), strings.ToLower(compute))

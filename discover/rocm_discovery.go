@@ -2,11 +2,10 @@ package discover
 
 import (
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"os"
 	"slices"
 	"strings"
-
-	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // SysfsRoot is the root under which sysfs is read: "/" in production.
@@ -54,7 +53,7 @@ func planROCmDiscovery(nodes []kfdNode, rules []QuirkRule) rocmDiscoveryPlan {
 	// A rule for another library (CUDA) cannot be checked before discovery:
 	// discover the twins whenever one is in force.
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && !envconfig.SameLibrary(r.Library, "ROCm") && !envconfig.SameLibrary(r.Library, "Vulkan") {
+		if r.Action == QuirkUseOtherLibrary && !backends.Same(r.Library, "ROCm") && !backends.Same(r.Library, "Vulkan") {
 			p.NeedVulkan = true
 		}
 	}
@@ -82,9 +81,9 @@ func rocmVisibleID(n kfdNode) string {
 // topology could not be read: then a rule that denies every use of ROCm on
 // some GPU target hides ROCm entirely, since which GPU it covers is not
 // known before HIP runs.
-func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
+func rocmDiscoveryEnv(pref backends.Preference, plan rocmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
 	var hidden, shown []string
-	for _, l := range envconfig.GPULibraries() {
+	for _, l := range backends.GPUs() {
 		if pref.IsSet() && !pref.Names(l.Name) {
 			hidden = append(hidden, l.Device)
 		} else {
@@ -96,7 +95,7 @@ func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, 
 		hidden = append(hidden, "ROCm")
 		shown = slices.DeleteFunc(shown, func(s string) bool { return s == "ROCm" })
 	}
-	env := envconfig.HideEnv(hidden, shown)
+	env := backends.HideEnv(hidden, shown)
 	if !hideROCm && len(plan.Denied) > 0 && slices.Contains(shown, "ROCm") {
 		env["ROCR_VISIBLE_DEVICES"] = strings.Join(plan.Visible, ",")
 	}
@@ -110,7 +109,7 @@ func rocmDiscoveryEnv(pref envconfig.LibraryPreference, plan rocmDiscoveryPlan, 
 // some GPU target.
 func deniesROCmSomewhere(rules []QuirkRule) bool {
 	for _, r := range rules {
-		if r.Action == QuirkUseOtherLibrary && envconfig.SameLibrary(r.Library, "ROCm") && r.everyModel() {
+		if r.Action == QuirkUseOtherLibrary && backends.Same(r.Library, "ROCm") && r.everyModel() {
 			return true
 		}
 	}

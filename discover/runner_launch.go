@@ -2,10 +2,10 @@ package discover
 
 import (
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"slices"
 	"strings"
 
-	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/ollama/ollama/ml"
 )
@@ -32,7 +32,7 @@ func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
 		for k, v := range ml.GetDevicesEnv(group) {
 			env[k] = v
 		}
-		lib, ok := envconfig.LookupGPULibrary(library)
+		lib, ok := backends.Lookup(library)
 		if !ok {
 			knownNames = false
 			continue
@@ -59,12 +59,12 @@ func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
 		}
 	}
 	var hidden []string
-	for _, l := range envconfig.GPULibraries() {
+	for _, l := range backends.GPUs() {
 		if _, ok := byLibrary[l.Device]; !ok {
 			hidden = append(hidden, l.Device)
 		}
 	}
-	for k, v := range envconfig.HideEnv(hidden, shown) {
+	for k, v := range backends.HideEnv(hidden, shown) {
 		env[k] = v
 	}
 	rd := llm.RunnerDevices{Env: env}

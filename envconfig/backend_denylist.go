@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"os"
 	"path"
 	"slices"
@@ -278,7 +279,7 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 // "hip", "cuda", "vulkan", any case) to the name upstream reports in
 // ml.DeviceInfo.Library ("ROCm", "CUDA", "Vulkan").
 func CanonicalLibraryName(s string) (string, bool) {
-	if l, ok := LookupGPULibrary(s); ok {
+	if l, ok := backends.Lookup(s); ok {
 		return l.Device, true
 	}
 	return "", false

@@ -3,6 +3,7 @@ package envconfig
 import (
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"strings"
 )
 
@@ -20,14 +21,14 @@ var ErrLibraryOption = errors.New("library option")
 // most preferred first, any case) except an MLX runner variant; "" means not
 // set. A bad value is an error naming it and the accepted names, wrapping
 // ErrLibraryOption.
-func ParseModelLibrary(value string) (LibraryPreference, error) {
-	p, err := parseLibraryList(value)
+func ParseModelLibrary(value string) (backends.Preference, error) {
+	p, err := backends.ParsePreference(value)
 	if err != nil {
-		return LibraryPreference{}, fmt.Errorf("%w %q: %w", ErrLibraryOption, value, err)
+		return backends.Preference{}, fmt.Errorf("%w %q: %w", ErrLibraryOption, value, err)
 	}
-	if p.mlx != "" {
-		return LibraryPreference{}, fmt.Errorf("%w %q: an MLX runner variant is not a per-model library; accepted: one of %s, or a comma-separated list of them",
-			ErrLibraryOption, value, strings.Join(llmLibraryNames, ", "))
+	if p.MLXVariant() != "" {
+		return backends.Preference{}, fmt.Errorf("%w %q: an MLX runner variant is not a per-model library; accepted: one of %s, or a comma-separated list of them",
+			ErrLibraryOption, value, strings.Join(backends.AcceptedNames(), ", "))
 	}
 	return p, nil
 }

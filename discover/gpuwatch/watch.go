@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"io/fs"
 	"log/slog"
 	"runtime"
@@ -225,7 +226,7 @@ func (s runnerSuspect) String() string {
 }
 
 func (s runnerSuspect) same(o runnerSuspect) bool {
-	return envconfig.SameLibrary(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
+	return backends.Same(s.Library, o.Library) && strings.EqualFold(s.Compute, o.Compute) && strings.EqualFold(s.Arch, o.Arch)
 }
 
 func (w *watcher) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()) }
@@ -674,7 +675,7 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 		// Vulkan reports compute "0.0" for every device, so its entry
 		// would cover every GPU; and with several suspects the blame is
 		// uncertain. Neither is learned; the user is told.
-		if len(f.OtherRunners) == 0 && !envconfig.SameLibrary(n.Library, "Vulkan") && w.Quirks != nil {
+		if len(f.OtherRunners) == 0 && !backends.Same(n.Library, "Vulkan") && w.Quirks != nil {
 			f.Learned, learnErr = w.Quirks.record(q)
 			if learnErr == nil && !f.Learned {
 				// Already learned earlier: still in force.
@@ -831,7 +832,7 @@ func causeText(f finding, q learnedQuirk) string {
 		parts = append(parts, "the model had a vision projector loaded, which https://github.com/ggml-org/llama.cpp/issues/21430 and /23965 tie to a busy GPU (OLLAMA_BACKEND_DENYLIST="+
 			strings.ToLower(q.Library)+":"+strings.ToLower(q.Compute)+":*:vision covers every vision model)")
 	}
-	if !envconfig.SameLibrary(q.Library, "ROCm") {
+	if !backends.Same(q.Library, "ROCm") {
 		return strings.Join(parts, "; ")
 	}
 	if n, err := q.normalize(); err == nil {
@@ -856,7 +857,7 @@ func remedyText(entry, arch, library, gfx string, learned bool) string {
 		fixes = append(fixes, fmt.Sprintf("OLLAMA_BACKEND_DENYLIST=%s keeps %s off this GPU for %s models", entry, library, cmp.Or(arch, "these")))
 	}
 	switch {
-	case !envconfig.SameLibrary(library, "Vulkan"):
+	case !backends.Same(library, "Vulkan"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=vulkan uses Vulkan for every model")
 	case strings.HasPrefix(gfx, "gfx"):
 		fixes = append(fixes, "OLLAMA_LLM_LIBRARY=rocm uses ROCm for every model")

@@ -1,9 +1,9 @@
-package envconfig
+package backends
 
 import "strings"
 
-// GPULibrary is one GPU backend library, as every part of the fork names it.
-type GPULibrary struct {
+// GPU is one GPU backend library, as every part of the fork names it.
+type GPU struct {
 	// Device is ml.DeviceInfo.Library: "CUDA", "ROCm", "Vulkan".
 	Device string
 	// Name is the OLLAMA_LLM_LIBRARY and OLLAMA_BACKEND_DENYLIST name.
@@ -28,8 +28,8 @@ type GPULibrary struct {
 	Hide map[string]string
 }
 
-// gpuLibraries is the one table of GPU libraries.
-var gpuLibraries = []GPULibrary{
+// gpus is the one table of GPU libraries.
+var gpus = []GPU{
 	{Device: "CUDA", Name: "cuda", Folders: []string{"cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6"}, FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
 		Hide: map[string]string{"CUDA_VISIBLE_DEVICES": "-1"}},
 	{Device: "ROCm", Name: "rocm", Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
@@ -40,15 +40,15 @@ var gpuLibraries = []GPULibrary{
 		Hide: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
 }
 
-// GPULibraries lists the GPU libraries in the built-in order of preference
+// GPUs lists the GPU libraries in the built-in order of preference
 // (upstream's: vendor libraries first, then Vulkan).
-func GPULibraries() []GPULibrary { return append([]GPULibrary(nil), gpuLibraries...) }
+func GPUs() []GPU { return append([]GPU(nil), gpus...) }
 
-// LookupGPULibrary finds a library by any of its names (device name,
+// Lookup finds a library by any of its names (device name,
 // OLLAMA_LLM_LIBRARY name, spelling or ggml stem), case-insensitive.
-func LookupGPULibrary(s string) (GPULibrary, bool) {
+func Lookup(s string) (GPU, bool) {
 	s = strings.ToLower(s)
-	for _, l := range gpuLibraries {
+	for _, l := range gpus {
 		if s == strings.ToLower(l.Device) || s == l.Name || s == l.Stem {
 			return l, true
 		}
@@ -58,7 +58,7 @@ func LookupGPULibrary(s string) (GPULibrary, bool) {
 			}
 		}
 	}
-	return GPULibrary{}, false
+	return GPU{}, false
 }
 
 // HideEnv is the environment that hides every device of the libraries
@@ -76,7 +76,7 @@ func HideEnv(hidden, shown []string) map[string]string {
 		}
 	}
 	for _, h := range hidden {
-		l, ok := LookupGPULibrary(h)
+		l, ok := Lookup(h)
 		if !ok || (l.Device == "CUDA" && rocmShown) {
 			continue
 		}
@@ -87,13 +87,13 @@ func HideEnv(hidden, shown []string) map[string]string {
 	return env
 }
 
-// SameLibrary compares two library names by the library they name ("hip"
-// and "ROCm" are one), case-insensitively; unknown names compare as text.
-func SameLibrary(a, b string) bool {
-	if l, ok := LookupGPULibrary(a); ok {
+// Same compares two library names by the library they name ("hip" and
+// "ROCm" are one), case-insensitively; unknown names compare as text.
+func Same(a, b string) bool {
+	if l, ok := Lookup(a); ok {
 		a = l.Device
 	}
-	if l, ok := LookupGPULibrary(b); ok {
+	if l, ok := Lookup(b); ok {
 		b = l.Device
 	}
 	return strings.EqualFold(a, b)
