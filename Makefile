@@ -17,7 +17,7 @@ UPSTREAM    ?= $(PIN)
 FORK_RELEASE := 1
 VERSION     ?= $(patsubst v%,%,$(UPSTREAM))-bs$(FORK_RELEASE)
 
-OVERLAY_PKGS := discover discover/gpuwatch envconfig llm ml ml/backends
+OVERLAY_PKGS := discover discover/gpuwatch discover/listing envconfig llm ml ml/backends
 BUILD       := build
 ifeq ($(UPSTREAM),$(PIN))
 TREE        := $(BUILD)/ollama

@@ -1,21 +1,11 @@
 package discover
 
 import (
-	"cmp"
-	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/url"
 	"slices"
-	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -28,9 +18,9 @@ const (
 	backendFallback     = "fallback"
 )
 
-// backendStatus is one row of the backend listing: a device seen through
+// BackendStatus is one row of the backend listing: a device seen through
 // one library, or the CPU.
-type backendStatus struct {
+type BackendStatus struct {
 	Library     string   `json:"library"`
 	Name        string   `json:"name,omitempty"`
 	Description string   `json:"description,omitempty"`
@@ -42,16 +32,16 @@ type backendStatus struct {
 	Rules       []string `json:"rules,omitempty"`
 }
 
-// backendListing is what GET /api/backends answers.
-type backendListing struct {
+// BackendListing is what GET /api/backends answers (discover/listing).
+type BackendListing struct {
 	LLMLibrary   string          `json:"llm_library,omitempty"`
 	DefaultOrder string          `json:"default_order"`
-	Backends     []backendStatus `json:"backends"`
+	Backends     []BackendStatus `json:"backends"`
 	// StuckGPUs are GPUs the idle-GPU watchdog found busy after a runner
 	// left them.
 	StuckGPUs []StuckGPU `json:"stuck_gpus,omitempty"`
 	// DiscoveryFailures are discovery runs a backend library killed or hung.
-	DiscoveryFailures []discoveryFailure `json:"discovery_failures,omitempty"`
+	DiscoveryFailures []DiscoveryFailure `json:"discovery_failures,omitempty"`
 }
 
 // StuckGPU is a GPU that stayed busy for the whole watch window after its
@@ -127,19 +117,19 @@ type Learned interface {
 	StuckGPUs() []StuckGPU
 }
 
-// listBackends lists every device x library discovery found, with what was
+// ListBackends lists every device x library discovery found, with what was
 // chosen and why, the quirk rules that apply to it (learned ones included),
 // the libraries OLLAMA_LLM_LIBRARY names that found no device, the CPU, and
 // the stuck GPUs. learned may be nil.
-func listBackends(d Discovery, learned Learned) backendListing {
+func ListBackends(d Discovery, learned Learned) BackendListing {
 	pref := d.Preference
 	rules := slices.Clone(d.Rules)
 	if learned != nil {
 		rules = append(rules, learned.LearnedRules()...)
 	}
-	l := backendListing{LLMLibrary: pref.String(), DefaultOrder: backends.DefaultOrder(), Backends: []backendStatus{}}
-	row := func(d ml.DeviceInfo, status, reason string) backendStatus {
-		s := backendStatus{
+	l := BackendListing{LLMLibrary: pref.String(), DefaultOrder: backends.DefaultOrder(), Backends: []BackendStatus{}}
+	row := func(d ml.DeviceInfo, status, reason string) BackendStatus {
+		s := BackendStatus{
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
 			Compute: d.Compute(), TotalMemory: d.TotalMemory, Status: status, Reason: reason,
 		}
@@ -166,7 +156,7 @@ func listBackends(d Discovery, learned Learned) backendListing {
 		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
 	for _, name := range p.Missing {
-		l.Backends = append(l.Backends, backendStatus{Library: name, Description: "-", Status: backendNoDevice,
+		l.Backends = append(l.Backends, BackendStatus{Library: name, Description: "-", Status: backendNoDevice,
 			Reason: "OLLAMA_LLM_LIBRARY=" + pref.String() + " names it; discovery found no device"})
 	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
@@ -179,8 +169,8 @@ func listBackends(d Discovery, learned Learned) backendListing {
 
 // cpuRow is the listing's CPU row: the CPU runs every model when no GPU was
 // chosen, and otherwise takes the layers the GPUs do not hold.
-func cpuRow(gpuChosen bool, pref backends.Preference) backendStatus {
-	row := backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}
+func cpuRow(gpuChosen bool, pref backends.Preference) BackendStatus {
+	row := BackendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}
 	switch {
 	case gpuChosen:
 		row.Status, row.Reason = backendFallback, "layers the GPUs do not hold"
@@ -188,84 +178,4 @@ func cpuRow(gpuChosen bool, pref backends.Preference) backendStatus {
 		row.Reason = "OLLAMA_LLM_LIBRARY=" + pref.String()
 	}
 	return row
-}
-
-// BackendsHandler serves GET /api/backends: what discovery recorded, with
-// what learned holds (nil: nothing learned).
-func BackendsHandler(d Discovery, learned Learned) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		if err := json.NewEncoder(w).Encode(listBackends(d, learned)); err != nil {
-			slog.Warn("writing the backend listing", "error", err)
-		}
-	}
-}
-
-// WriteBackends fetches the listing from the server at base and prints it
-// as a table, for `ollama backends`.
-func WriteBackends(ctx context.Context, w io.Writer, base *url.URL) error {
-	u := base.JoinPath("/api/backends")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	var l backendListing
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&l); err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	return formatBackends(w, l)
-}
-
-func formatBackends(w io.Writer, l backendListing) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tPCI ID\tCOMPUTE\tLIBRARY\tMEMORY\tSTATUS\tREASON\tRULES")
-	for _, b := range l.Backends {
-		device, memory := b.Description, ""
-		if b.TotalMemory > 0 {
-			memory = format.HumanBytes2(b.TotalMemory)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(device), dash(b.PCIID), dash(b.Compute), b.Library, dash(memory), b.Status, dash(b.Reason), dash(strings.Join(b.Rules, "; ")))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	pref := "not set"
-	if l.LLMLibrary != "" {
-		pref = l.LLMLibrary
-	}
-	if _, err := fmt.Fprintf(w, "\nOLLAMA_LLM_LIBRARY: %s; default order: %s\n", pref, l.DefaultOrder); err != nil {
-		return err
-	}
-	for _, f := range l.StuckGPUs {
-		model := f.Model
-		if f.Vision {
-			model += " with a vision projector"
-		}
-		if _, err := fmt.Fprintf(w, "GPU %s (MES firmware %s) stayed %d%%-%d%% busy after %s (%s) unloaded; %s\n",
-			f.PCIID, cmp.Or(f.MESFirmware, "unknown"), f.BusyMin, f.BusyMax, model, f.Library, f.Remedy); err != nil {
-			return err
-		}
-	}
-	for _, f := range l.DiscoveryFailures {
-		if _, err := fmt.Fprintf(w, "llama-server %s during GPU discovery in %s (%s); GPU backends there: %s; last output: %s; %s\n",
-			f.Failure, f.LibDirs, f.Exit, dash(strings.Join(f.Backends, ", ")), dash(f.LastOutput), discoveryFailureRemedy); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -1,9 +1,7 @@
 package discover
 
 import (
-	"bytes"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -11,34 +9,6 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
-
-func TestFormatBackends(t *testing.T) {
-	l := backendListing{
-		LLMLibrary:   "vulkan,rocm",
-		DefaultOrder: "CUDA > ROCm > Vulkan",
-		Backends: []backendStatus{
-			{Library: "Vulkan", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "0.0", TotalMemory: 16 << 30, Status: backendChosen},
-			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: backendAlternate,
-				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"}},
-		},
-		DiscoveryFailures: []discoveryFailure{{Failure: "died", LibDirs: "/usr/lib/ollama", Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"}, LastOutput: "ggml_abort"}},
-	}
-	var b bytes.Buffer
-	if err := formatBackends(&b, l); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
-	for _, want := range []string{
-		"DEVICE", "0000:03:00.0  0.0      Vulkan", "chosen", "alternate", "lists Vulkan first",
-		"rocm:gfx1200:qwen3",
-		"OLLAMA_LLM_LIBRARY: vulkan,rocm; default order: CUDA > ROCm > Vulkan",
-		"llama-server died during GPU discovery in /usr/lib/ollama (signal: aborted); GPU backends there: libggml-hip.so, libggml-vulkan.so; last output: ggml_abort; move the backend library",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
-}
 
 // fakeLearned stands in for the server's idle-GPU watchdog.
 type fakeLearned struct {
@@ -59,22 +29,15 @@ func TestListBackendsLearned(t *testing.T) {
 		stuck: []StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", Vision: true, MESFirmware: "0x00000080", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
 	}
 
-	if l := listBackends(found, nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
+	if l := ListBackends(found, nil); len(l.Backends) == 0 || l.Backends[0].Library != "ROCm" || len(l.Backends[0].Rules) != 0 || l.StuckGPUs != nil {
 		t.Errorf("listing without anything learned: %+v", l)
 	}
-	l := listBackends(found, learned)
+	l := ListBackends(found, learned)
 	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3 (learned, MES firmware 0x00000080)"}, l.Backends[0].Rules); diff != "" {
 		t.Errorf("rules of the ROCm row (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(learned.stuck, l.StuckGPUs); diff != "" {
 		t.Errorf("stuck GPUs (-want +got):\n%s", diff)
-	}
-	var b bytes.Buffer
-	if err := formatBackends(&b, l); err != nil {
-		t.Fatal(err)
-	}
-	if want := "GPU 0000:03:00.0 (MES firmware 0x00000080) stayed 99%-100% busy after qwen3:8b with a vision projector (ROCm) unloaded; reboot\n"; !strings.HasSuffix(b.String(), want) {
-		t.Errorf("output does not end with %q:\n%s", want, b.String())
 	}
 }
 
@@ -91,25 +54,17 @@ func TestListBackendsCPURow(t *testing.T) {
 	cases := []struct {
 		gpu  bool
 		pref string
-		want backendStatus
+		want BackendStatus
 	}{
-		{false, "", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
-		{false, "cpu", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "OLLAMA_LLM_LIBRARY=cpu"}},
-		{false, "vulkan", backendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
-		{true, "", backendStatus{Library: "CPU", Description: "CPU", Status: backendFallback, Reason: "layers the GPUs do not hold"}},
+		{false, "", BackendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
+		{false, "cpu", BackendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "OLLAMA_LLM_LIBRARY=cpu"}},
+		{false, "vulkan", BackendStatus{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"}},
+		{true, "", BackendStatus{Library: "CPU", Description: "CPU", Status: backendFallback, Reason: "layers the GPUs do not hold"}},
 	}
 	for _, tc := range cases {
 		if diff := cmp.Diff(tc.want, cpuRow(tc.gpu, pref(tc.pref))); diff != "" {
 			t.Errorf("cpuRow(%v, %q) (-want +got):\n%s", tc.gpu, tc.pref, diff)
 		}
-	}
-	var b bytes.Buffer
-	if err := formatBackends(&b, backendListing{DefaultOrder: "CUDA > ROCm > Vulkan", Backends: []backendStatus{cpuRow(false, pref(""))}}); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(b.String(), "\n")
-	if len(lines) < 2 || !strings.HasPrefix(lines[1], "CPU ") || !strings.Contains(lines[1], "chosen") {
-		t.Errorf("the table's first row is not the chosen CPU:\n%s", b.String())
 	}
 }
 
@@ -120,8 +75,8 @@ func TestListBackendsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := listBackends(Discovery{Preference: pref}, nil)
-	want := []backendStatus{
+	l := ListBackends(Discovery{Preference: pref}, nil)
+	want := []BackendStatus{
 		{Library: "vulkan", Description: "-", Status: backendNoDevice, Reason: "OLLAMA_LLM_LIBRARY=vulkan,cpu names it; discovery found no device"},
 		{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"},
 	}

@@ -15,7 +15,7 @@ import (
 // configuredQuirkRules is the quirk table of the configuration: the built-in
 // rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
 // entries. What the server learned at run time (discover/gpuwatch) comes
-// after them, from the caller: PlaceModel and listBackends take it.
+// after them, from the caller: PlaceModel and ListBackends take it.
 // A malformed variable counts as empty here; `ollama serve` refuses to
 // start with one (envconfig.CheckBackendSelection).
 func configuredQuirkRules() []QuirkRule {

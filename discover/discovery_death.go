@@ -36,7 +36,7 @@ func reportDiscoveryDeath(exit string, libDirs, output []string) {
 	if !strings.HasPrefix(exit, "signal: ") {
 		return
 	}
-	reportDiscoveryFailure(discoveryFailure{Failure: "died", Exit: exit}, discoveryDeathMsg, libDirs, output)
+	reportDiscoveryFailure(DiscoveryFailure{Failure: "died", Exit: exit}, discoveryDeathMsg, libDirs, output)
 }
 
 // reportDiscoveryHang reports, once per set of folders, a discovery
@@ -53,7 +53,7 @@ func reportDiscoveryHang(ctx context.Context, waited time.Duration, libDirs, out
 		return
 	}
 	exit := fmt.Sprintf("no answer in %s, stopped", waited.Round(time.Second))
-	reportDiscoveryFailure(discoveryFailure{Failure: "hung", Exit: exit}, discoveryHangMsg, libDirs, output)
+	reportDiscoveryFailure(DiscoveryFailure{Failure: "hung", Exit: exit}, discoveryHangMsg, libDirs, output)
 }
 
 // discoveryHangMin is the shortest discovery wait that counts as a hang.
@@ -62,10 +62,11 @@ const discoveryHangMin = 10 * time.Second
 // reportDiscoveryFailure completes d with the folders, their GPU backend
 // libraries and the server's last output, and logs it at ERROR as msg and
 // keeps it for the listing, once per kind of failure and set of folders.
-func reportDiscoveryFailure(d discoveryFailure, msg string, libDirs, output []string) {
+func reportDiscoveryFailure(d DiscoveryFailure, msg string, libDirs, output []string) {
 	d.LibDirs = strings.Join(libDirs, string(filepath.ListSeparator))
+	d.Remedy = discoveryFailureRemedy
 	discoveryFailuresMu.Lock()
-	seen := slices.ContainsFunc(discoveryFailures, func(f discoveryFailure) bool { return f.Failure == d.Failure && f.LibDirs == d.LibDirs })
+	seen := slices.ContainsFunc(discoveryFailures, func(f DiscoveryFailure) bool { return f.Failure == d.Failure && f.LibDirs == d.LibDirs })
 	if !seen {
 		d.Backends = backendLibraries(libDirs)
 		d.LastOutput = strings.Join(output[max(0, len(output)-discoveryFailureLines):], " | ")
@@ -83,23 +84,24 @@ func reportDiscoveryFailure(d discoveryFailure, msg string, libDirs, output []st
 // or hangs llama-server.
 const discoveryFailureRemedy = "move the backend library that crashes or hangs out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
 
-// discoveryFailure is a discovery llama-server that a signal ended or that
+// DiscoveryFailure is a discovery llama-server that a signal ended or that
 // hung: the folders it searched, what happened to it ("died" or "hung") and
 // how it ended, the GPU backend libraries there (one of them is the cause)
 // and its last output. GET /api/backends and `ollama backends` list them.
-type discoveryFailure struct {
+type DiscoveryFailure struct {
 	Failure    string   `json:"failure"`
 	LibDirs    string   `json:"lib_dirs"`
 	Exit       string   `json:"exit"`
 	Backends   []string `json:"backends,omitempty"`
 	LastOutput string   `json:"last_output,omitempty"`
+	Remedy     string   `json:"remedy"`
 }
 
 // discoveryFailures are the failures reported so far, for the listing.
-var discoveryFailures []discoveryFailure
+var discoveryFailures []DiscoveryFailure
 
 // currentDiscoveryFailures returns a copy of what was reported.
-func currentDiscoveryFailures() []discoveryFailure {
+func currentDiscoveryFailures() []DiscoveryFailure {
 	discoveryFailuresMu.Lock()
 	defer discoveryFailuresMu.Unlock()
 	return slices.Clone(discoveryFailures)

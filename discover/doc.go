@@ -30,5 +30,5 @@
 //
 // The idle-GPU watchdog and the learned-quirks file are the package
 // discover/gpuwatch, which imports this one: the server owns its Watchdog
-// and hands what it learned to PlaceModel and BackendsHandler.
+// and hands what it learned to PlaceModel and ListBackends.
 package discover
