@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/envconfig"
 	"io"
 	"io/fs"
 	"os"
@@ -142,10 +143,10 @@ func parseKFDProperties(data []byte) (map[string]string, error) {
 	props := make(map[string]string)
 	err := ScanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
 		if len(f) != 2 {
-			return fmt.Errorf("line %d %q: want \"key value\"", line, kfdTruncate(text))
+			return fmt.Errorf("line %d %q: want \"key value\"", line, envconfig.Shorten(text))
 		}
 		if _, dup := props[f[0]]; dup {
-			return fmt.Errorf("line %d: key %q repeated", line, kfdTruncate(f[0]))
+			return fmt.Errorf("line %d: key %q repeated", line, envconfig.Shorten(f[0]))
 		}
 		props[f[0]] = f[1]
 		return nil
@@ -250,7 +251,7 @@ func kfdUint(props map[string]string, key string, bits int) (v uint64, ok bool, 
 	}
 	v, err = strconv.ParseUint(s, 10, bits)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s %q: want an unsigned decimal of at most %d bits", key, kfdTruncate(s), bits)
+		return 0, false, fmt.Errorf("%s %q: want an unsigned decimal of at most %d bits", key, envconfig.Shorten(s), bits)
 	}
 	return v, true, nil
 }
@@ -272,15 +273,6 @@ func gfxTargetName(version uint64) (string, error) {
 		return "", fmt.Errorf("gfx_target_version %d: minor %d and stepping %d must each be at most 15", version, minor, stepping)
 	}
 	return fmt.Sprintf("gfx%d%x%x", major, minor, stepping), nil
-}
-
-// kfdTruncate shortens s for error messages about junk input.
-func kfdTruncate(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
 }
 
 // KFDGfxTarget returns the gfx target ("gfx1200") that the KFD topology

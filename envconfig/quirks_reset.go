@@ -22,7 +22,7 @@ func ParseBackendQuirksReset(value string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("%s=%q: accepted: 1, true, 0, false (or unset)", BackendQuirksResetEnv, truncateValue(v))
+		return false, fmt.Errorf("%s=%q: accepted: 1, true, 0, false (or unset)", BackendQuirksResetEnv, Shorten(v))
 	}
 	return b, nil
 }
@@ -33,13 +33,4 @@ func ParseBackendQuirksReset(value string) (bool, error) {
 func BackendQuirksReset() bool {
 	b, _ := ParseBackendQuirksReset(os.Getenv(BackendQuirksResetEnv))
 	return b
-}
-
-// truncateValue keeps a quoted value in a message to a readable length.
-func truncateValue(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
 }

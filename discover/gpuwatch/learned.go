@@ -120,7 +120,7 @@ func (q learnedQuirk) rule() discover.QuirkRule {
 func (q learnedQuirk) normalize() (learnedQuirk, error) {
 	lib, ok := envconfig.CanonicalLibraryName(q.Library)
 	if !ok {
-		return learnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", truncate(q.Library))
+		return learnedQuirk{}, fmt.Errorf("library %q: accepted: ROCm, CUDA, Vulkan", envconfig.Shorten(q.Library))
 	}
 	q.Library = lib
 	q.Compute = strings.ToLower(q.Compute)
@@ -130,26 +130,26 @@ func (q learnedQuirk) normalize() (learnedQuirk, error) {
 			return learnedQuirk{}, fmt.Errorf("empty %s", v.what)
 		}
 		if strings.ContainsAny(v.s, "*?[]^") {
-			return learnedQuirk{}, fmt.Errorf("%s %q: a learned %s is exact, not a pattern", v.what, truncate(v.s), v.what)
+			return learnedQuirk{}, fmt.Errorf("%s %q: a learned %s is exact, not a pattern", v.what, envconfig.Shorten(v.s), v.what)
 		}
 		if i := strings.IndexFunc(v.s, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r))
 		}); i >= 0 {
-			return learnedQuirk{}, fmt.Errorf("%s %q: only letters, digits, '.', '_', '-' and '+' are accepted", v.what, truncate(v.s))
+			return learnedQuirk{}, fmt.Errorf("%s %q: only letters, digits, '.', '_', '-' and '+' are accepted", v.what, envconfig.Shorten(v.s))
 		}
 	}
 	entry := q.rule().String()
 	d, err := envconfig.ParseBackendDenylist(entry)
 	if err != nil {
-		return learnedQuirk{}, fmt.Errorf("%q is not a denylist entry: %w", truncate(entry), err)
+		return learnedQuirk{}, fmt.Errorf("%q is not a denylist entry: %w", envconfig.Shorten(entry), err)
 	}
 	if len(d.Entries) != 1 || d.Entries[0].Compute != q.Compute || len(d.Entries[0].Archs) != 1 || d.Entries[0].Archs[0] != q.Arch {
-		return learnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", truncate(entry))
+		return learnedQuirk{}, fmt.Errorf("%q is not a single denylist entry", envconfig.Shorten(entry))
 	}
 	switch q.Cause {
 	case causeStuckBusy, causeCrashes, causeLoadDeath:
 	default:
-		return learnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s, %s", truncate(string(q.Cause)), causeStuckBusy, causeCrashes, causeLoadDeath)
+		return learnedQuirk{}, fmt.Errorf("cause %q: accepted: %s, %s, %s", envconfig.Shorten(string(q.Cause)), causeStuckBusy, causeCrashes, causeLoadDeath)
 	}
 	return q, nil
 }
@@ -192,7 +192,7 @@ func decodeLearnedQuirks(data []byte) (state learnedQuirksState, problems []erro
 	}
 	var version int
 	if err := json.Unmarshal(*head.Version, &version); err != nil {
-		return learnedQuirksState{}, nil, fmt.Errorf("version %s: want a whole number", truncate(string(*head.Version)))
+		return learnedQuirksState{}, nil, fmt.Errorf("version %s: want a whole number", envconfig.Shorten(string(*head.Version)))
 	}
 	if version != learnedQuirksVersion {
 		return learnedQuirksState{}, nil, &learnedVersionError{version}

@@ -3,6 +3,7 @@ package gpuwatch
 import (
 	"errors"
 	"fmt"
+	"github.com/costa-os/ollama-backend-select/envconfig"
 	"io"
 	"io/fs"
 	"os"
@@ -90,21 +91,13 @@ func readWatchdogFile(fsys watchdogFS, name string) ([]byte, error) {
 	return data, nil
 }
 
-// truncate shortens s for error messages about junk input.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
-
 // parseGPUBusyPercent parses the content of gpu_busy_percent: a decimal
 // integer from 0 to 100 and a newline.
 func parseGPUBusyPercent(data []byte) (int, error) {
 	s := strings.TrimSpace(string(data))
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 0 || v > 100 {
-		return 0, fmt.Errorf("gpu_busy_percent %q: want a whole percentage from 0 to 100", truncate(s))
+		return 0, fmt.Errorf("gpu_busy_percent %q: want a whole percentage from 0 to 100", envconfig.Shorten(s))
 	}
 	return v, nil
 }
@@ -115,7 +108,7 @@ func parseHwmonPower(data []byte) (uint64, error) {
 	s := strings.TrimSpace(string(data))
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || v > watchdogMaxMicrowatts {
-		return 0, fmt.Errorf("hwmon power %q: want microwatts, a whole number from 0 to %d", truncate(s), uint64(watchdogMaxMicrowatts))
+		return 0, fmt.Errorf("hwmon power %q: want microwatts, a whole number from 0 to %d", envconfig.Shorten(s), uint64(watchdogMaxMicrowatts))
 	}
 	return v, nil
 }
@@ -140,16 +133,16 @@ func parsePPDPMSclk(data []byte) (levels []int, current int, err error) {
 	}
 	err = discover.ScanFieldLines(data, watchdogSysfsMax, func(line int, text string, f []string) error {
 		if len(f) < 2 || len(f) > 3 || len(f[0]) < 2 || !strings.HasSuffix(f[0], ":") || !isWatchdogLabel(f[0][:len(f[0])-1]) {
-			return fmt.Errorf("line %d %q: want \"N: <clock>Mhz\" with an optional '*'", line, truncate(text))
+			return fmt.Errorf("line %d %q: want \"N: <clock>Mhz\" with an optional '*'", line, envconfig.Shorten(text))
 		}
 		mhz, ok := strings.CutSuffix(strings.ToLower(f[1]), "mhz")
 		v, convErr := strconv.Atoi(mhz)
 		if !ok || convErr != nil || v < 0 || v > watchdogMaxMHz || mhz[0] == '+' || mhz[0] == '-' {
-			return fmt.Errorf("line %d clock %q: want whole MHz from 0 to %d, like \"500Mhz\"", line, truncate(f[1]), watchdogMaxMHz)
+			return fmt.Errorf("line %d clock %q: want whole MHz from 0 to %d, like \"500Mhz\"", line, envconfig.Shorten(f[1]), watchdogMaxMHz)
 		}
 		if len(f) == 3 {
 			if f[2] != "*" {
-				return fmt.Errorf("line %d %q: unexpected %q after the clock", line, truncate(text), truncate(f[2]))
+				return fmt.Errorf("line %d %q: unexpected %q after the clock", line, envconfig.Shorten(text), envconfig.Shorten(f[2]))
 			}
 			if current >= 0 {
 				return fmt.Errorf("line %d: a second line marked '*'", line)
@@ -187,7 +180,7 @@ func isWatchdogLabel(s string) bool {
 // above 0x1f or function above 7, is an error naming the value.
 func normalizePCIID(s string) (string, error) {
 	bad := func() (string, error) {
-		return "", fmt.Errorf("PCI address %q: want domain:bus:device.function in hex, like \"0000:03:00.0\"", truncate(s))
+		return "", fmt.Errorf("PCI address %q: want domain:bus:device.function in hex, like \"0000:03:00.0\"", envconfig.Shorten(s))
 	}
 	head, fn, ok := strings.Cut(s, ".")
 	if !ok {

@@ -413,7 +413,7 @@ func (w *watcher) loadDied(m discover.ModelLoad, gpus []runnerGPU, cause string)
 		if _, ok := crashKey(g.Library, g.Compute, m.Arch); !ok {
 			continue
 		}
-		q := g.quirk(m.Name, m.Arch, causeLoadDeath, "the runner died while loading: "+truncate(cause))
+		q := g.quirk(m.Name, m.Arch, causeLoadDeath, "the runner died while loading: "+envconfig.Shorten(cause))
 		next[q.PCIID] = w.learnFromDeath(q, m.Vision, loadDeathMsg, "error", cause)
 	}
 	return next
