@@ -9,7 +9,7 @@ SHELL := bash
 MODULE      := github.com/ollama/ollama
 # The pin lives in go.mod's require line; UPSTREAM=vX.Y.Z overrides it for one
 # run without editing go.mod: that release is assembled in its own tree
-# (build/ollama-vX.Y.Z, with the series patches/ranges gives it) and built into
+# (build/ollama-vX.Y.Z, the series applied strictly) and built into
 # dist/vX.Y.Z/, so the pinned build/ollama and dist/bin stay as they are.
 PIN         := $(shell go list -m -f '{{.Version}}' $(MODULE))
 UPSTREAM    ?= $(PIN)
@@ -17,7 +17,8 @@ UPSTREAM    ?= $(PIN)
 FORK_RELEASE := 1
 VERSION     ?= $(patsubst v%,%,$(UPSTREAM))-bs$(FORK_RELEASE)
 
-OVERLAY_PKGS := discover discover/gpuwatch discover/listing envconfig llm ml ml/backends
+# The overlay packages, listed once (the PKGBUILD and bump.sh read it too).
+OVERLAY_PKGS := $(shell cat tools/overlay/packages)
 BUILD       := build
 ifeq ($(UPSTREAM),$(PIN))
 TREE        := $(BUILD)/ollama
@@ -228,7 +229,7 @@ test-upstream: src ## upstream's tests of the packages the fork touches (and the
 
 .PHONY: patches
 patches: ## regenerate patches/ from the commits after fork-base in build/ollama
-	@test "$(UPSTREAM)" = "$(PIN)" || { echo "patches/ is the pin's series; for $(UPSTREAM) write variants (docs/upstream.md)"; exit 1; }
+	@test "$(UPSTREAM)" = "$(PIN)" || { echo "patches/ is the pin's series; to move it to $(UPSTREAM): make bump (docs/upstream.md)"; exit 1; }
 	@test -d $(TREE)/.git || { echo "no $(TREE): run 'make src' first"; exit 1; }
 	@test -z "$$(git -C $(TREE) status --porcelain --untracked-files=no)" || \
 		{ echo "$(TREE) has uncommitted changes: commit them first"; exit 1; }
@@ -238,22 +239,13 @@ patches: ## regenerate patches/ from the commits after fork-base in build/ollama
 	@echo "patches/: $$(ls patches/*.patch 2>/dev/null | wc -l) patches"
 
 .PHONY: check-patches
-check-patches: src ## prove the patch round trip: regenerating patches/ from build/ollama changes no byte
+check-patches: src ## prove the patch round trip (regenerating patches/ from build/ollama changes no byte) and that each patch builds and vets alone
 	@scripts/check-patches.sh $(TREE)
 
 .PHONY: bump
 bump: ## move the pin to UPSTREAM=vX.Y.Z: bump commit, conflict-resolved patches, mechanical refresh, drops (docs/upstream.md)
 	@test "$(UPSTREAM)" != "$(PIN)" || { echo "bump: UPSTREAM=vX.Y.Z, another release than the pin $(PIN)"; exit 1; }
 	scripts/bump.sh --pin $(UPSTREAM)
-
-.PHONY: variant
-variant: ## port the series to UPSTREAM=vX.Y.Z as variants in patches/vX.Y.Z (RANGE="first last" to widen)
-	scripts/bump.sh --variant $(UPSTREAM) $(RANGE)
-
-.PHONY: check-variants
-check-variants: ## the byte round trip of every variant folder, each on its own release (downloads them; not in CI)
-	@for v in $$(grep -vE '^[[:space:]]*(#|$$)' patches/ranges | awk '{print $$3}'); do \
-		$(MAKE) -s check-patches UPSTREAM=$$v || exit 1; done
 
 .PHONY: upstream-matrix
 upstream-matrix: ## on demand: does the series apply, build, test on each served release (docs/upstream.md), the cgo era's too; FULL="v..." also builds and tests those

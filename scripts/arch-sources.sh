@@ -31,7 +31,7 @@ cp "$("$here/llama-src.sh" --tarball)" "$out/node-llama-cpp-$nlc.tgz"
 fork=$(mktemp -d)
 trap 'rm -rf "$fork"' EXIT
 git -C "$repo" archive --format=tar --prefix=ollama-backend-select/ \
-	HEAD -- CMakeLists.txt go.mod go.sum discover envconfig llm ml patches tools scripts/series.sh | tar -x -C "$fork"
+	HEAD -- CMakeLists.txt go.mod go.sum discover envconfig llm ml patches tools | tar -x -C "$fork"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rw,go+r,go-w -C "$fork" -cf - ollama-backend-select |
 	gzip -9n >"$out/ollama-backend-select-$ver-bs$rel.tar.gz"
 

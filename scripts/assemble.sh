@@ -4,9 +4,7 @@
 #
 #   upstream   the module zip's content, verified by go.sum (tag "upstream")
 #   fork-base  this repository's overlay files, added (tag "fork-base")
-#   ...        one commit per patch of the release's series (scripts/series.sh:
-#              patches/*.patch, with the variant folder of the release's range
-#              in patches/ranges laid over them), applied with git am
+#   ...        one commit per patch of patches/*.patch, applied with git am
 #
 # Patches apply strictly (no fuzz, no 3-way merge) unless ASSEMBLE_3WAY=1,
 # which the Makefile sets for the pinned release only: there a 3-way merge is
@@ -39,8 +37,7 @@ inputs_hash() {
 		echo "$version"
 		sha256sum "$repo/scripts/assemble.sh" "$repo/tools/overlay/main.go"
 		find "${pkgs[@]}" -type f -print0 | sort -z | xargs -0 -r sha256sum
-		"$repo/scripts/series.sh" "$version" | tr '\n' '\0' | xargs -0 -r sha256sum
-		sha256sum "$repo/scripts/series.sh" "$repo/patches/ranges"
+		sha256sum "$repo"/patches/*.patch
 	} | sha256sum | cut -d' ' -f1
 }
 
@@ -98,12 +95,11 @@ g commit -q --no-verify --allow-empty -m "Add the backend-select overlay" \
 	-m "New files from ollama-backend-select: ${pkgs[*]}."
 g tag -f fork-base >/dev/null
 
-mapfile -t patches < <("$repo/scripts/series.sh" "$version")
-folder=$("$repo/scripts/series.sh" --folder "$version")
+mapfile -t patches < <(ls "$repo"/patches/*.patch 2>/dev/null)
 am_args=(-q --committer-date-is-author-date)
 [ "${ASSEMBLE_3WAY:-0}" = 1 ] && am_args+=(-3)
 if [ ${#patches[@]} -gt 0 ]; then
-	say "applying ${#patches[@]} patches${folder:+ (variants: patches/$folder)}$([ "${ASSEMBLE_3WAY:-0}" = 1 ] && echo " (3-way allowed)")"
+	say "applying ${#patches[@]} patches$([ "${ASSEMBLE_3WAY:-0}" = 1 ] && echo " (3-way allowed)")"
 	# --committer-date-is-author-date keeps the commits, and so the
 	# regenerated patches, identical from one assembly to the next.
 	if ! g am "${am_args[@]}" "${patches[@]}"; then
@@ -117,8 +113,8 @@ MSG
 		else
 			cat >&2 <<MSG
 src: $(cat "$tree/.git/rebase-apply/next" 2>/dev/null || echo ?)th patch of the series does not apply to $version strictly.
-     A release other than the pin needs a variant of that patch: see
-     docs/upstream.md ("Variants"); scripts/bump.sh --variant $version writes one.
+     The series is written on the pin; moving it to $version is a bump
+     (make bump UPSTREAM=$version, docs/upstream.md).
 MSG
 		fi
 		exit 1

@@ -2,18 +2,12 @@
 # Moves the patch series to another upstream release, by real 3-way merges
 # (git cherry-pick of the pinned tree's commits), never by fuzz.
 #
-#   bump.sh --variant VERSION [FIRST LAST]
-#       Port the pinned series to VERSION in build/ollama-VERSION and write
-#       the patches that differ there into patches/VERSION/ (variants), with
-#       the range FIRST..LAST (default VERSION..VERSION) in patches/ranges.
-#       The pin, go.mod and the top-level patches are not touched.
 #   bump.sh --pin VERSION
 #       Move the pin: four commits in this order (docs/upstream.md, "Bump"):
 #         1. bump: go.mod/go.sum require VERSION
 #         2. conflict-resolved patches (those whose cherry-pick stopped)
 #         3. mechanical refresh (patches that applied, new line numbers/index)
-#         4. dropped patches (empty on VERSION: upstream has the change) and
-#            ranges of releases older than the new pin
+#         4. dropped patches (empty on VERSION: upstream has the change)
 #   bump.sh --continue [VERSION]
 #       After resolving a stopped cherry-pick (edit, git add,
 #       git -C TREE cherry-pick --continue), carry on where it stopped.
@@ -28,9 +22,8 @@
 set -euo pipefail
 repo=$(pwd)
 module=github.com/ollama/ollama
-pkgs=(discover discover/gpuwatch envconfig llm ml)
-# BUMP_FROM: port from another release's tree (e.g. the neighbouring range's)
-pinned=${BUMP_FROM:-build/ollama}
+mapfile -t pkgs <tools/overlay/packages
+pinned=build/ollama
 
 say() { echo "bump: $*" >&2; }
 die() { echo "bump: $*" >&2; exit 1; }
@@ -83,12 +76,10 @@ port() {
 	done < <(cat "$state/todo")
 }
 
-# Writes the ported commits' patches; for --variant only those whose
-# top-level patch does not give the same tree on this base strictly.
+# Writes the ported commits' patches, then the pin's commits.
 finish() {
-	local tmp i c prev name idx same
+	local tmp i c prev name
 	tmp=$(mktemp -d)
-	mode=$(cat "$state/mode")
 	mkdir -p "$state/out"
 	rm -f "$state/out/"*
 	# Commits a person added for this base only (listed by subject in
@@ -113,47 +104,11 @@ finish() {
 			echo "drop $name  ${why:-empty on $version: upstream already has the change}" >>"$state/out/dropped"
 			continue
 		fi
-		same=no
-		idx=$(mktemp)
-		if GIT_INDEX_FILE=$idx g read-tree "$prev" &&
-			GIT_INDEX_FILE=$idx g apply --cached "$repo/patches/$name" 2>/dev/null &&
-			[ "$(GIT_INDEX_FILE=$idx g write-tree)" = "$(g rev-parse "$c^{tree}")" ]; then
-			same=yes
-		fi
-		rm -f "$idx"
-		if [ "$mode" = pin ] || [ $same = no ]; then
-			"$repo/scripts/format-patches.sh" "$tree" "$tmp" "$c^..$c"
-			mv "$tmp"/*.patch "$state/out/$name"
-		fi
+		"$repo/scripts/format-patches.sh" "$tree" "$tmp" "$c^..$c"
+		mv "$tmp"/*.patch "$state/out/$name"
 	done
 	rm -rf "$tmp"
-	if [ "$mode" = variant ]; then
-		finish_variant
-	else
-		finish_pin
-	fi
-}
-
-finish_variant() {
-	local dir=patches/$version
-	rm -rf "$dir"
-	mkdir -p "$dir"
-	cp "$state/out/"* "$dir/" 2>/dev/null || true
-	if ! grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+${version}[[:space:]]*$" patches/ranges; then
-		printf '%-8s %-8s %s\n' "$(cat "$state/first")" "$(cat "$state/last")" "$version" >>patches/ranges
-		# keep the ranges in ascending order
-		{ grep -E '^[[:space:]]*(#|$)' patches/ranges; grep -vE '^[[:space:]]*(#|$)' patches/ranges | sort -V; } >patches/ranges.new
-		mv patches/ranges.new patches/ranges
-	fi
-	scripts/series.sh --check
-	say "wrote $(find "$dir" -name '*.patch' | wc -l) variants$( [ -f "$dir/dropped" ] && echo " and $(grep -c ^drop "$dir/dropped") drops") into $dir"
-	# Prove it: a fresh strict assembly regenerates the variants byte for byte.
-	# (the ported tree is kept as $tree.ported until that passes)
-	rm -rf "$tree.ported"
-	mv "$tree" "$tree.ported"
-	scripts/assemble.sh "$tree" "$version" "${pkgs[@]}"
-	scripts/check-patches.sh "$tree"
-	rm -rf "$tree.ported"
+	finish_pin
 }
 
 finish_pin() {
@@ -186,25 +141,10 @@ finish_pin() {
 		git add patches/*.patch
 		commit -m "patches: mechanical refresh on $version (line numbers, index lines)" -- patches/*.patch
 	fi
-	# 4. dropped patches, and the ranges below the new pin
+	# 4. dropped patches
 	if [ -f "$state/out/dropped" ]; then
 		while read -r _ name _; do git rm -q "patches/$name"; dropped+=("$name"); done <"$state/out/dropped"
-	fi
-	# Ranges that start at or below the new pin are history now (the range
-	# holding the new pin became the top level); later ranges stay, and the
-	# matrix says whether they still apply.
-	old_ranges=$(grep -vE '^[[:space:]]*(#|$)' patches/ranges | while read -r first _ folder; do
-		if [ "$(printf '%s\n' "$first" "$version" | sort -V | tail -1)" = "$version" ]; then echo "$folder"; fi
-	done)
-	if [ ${#dropped[@]} -gt 0 ] || [ -n "$old_ranges" ]; then
-		for f in $old_ranges; do
-			git rm -rq "patches/$f"
-			sed -i -E "/^[[:space:]]*v[^[:space:]]+[[:space:]]+v[^[:space:]]+[[:space:]]+${f//./\\.}[[:space:]]*\$/d" patches/ranges
-		done
-		git add patches/ranges
-		commit -m "patches: drop what $version made empty, and the variant ranges up to it" \
-			-m "$(cat "$state/out/dropped" 2>/dev/null || echo 'No patch became empty.')" \
-			-m "Variant ranges removed: ${old_ranges:-none}." -- patches
+		commit -m "patches: drop what $version made empty" -m "$(cat "$state/out/dropped")" -- patches
 	fi
 	rm -rf "$tree"
 	ASSEMBLE_3WAY=1 scripts/assemble.sh "$pinned" "$version" "${pkgs[@]}"
@@ -213,7 +153,7 @@ finish_pin() {
 }
 
 start() {
-	mode=$1 version=$2
+	version=$1
 	[ -d "$pinned/.git" ] || die "no $pinned: run 'make src' first"
 	tree=build/ollama-$version
 	if [ -d "$tree/.git" ]; then
@@ -227,10 +167,7 @@ start() {
 	g reset -q --hard fork-base
 	state=$tree/.git/bump
 	mkdir -p "$state"
-	echo "$mode" >"$state/mode"
 	echo "$version" >"$state/version"
-	echo "${3:-$version}" >"$state/first"
-	echo "${4:-$version}" >"$state/last"
 	: >"$state/conflicted"
 	g fetch -q "$repo/$pinned" fork-base HEAD
 	git -C "$pinned" rev-list --reverse fork-base..HEAD >"$state/todo"
@@ -243,8 +180,7 @@ start() {
 }
 
 case ${1:-} in
---variant) start variant "${2:?usage: bump.sh --variant VERSION [FIRST LAST]}" "${3:-}" "${4:-}" ;;
---pin) start pin "${2:?usage: bump.sh --pin VERSION}" ;;
+--pin) start "${2:?usage: bump.sh --pin VERSION}" ;;
 --continue)
 	if [ -n "${2:-}" ]; then tree=build/ollama-$2; else
 		tree=$(ls -d build/ollama-v*/.git/bump 2>/dev/null | head -1 | sed 's|/.git/bump$||')

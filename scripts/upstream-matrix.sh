@@ -57,7 +57,6 @@ applies() {
 	else
 		set_result "$v" applies "no: $(grep -m1 -E 'th patch of the series|does not apply|overlay' "$log" | sed 's/^src: //')"
 	fi
-	set_result "$v" series "$(scripts/series.sh --folder "$v")"
 	set_result "$v" applies_at "$(stamp)"
 }
 
