@@ -38,6 +38,10 @@ func TestParseLLMLibrary(t *testing.T) {
 		{value: "CPU_AVX", want: "cpu"},
 		{value: "cpu_avx2,cpu", want: "cpu"},
 		{value: "cpu_", wantErr: `"cpu_" is not a library name`},
+		// Upstream's folder names: today's work, older ones name the replacement.
+		{value: "rocm_v7_2,vulkan", want: "rocm_v7_2,vulkan"},
+		{value: "cuda_v11", wantErr: `"cuda_v11" is a library folder of older Ollama releases, not of this one; use "cuda"`},
+		{value: "rocm_v6", wantErr: `"rocm_v6" is a library folder of older Ollama releases, not of this one; use "rocm"`},
 		{value: "cpu_../x", wantErr: `"cpu_../x" is not a library name`},
 	}
 	for _, tc := range cases {

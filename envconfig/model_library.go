@@ -1,6 +1,7 @@
 package envconfig
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
@@ -51,5 +52,29 @@ func CheckLibraryOption(v any) error {
 		}
 		return CheckLibraryOption(v[0])
 	}
-	return fmt.Errorf("%w: %v is a %T, accepted: a string such as \"vulkan\" or \"vulkan,cpu\"", ErrLibraryOption, v, v)
+	return fmt.Errorf("%w %s: %s, accepted: a string such as \"vulkan\" or \"vulkan,cpu\"", ErrLibraryOption, Shorten(asJSON(v)), jsonKind(v))
+}
+
+// asJSON writes v back as the request had it.
+func asJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// jsonKind names what a decoded JSON value is, in the user's terms.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "true or false"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return "not a string"
 }

@@ -53,7 +53,10 @@ func TestCheckLibraryOption(t *testing.T) {
 		{name: "modelfile list", value: []string{"rocm"}},
 		{name: "typo", value: "vulkn", wantErr: `"vulkn" is not a library name`},
 		{name: "two modelfile values", value: []string{"rocm", "vulkan"}, wantErr: `2 values ["rocm" "vulkan"], accepted: one value`},
-		{name: "number", value: 3.0, wantErr: `3 is a float64, accepted: a string`},
+		{name: "number", value: 3.0, wantErr: `library option 3: a number, accepted: a string`},
+		{name: "list", value: []any{"vulkan", "cpu"}, wantErr: `library option ["vulkan","cpu"]: a list, accepted: a string such as "vulkan" or "vulkan,cpu"`},
+		{name: "object", value: map[string]any{"name": "vulkan"}, wantErr: `library option {"name":"vulkan"}: an object`},
+		{name: "boolean", value: true, wantErr: `library option true: true or false`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,7 +32,7 @@ type GPU struct {
 var gpus = []GPU{
 	{Device: "CUDA", Name: "cuda", Folders: []string{"cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6"}, FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
 		Hide: map[string]string{"CUDA_VISIBLE_DEVICES": "-1"}},
-	{Device: "ROCm", Name: "rocm", Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
+	{Device: "ROCm", Name: "rocm", Folders: []string{"rocm_v7_1", "rocm_v7_2"}, Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
 		Hide: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}},
 	// ggml's Vulkan backend reads the variable as a list of indexes: an
 	// empty list is no device.

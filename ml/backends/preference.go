@@ -72,6 +72,8 @@ func ParsePreference(value string) (Preference, error) {
 			return Preference{}, fmt.Errorf("the MLX runner variant %q must be the only value; accepted: %s, or one mlx_<variant>", name, accepted)
 		case name == "":
 			return Preference{}, fmt.Errorf("empty item; accepted: %s", accepted)
+		case !isAcceptedName(name) && olderFolder(name) != "":
+			return Preference{}, fmt.Errorf("%q is a library folder of older Ollama releases, not of this one; use %q (accepted: %s)", strings.TrimSpace(item), olderFolder(name), accepted)
 		case !isAcceptedName(name):
 			return Preference{}, fmt.Errorf("%q is not a library name; accepted: %s", strings.TrimSpace(item), accepted)
 		}
@@ -85,6 +87,24 @@ func ParsePreference(value string) (Preference, error) {
 // AcceptedNames lists the library names a preference takes, in the order
 // they are listed to users.
 func AcceptedNames() []string { return slices.Clone(acceptedNames) }
+
+// olderFolders are folder names upstream's docs still show
+// (troubleshooting.mdx) that this Ollama does not ship.
+var olderFolders = []string{"cuda_v11", "rocm_v5", "rocm_v6"}
+
+// olderFolder is the library name to use instead of a folder of older
+// releases ("cuda_v11" -> "cuda"), or "".
+func olderFolder(name string) string {
+	if !slices.Contains(olderFolders, name) {
+		return ""
+	}
+	for _, l := range gpus {
+		if strings.HasPrefix(name, l.FolderPrefix) {
+			return l.Name
+		}
+	}
+	return ""
+}
 
 func isAcceptedName(name string) bool {
 	for _, n := range acceptedNames {

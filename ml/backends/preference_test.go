@@ -27,6 +27,9 @@ func TestPreferenceRankAndDirs(t *testing.T) {
 		{"cuda_v13", "CUDA", "/usr/lib/ollama", rank{0, true}},
 		{"cpu", "CUDA", "/usr/lib/ollama", rank{0, false}},
 		{"cpu,rocm", "ROCm", "/usr/lib/ollama", rank{1, true}},
+		{"rocm_v7_2", "ROCm", "/usr/lib/ollama/rocm_v7_1", rank{0, false}},
+		{"rocm_v7_2", "ROCm", "/usr/lib/ollama/rocm_v7_2", rank{0, true}},
+		{"rocm_v7_2", "ROCm", "/usr/lib/ollama", rank{0, true}},
 	}
 	for _, tc := range cases {
 		p, err := ParsePreference(tc.pref)
@@ -49,6 +52,7 @@ func TestPreferenceRankAndDirs(t *testing.T) {
 		"cuda_v13":      {"cuda_v13"},
 		"cpu":           nil,
 		"cuda_jetpack6": {"cuda_jetpack6"},
+		"rocm_v7_2":     {"rocm_v7_2"},
 	}
 	for value, want := range dirCases {
 		p, err := ParsePreference(value)
