@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ollama/ollama/ml"
@@ -159,12 +160,46 @@ func ListBackends(d Discovery, learned Learned) BackendListing {
 		l.Backends = append(l.Backends, BackendStatus{Library: name, Description: "-", Status: backendNoDevice,
 			Reason: "OLLAMA_LLM_LIBRARY=" + pref.String() + " names it; discovery found no device"})
 	}
+	for _, lib := range d.Installed {
+		if reason, idle := idleLibrary(d, p, lib); idle {
+			l.Backends = append(l.Backends, BackendStatus{Library: lib, Description: "-", Status: backendNoDevice, Reason: reason})
+		}
+	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
 	if learned != nil {
 		l.StuckGPUs = learned.StuckGPUs()
 	}
 	l.DiscoveryFailures = currentDiscoveryFailures()
 	return l
+}
+
+// idleLibrary says why an installed library drives no device, and whether
+// none does (a library OLLAMA_LLM_LIBRARY names has its own row).
+func idleLibrary(d Discovery, p Plan, lib string) (string, bool) {
+	for _, dev := range d.Devices {
+		if backends.Same(dev.Library, lib) {
+			return "", false
+		}
+	}
+	for _, name := range p.Missing {
+		if backends.NameMatches(name, lib, "") {
+			return "", false
+		}
+	}
+	l, _ := backends.Lookup(lib)
+	switch {
+	case d.Preference.IsSet() && !d.Preference.Names(l.Name):
+		return "installed; OLLAMA_LLM_LIBRARY=" + d.Preference.String() + " does not request it, so discovery hides it", true
+	case l.Device == "ROCm" && (d.ROCm.allDenied() || (!d.KFDRead && deniesROCmSomewhere(d.Rules))):
+		return "installed; a rule denies ROCm on every AMD GPU, so discovery keeps HIP away", true
+	}
+	for _, h := range d.Hidden {
+		k, _, _ := strings.Cut(h, "=")
+		if _, ok := l.Hide[k]; ok {
+			return "installed; the server's environment sets " + h, true
+		}
+	}
+	return "installed; discovery found no device", true
 }
 
 // cpuRow is the listing's CPU row: the CPU runs every model when no GPU was

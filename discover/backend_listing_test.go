@@ -2,6 +2,8 @@ package discover
 
 import (
 	"github.com/costa-os/ollama-backend-select/ml/backends"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -82,5 +84,69 @@ func TestListBackendsMissing(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, l.Backends); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
+// TestListBackendsIdleLibraries: an installed library that drives no
+// device is listed with the reason.
+func TestListBackendsIdleLibraries(t *testing.T) {
+	pref := func(v string) backends.Preference {
+		p, err := envconfig.ParseLLMLibrary(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
+	tests := []struct {
+		name  string
+		found Discovery
+		want  map[string]string // library -> reason of its "no device" row
+	}{
+		{"OLLAMA_LLM_LIBRARY=cpu", Discovery{Preference: pref("cpu"), Installed: []string{"ROCm", "Vulkan"}}, map[string]string{
+			"ROCm":   "installed; OLLAMA_LLM_LIBRARY=cpu does not request it, so discovery hides it",
+			"Vulkan": "installed; OLLAMA_LLM_LIBRARY=cpu does not request it, so discovery hides it",
+		}},
+		{"lavapipe hidden by the user", Discovery{Installed: []string{"Vulkan"}, Hidden: []string{"GGML_VK_VISIBLE_DEVICES="}}, map[string]string{
+			"Vulkan": "installed; the server's environment sets GGML_VK_VISIBLE_DEVICES=",
+		}},
+		{"no AMD GPU", Discovery{Installed: []string{"ROCm", "Vulkan"}, Devices: []ml.DeviceInfo{vk}}, map[string]string{
+			"ROCm": "installed; discovery found no device",
+		}},
+		{"ROCm kept away by a rule", Discovery{Installed: []string{"ROCm"}, ROCm: rocmDiscoveryPlan{Denied: []kfdNode{{GfxTarget: "gfx1200"}}}}, map[string]string{
+			"ROCm": "installed; a rule denies ROCm on every AMD GPU, so discovery keeps HIP away",
+		}},
+		{"requested and missing: its own row only", Discovery{Preference: pref("vulkan"), Installed: []string{"Vulkan"}}, map[string]string{
+			"vulkan": "OLLAMA_LLM_LIBRARY=vulkan names it; discovery found no device",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := map[string]string{}
+			for _, b := range ListBackends(tt.found, nil).Backends {
+				if b.Status == backendNoDevice {
+					got[b.Library] = b.Reason
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("no-device rows (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestInstalledLibraries(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"libggml-base.so", "libggml-cpu-haswell.so", "vulkan/libggml-vulkan.so", "rocm_v7_2/libggml-hip.so", "libggml-rpc.so.0"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"ROCm", "Vulkan"}, installedLibraries(dir)); diff != "" {
+		t.Errorf("installedLibraries (-want +got):\n%s", diff)
 	}
 }

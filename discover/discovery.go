@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
@@ -25,6 +26,12 @@ type Discovery struct {
 	// rules; KFDRead is false when the topology could not be read.
 	ROCm    rocmDiscoveryPlan
 	KFDRead bool
+	// Installed are the GPU libraries whose ggml backend is installed
+	// (ml.DeviceInfo names: "Vulkan"), and Hidden the device-visibility
+	// variables the server's environment sets ("GGML_VK_VISIBLE_DEVICES=");
+	// the listing says why an installed library has no device.
+	Installed []string
+	Hidden    []string
 	// Devices are the devices of every library that passed checkDevices (a
 	// ROCm device and its Vulkan twin are two entries); Faults are the
 	// devices left out or corrected.
@@ -38,6 +45,14 @@ type Discovery struct {
 // here: `ollama serve` refuses to start with one.
 func StartDiscovery() Discovery {
 	d := Discovery{Preference: envconfig.LLMLibraryPreference(), Rules: configuredQuirkRules()}
+	d.Installed = installedLibraries(ml.LibOllamaPath)
+	for _, l := range backends.GPUs() {
+		for _, k := range slices.Sorted(maps.Keys(l.Hide)) {
+			if v, ok := os.LookupEnv(k); ok {
+				d.Hidden = append(d.Hidden, k+"="+v)
+			}
+		}
+	}
 	nodes, err := readKFDNodes(SysfsRoot())
 	if err == nil {
 		// An absent topology is no AMD GPU, or a kernel or container that
@@ -57,6 +72,33 @@ func StartDiscovery() Discovery {
 			"pci_id", n.PCIID, "compute", n.GfxTarget, "rule", r.String(), "rule_source", string(r.Source), "reason", r.Reason)
 	}
 	return d
+}
+
+// installedLibraries lists the GPU libraries whose ggml backend lies in
+// dir or a subfolder of it (libggml-vulkan.so), in the built-in order.
+func installedLibraries(dir string) []string {
+	dirs := []string{dir}
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs = append(dirs, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	var found []string
+	for _, f := range backendLibraries(dirs) {
+		stem := strings.TrimPrefix(strings.SplitN(f, ".", 2)[0], "libggml-")
+		if l, ok := backends.Lookup(stem); ok && !slices.Contains(found, l.Device) {
+			found = append(found, l.Device)
+		}
+	}
+	var out []string
+	for _, l := range backends.GPUs() {
+		if slices.Contains(found, l.Device) {
+			out = append(out, l.Device)
+		}
+	}
+	return out
 }
 
 // Choose records the devices discovery found and returns the record with
