@@ -129,9 +129,28 @@ native-check: native ## native, then the load checks: lavapipe in --list-devices
 arch-sources: ## packaging/arch laid out for makepkg in build/arch with its pinned sources, every sha256 checked (ARGS=--update rewrites the fork tarball's)
 	@scripts/arch-sources.sh $(ARGS)
 
+# What the user owns (models, keys, learned rules: ~/.ollama, and
+# OLLAMA_MODELS when set) stays on the host, bound into the run-time root at
+# the same path: rebuilding the root never touches it.
+OLLAMA_STATE := $(HOME)/.ollama
 .PHONY: run
-run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change)
-	OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
+run: build runtime ## build, then run `ollama serve` on 127.0.0.1:11434 in the run-time root (OLLAMA_HOST to change); models and keys stay in ~/.ollama on the host
+	@mkdir -p $(OLLAMA_STATE) $(OLLAMA_MODELS)
+	@echo "run: models, keys and learned rules in $(or $(OLLAMA_MODELS),$(OLLAMA_STATE)/models) and $(OLLAMA_STATE), outside the run-time root"
+	OBS_BIND="$${OBS_BIND:-} $(OLLAMA_STATE) $(OLLAMA_MODELS)" OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} \
+		scripts/inroot.sh $(RUNTIME_ROOT) $(CURDIR)/$(DIST)/bin/ollama serve
+
+# A small real model without the internet: a GGUF written here
+# (integration/cmd/tinygguf: a qwen3 of ~107K parameters that prints a fixed
+# cycle of ASCII), imported into the running server with `ollama create`.
+# num_predict ends its answers: nothing in its weights says when to stop.
+MODEL ?= tiny
+.PHONY: model
+model: ## write a tiny GGUF and `ollama create` it as MODEL (default tiny) on the running server (make run); then: dist/bin/ollama run tiny hello
+	@mkdir -p $(BUILD)/model
+	go run ./integration/cmd/tinygguf -o $(BUILD)/model/$(MODEL).gguf
+	printf 'FROM ./$(MODEL).gguf\nPARAMETER num_predict 48\n' >$(BUILD)/model/Modelfile
+	cd $(BUILD)/model && OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(CURDIR)/$(DIST)/bin/ollama create $(MODEL) -f Modelfile
 
 .PHONY: check
 check: check-docs test fuzz check-patches arch-sources integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD, integration suite on the real llama-server, the upstream pull requests
