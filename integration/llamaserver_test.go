@@ -138,12 +138,12 @@ func TestLlamaServerLavapipe(t *testing.T) {
 		library    string
 		wantDevice string
 		wantVRAM   bool
-		decidedBy  string // /api/ps library_decided_by with VRAM
+		decidedBy  string // /api/ps library_decided_by
 	}{
 		{"", "Vulkan0", true, "default order"},
 		{"vulkan", "Vulkan0", true, "OLLAMA_LLM_LIBRARY"},
 		{"vulkan,cpu", "Vulkan0", true, "OLLAMA_LLM_LIBRARY"},
-		{"cpu", "none", false, ""},
+		{"cpu", "none", false, "OLLAMA_LLM_LIBRARY"},
 	}
 	for _, tc := range cases {
 		t.Run("OLLAMA_LLM_LIBRARY="+tc.library, func(t *testing.T) {
@@ -174,6 +174,9 @@ func TestLlamaServerLavapipe(t *testing.T) {
 			if tc.wantVRAM && ps.Library != "Vulkan" {
 				t.Errorf("/api/ps library %q, want Vulkan", ps.Library)
 			}
+			if ps.LibraryDecidedBy != tc.decidedBy {
+				t.Errorf("/api/ps library_decided_by %q, want %q", ps.LibraryDecidedBy, tc.decidedBy)
+			}
 			backends := forkCli(t, s, "backends")
 			if !tc.wantVRAM && !regexp.MustCompile(`(?m)^CPU .*chosen`).MatchString(backends) {
 				t.Errorf("ollama backends has no chosen CPU row:\n%s", backends)
@@ -181,9 +184,6 @@ func TestLlamaServerLavapipe(t *testing.T) {
 			if tc.wantVRAM {
 				if !regexp.MustCompile(`(?m)^llvmpipe.*Vulkan .*chosen`).MatchString(backends) {
 					t.Errorf("ollama backends does not list lavapipe's Vulkan device as chosen:\n%s", backends)
-				}
-				if ps.LibraryDecidedBy != tc.decidedBy {
-					t.Errorf("/api/ps library_decided_by %q, want %q", ps.LibraryDecidedBy, tc.decidedBy)
 				}
 				// ollama ps names the library, and the input that chose it
 				// unless that was the default order.
