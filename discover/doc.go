@@ -26,7 +26,8 @@
 //   - discovery_faults.go, discovery_death.go: devices reported with
 //     impossible properties; a discovery llama-server that a backend
 //     killed or hung, named in one ERROR line and listed.
-//   - backend_listing.go: GET /api/backends and `ollama backends`.
+//   - backend_listing.go: ListBackends, what GET /api/backends answers;
+//     discover/listing serves it and prints it for `ollama backends`.
 //
 // The idle-GPU watchdog and the learned-quirks file are the package
 // discover/gpuwatch, which imports this one: the server owns its Watchdog
