@@ -191,18 +191,18 @@ integration: build runtime ## the integration suite: the built server as a black
 # upstream/pr/<N>-<name>/, their generated series build/pr/<N>/ (not kept in
 # git). scripts/pr.sh says what each step does.
 .PHONY: pr
-pr: src runtime ## the upstream pull requests: each series git am'd on pristine upstream alone, its tests, its binary, its integration scenarios
+pr: src runtime ## the upstream pull requests: each series git am'd on pristine upstream alone, every commit gofmt/vet/golangci-lint/tested, its binary, its integration scenarios before (fail) and after (pass)
 	@test "$(UPSTREAM)" = "$(PIN)" || { echo "pr: the pull requests are written on the pin $(PIN)"; exit 1; }
 	mkdir -p $(MESA_CACHE)
-	$(INTEGRATION_ENV) scripts/pr.sh check
+	$(INTEGRATION_ENV) AUTHOR="$(AUTHOR)" scripts/pr.sh check
 
 .PHONY: pr-src
 pr-src: src ## build/pr/tree: pristine upstream with one commit per pull-request step, to edit
-	scripts/pr.sh src
+	AUTHOR="$(AUTHOR)" scripts/pr.sh src
 
 .PHONY: pr-patches
-pr-patches: ## write upstream/pr/ back from build/pr/tree's commits, byte-stable
-	scripts/pr.sh patches
+pr-patches: ## write upstream/pr/ back from build/pr/tree's commits, byte-stable (AUTHOR="Name <email>" authors the patches; default: git config user)
+	AUTHOR="$(AUTHOR)" scripts/pr.sh patches
 
 .PHONY: cgo-era
 cgo-era: ## a target of the cgo-runner releases (v0.18.2..v0.24.3) in their maintenance tree: make cgo-era T="check-patches UPSTREAM=v0.20.0"

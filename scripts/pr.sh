@@ -17,9 +17,15 @@
 #   pr.sh check     src, then the round trip (the steps regenerate byte for
 #                   byte), format-patch of each series into build/pr/<N>/,
 #                   and per PR on a fresh pristine work tree: git am of the
-#                   series up to it, go test of the packages it touches,
-#                   go build, the integration scenarios on that binary
-#                   (make pr)
+#                   series up to it, each of its commits checked alone
+#                   (gofmt, go vet, upstream's golangci-lint and go test of
+#                   the packages the commit touches), go build, and the
+#                   integration scenarios with OBS_UPSTREAM_ONLY=1 on the
+#                   binary before the PR (they must fail) and with it (they
+#                   must pass) (make pr)
+#
+#   AUTHOR="Name <email>" authors the commits and so the patches (default:
+#   git config user.name and user.email; no default fails).
 #
 # usage: pr.sh src|patches|check
 set -euo pipefail
@@ -33,8 +39,55 @@ module=github.com/ollama/ollama
 
 say() { echo "pr: $*" >&2; }
 die() { echo "pr: $*" >&2; exit 1; }
-g() { git -C "$tree" -c user.name=ollama-backend-select -c user.email=fork@localhost \
+
+# The author of the patches: AUTHOR="Name <email>" (make pr-patches
+# AUTHOR=...), else git's user.name and user.email.
+author=${AUTHOR:-}
+if [ -z "$author" ] && name=$(git config user.name) && email=$(git config user.email); then
+	author="$name <$email>"
+fi
+[ -n "$author" ] || die "no author for the patches: pass AUTHOR=\"Name <email>\" (make pr-patches AUTHOR=...) or set git config user.name and user.email"
+[[ $author =~ ^([^<>]*[^<> ])\ \<([^<>@ ]+@[^<> ]+)\>$ ]] || die "AUTHOR=\"$author\" is not \"Name <email>\""
+author_name=${BASH_REMATCH[1]} author_email=${BASH_REMATCH[2]}
+g() { git -C "$tree" -c user.name="$author_name" -c user.email="$author_email" \
 	-c core.abbrev=12 -c advice.detachedHead=false "$@"; }
+v() { git -C "$verify" -c user.name="$author_name" -c user.email="$author_email" \
+	-c core.abbrev=12 -c advice.detachedHead=false "$@"; }
+
+# upstream's linter (golangci-lint v2, upstream's .golangci.yaml), installed
+# once into the shared cache.
+lint_version=v2.15.0
+lint_bin=${OBS_CACHE:-/var/cache/ollama-backend-select}/golangci-lint/$lint_version/golangci-lint
+lint_install() {
+	[ -x "$lint_bin" ] && return
+	say "installing golangci-lint $lint_version into $(dirname "$lint_bin") (once)"
+	GOBIN=$(dirname "$lint_bin") go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$lint_version"
+}
+
+# check_commit: the verify tree's HEAD commit as upstream's CI checks it:
+# gofmt, go vet, golangci-lint and go test of the packages it touches.
+check_commit() {
+	local files pkgs
+	mapfile -t files < <(v diff --name-only --diff-filter=d HEAD^ HEAD -- '*.go')
+	[ ${#files[@]} -gt 0 ] || return 0
+	mapfile -t pkgs < <(printf '%s\n' "${files[@]}" | xargs -n1 dirname | sort -u | sed 's|^|./|')
+	local bad
+	bad=$(cd "$verify" && gofmt -l "${files[@]}")
+	[ -z "$bad" ] || die "$(v log -1 --format=%s): not gofmt'd: $bad"
+	(cd "$verify" && go vet "${pkgs[@]}") || die "$(v log -1 --format=%s): go vet"
+	(cd "$verify" && "$lint_bin" run --config .golangci.yaml "${pkgs[@]}") ||
+		die "$(v log -1 --format=%s): golangci-lint (upstream's .golangci.yaml)"
+	(cd "$verify" && go test -trimpath -count=1 "${pkgs[@]}") || die "$(v log -1 --format=%s): go test"
+	say "  $(v log -1 --format=%s): gofmt, vet, golangci-lint, go test ${pkgs[*]}"
+}
+
+# scenarios N BIN: PR N's integration scenarios on BIN; 0 when they pass.
+scenarios() {
+	local run
+	run=$(grep -vE '^[[:space:]]*(#|$)' "$prs/$1/scenarios" | paste -sd'|')
+	OBS_OLLAMA_BIN=$2 OBS_UPSTREAM_ONLY=1 \
+		go test -tags integration -count=1 -timeout 20m -run "$run" ./integration/
+}
 
 [ -d "$base/.git" ] || die "no $base: run 'make src' first"
 version=$(cat "$base/.git/fork-state/upstream")
@@ -142,9 +195,15 @@ check)
 	fi
 	rm -f "$tmp.diff"
 	say "round trip: the steps regenerate byte for byte"
+	lint_install
 	prev=upstream
 	verify=$out/verify
 	failed=()
+	# the pristine binary: what PR 1's scenarios run on before it
+	rm -rf "$verify"
+	git -C "$base" worktree prune
+	git -C "$base" worktree add -q --detach "$verify" upstream
+	(cd "$verify" && go build -trimpath -ldflags="-X=$module/version.Version=${version#v}" -o "$out/bin/0/ollama" .)
 	for pr in "${pulls[@]}"; do
 		n=${pr%%-*}
 		t0=$SECONDS
@@ -157,29 +216,35 @@ check)
 		rm -rf "$verify"
 		git -C "$base" worktree prune
 		git -C "$base" worktree add -q --detach "$verify" upstream
-		for i in $(seq 1 "$n"); do
-			git -C "$verify" -c user.name=ollama-backend-select -c user.email=fork@localhost \
-				am -q "$out/$i"/*.patch || die "series $i does not apply with git am on $version (after 1..$((i - 1)))"
+		for i in $(seq 1 "$((n - 1))"); do
+			v am -q "$out/$i"/*.patch || die "series $i does not apply with git am on $version (after 1..$((i - 1)))"
 		done
-		mapfile -t pkgs < <(git -C "$verify" diff --name-only upstream HEAD -- '*.go' |
-			xargs -n1 dirname | sort -u | sed 's|^|./|')
-		say "PR $n ($pr): $(ls "$out/$n" | wc -l) patches, $lines changed non-test lines; go test ${pkgs[*]}"
-		(cd "$verify" && go test -trimpath -count=1 "${pkgs[@]}")
+		say "PR $n ($pr): $(ls "$out/$n" | wc -l) patches, $lines changed non-test lines; every commit checked alone:"
+		# every commit of the series as upstream's CI checks it
+		for p in "$out/$n"/*.patch; do
+			v am -q "$p" || die "series $n does not apply with git am on $version (after 1..$((n - 1)))"
+			check_commit
+		done
 		(cd "$verify" && go build -trimpath -ldflags="-X=$module/version.Version=${version#v}-pr$n" \
 			-o "$out/bin/$n/ollama" .)
 		if [ -f "$prs/$pr/scenarios" ]; then
-			run=$(grep -vE '^[[:space:]]*(#|$)' "$prs/$pr/scenarios" | paste -sd'|')
-			say "PR $n: integration scenarios '$run' on pristine $version + series 1..$n"
-			# A failing scenario does not stop the later pull requests' checks
+			say "PR $n: integration scenarios, before (pristine $version + 1..$((n - 1))): they must fail"
+			# A failing check does not stop the later pull requests' checks
 			# (their series and tests stand on their own); make pr fails at the end.
-			if ! OBS_OLLAMA_BIN=$out/bin/$n/ollama OBS_UPSTREAM_ONLY=1 \
-				go test -tags integration -count=1 -timeout 20m -run "$run" ./integration/; then
+			if scenarios "$pr" "$out/bin/$((n - 1))/ollama" >"$out/before-$n.log" 2>&1; then
+				say "PR $n: the scenarios PASS without the pull request: they do not show what it fixes"
+				failed+=("$n")
+			else
+				say "PR $n: scenarios fail before, as they should ($(grep -c -- '^\s*--- FAIL' "$out/before-$n.log") failures, build/pr/before-$n.log)"
+			fi
+			say "PR $n: integration scenarios, after (pristine $version + 1..$n): they must pass"
+			if ! scenarios "$pr" "$out/bin/$n/ollama"; then
 				say "PR $n: integration scenarios FAILED"
 				failed+=("$n")
 			fi
 		fi
 		if [[ " ${failed[*]} " == *" $n "* ]]; then
-			say "PR $n: series, tests and build verified, scenarios failed, in $((SECONDS - t0)) s"
+			say "PR $n: series, lint, tests and build verified, scenarios failed, in $((SECONDS - t0)) s"
 		else
 			say "PR $n verified in $((SECONDS - t0)) s"
 		fi
