@@ -2,12 +2,13 @@ package discover
 
 import (
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // Backend statuses in the listing.

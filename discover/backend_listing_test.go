@@ -1,15 +1,12 @@
 package discover
 
 import (
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ollama/ollama/ml"
-
-	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // fakeLearned stands in for the server's idle-GPU watchdog.
@@ -46,13 +43,6 @@ func TestListBackendsLearned(t *testing.T) {
 // TestListBackendsCPURow: the listing always has a CPU row, so a machine
 // without a GPU does not print an empty table.
 func TestListBackendsCPURow(t *testing.T) {
-	pref := func(v string) backends.Preference {
-		p, err := envconfig.ParseLLMLibrary(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	cases := []struct {
 		gpu  bool
 		pref string
@@ -64,7 +54,7 @@ func TestListBackendsCPURow(t *testing.T) {
 		{true, "", BackendStatus{Library: "CPU", Description: "CPU", Status: backendFallback, Reason: "layers the GPUs do not hold"}},
 	}
 	for _, tc := range cases {
-		if diff := cmp.Diff(tc.want, cpuRow(tc.gpu, pref(tc.pref))); diff != "" {
+		if diff := cmp.Diff(tc.want, cpuRow(tc.gpu, mustPreference(tc.pref))); diff != "" {
 			t.Errorf("cpuRow(%v, %q) (-want +got):\n%s", tc.gpu, tc.pref, diff)
 		}
 	}
@@ -73,11 +63,7 @@ func TestListBackendsCPURow(t *testing.T) {
 // TestListBackendsMissing: a library OLLAMA_LLM_LIBRARY names that found no
 // device is a row of its own, not left out.
 func TestListBackendsMissing(t *testing.T) {
-	pref, err := envconfig.ParseLLMLibrary("vulkan,cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := ListBackends(Discovery{Preference: pref}, nil)
+	l := ListBackends(Discovery{Preference: mustPreference("vulkan,cpu")}, nil)
 	want := []BackendStatus{
 		{Library: "vulkan", Description: "-", Status: backendNoDevice, Reason: "OLLAMA_LLM_LIBRARY=vulkan,cpu names it; discovery found no device"},
 		{Library: "CPU", Description: "CPU", Status: backendChosen, Reason: "no GPU library found a device"},
@@ -90,20 +76,13 @@ func TestListBackendsMissing(t *testing.T) {
 // TestListBackendsIdleLibraries: an installed library that drives no
 // device is listed with the reason.
 func TestListBackendsIdleLibraries(t *testing.T) {
-	pref := func(v string) backends.Preference {
-		p, err := envconfig.ParseLLMLibrary(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	vk := dev("flat", "Vulkan", "0", "0000:03:00.0", "", false)
 	tests := []struct {
 		name  string
 		found Discovery
 		want  map[string]string // library -> reason of its "no device" row
 	}{
-		{"OLLAMA_LLM_LIBRARY=cpu", Discovery{Preference: pref("cpu"), Installed: []string{"ROCm", "Vulkan"}}, map[string]string{
+		{"OLLAMA_LLM_LIBRARY=cpu", Discovery{Preference: mustPreference("cpu"), Installed: []string{"ROCm", "Vulkan"}}, map[string]string{
 			"ROCm":   "installed; OLLAMA_LLM_LIBRARY=cpu does not request it, so discovery hides it",
 			"Vulkan": "installed; OLLAMA_LLM_LIBRARY=cpu does not request it, so discovery hides it",
 		}},
@@ -116,7 +95,7 @@ func TestListBackendsIdleLibraries(t *testing.T) {
 		{"ROCm kept away by a rule", Discovery{Installed: []string{"ROCm"}, ROCm: rocmDiscoveryPlan{Denied: []kfdNode{{GfxTarget: "gfx1200"}}}}, map[string]string{
 			"ROCm": "installed; a rule denies ROCm on every AMD GPU, so discovery keeps HIP away",
 		}},
-		{"requested and missing: its own row only", Discovery{Preference: pref("vulkan"), Installed: []string{"Vulkan"}}, map[string]string{
+		{"requested and missing: its own row only", Discovery{Preference: mustPreference("vulkan"), Installed: []string{"Vulkan"}}, map[string]string{
 			"vulkan": "OLLAMA_LLM_LIBRARY=vulkan names it; discovery found no device",
 		}},
 	}

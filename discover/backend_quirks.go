@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"os"
 	"slices"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 

@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"maps"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 

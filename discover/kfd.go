@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/envconfig"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // kfdNodesDir is where the amdgpu kernel driver (KFD) lists its topology

@@ -2,12 +2,13 @@ package discover
 
 import (
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"strings"
 
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // libraryChoice is one physical device with every library that can drive

@@ -2,10 +2,10 @@ package discover
 
 import (
 	"errors"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"testing"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 func TestWithLibraryOption(t *testing.T) {
@@ -43,6 +43,15 @@ func TestWithLibraryOptionRefusesABadOption(t *testing.T) {
 // mustLibrary parses a `library` option for a test's table.
 func mustLibrary(v string) backends.Preference {
 	p, err := envconfig.ParseModelLibrary(v)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// mustPreference parses an OLLAMA_LLM_LIBRARY value for a test's table.
+func mustPreference(v string) backends.Preference {
+	p, err := envconfig.ParseLLMLibrary(v)
 	if err != nil {
 		panic(err)
 	}

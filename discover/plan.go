@@ -3,13 +3,13 @@ package discover
 import (
 	"cmp"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 

@@ -3,12 +3,12 @@ package discover
 import (
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"log/slog"
 	"path"
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // QuirkAction says what to do when a quirk rule matches a device and model.

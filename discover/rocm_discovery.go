@@ -2,10 +2,11 @@ package discover
 
 import (
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // SysfsRoot is the root under which sysfs is read: "/" in production.

@@ -2,11 +2,11 @@ package discover
 
 import (
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"slices"
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 

@@ -4,11 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"os"
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // Backend denylist actions, the values BackendDenyEntry.Action takes. They are

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"strings"
+
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
 // LibraryOptionName is the model option that names the backend library for

@@ -3,7 +3,6 @@ package gpuwatch
 import (
 	"encoding/json"
 	"errors"
-	"github.com/costa-os/ollama-backend-select/discover"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 

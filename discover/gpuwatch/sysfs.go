@@ -3,7 +3,6 @@ package gpuwatch
 import (
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/envconfig"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/costa-os/ollama-backend-select/discover"
+	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
 // DRM sysfs layout, relative to the filesystem root. Every card directory

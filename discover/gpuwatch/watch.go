@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"io/fs"
 	"log/slog"
 	"runtime"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 

@@ -3,7 +3,6 @@ package gpuwatch
 import (
 	"context"
 	"fmt"
-	"github.com/costa-os/ollama-backend-select/discover"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/discover"
 )
 
 // fakeCard is one DRM card of a fake sysfs tree.

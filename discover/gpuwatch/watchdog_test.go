@@ -3,7 +3,6 @@ package gpuwatch
 import (
 	"context"
 	"errors"
-	"github.com/costa-os/ollama-backend-select/discover"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/discover"
 )
 
 func TestRunnerAliveOn(t *testing.T) {
