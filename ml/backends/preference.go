@@ -6,9 +6,6 @@ import (
 	"strings"
 )
 
-// acceptedNames are the values OLLAMA_LLM_LIBRARY accepts, in the order
-// they are listed to users. "cuda" stands for any CUDA library folder
-// (cuda_v12, cuda_v13, cuda_jetpack5, ...); the others name one library.
 var acceptedNames = func() []string {
 	names := []string{"cpu"}
 	for _, l := range gpus {
@@ -17,22 +14,16 @@ var acceptedNames = func() []string {
 	return names
 }()
 
-// Preference is OLLAMA_LLM_LIBRARY parsed: the backend libraries the
-// user asked for, most preferred first. The zero value means "not set":
-// every installed library may be used, in the built-in order.
+// Preference is OLLAMA_LLM_LIBRARY parsed; the zero value means not set.
 type Preference struct {
 	names []string // canonical lower-case names from acceptedNames
 	mlx   string   // an MLX runner variant (mlx_*), given alone
 }
 
-// mlxVariantPrefix starts the OLLAMA_LLM_LIBRARY values that Ollama's MLX
-// runner (v0.20.4 and later) reads as the name of its library subfolder,
-// e.g. mlx_metal_v3. GGML's discovery leaves such values alone, so they are
-// no GGML preference.
+// mlxVariantPrefix starts values that the MLX runner (v0.20.4+) reads as its
+// library subfolder; they are no GGML preference.
 const mlxVariantPrefix = "mlx_"
 
-// isMLXVariant accepts mlx_ followed by lower-case letters, digits and
-// underscores: a folder name, never a path.
 func isMLXVariant(name string) bool {
 	rest, ok := strings.CutPrefix(name, mlxVariantPrefix)
 	if !ok || rest == "" {
@@ -46,12 +37,8 @@ func isMLXVariant(name string) bool {
 	return true
 }
 
-// ParsePreference parses the grammar OLLAMA_LLM_LIBRARY and the per-model
-// `library` option share: one library name or a comma-separated list, most
-// preferred first, case-insensitive; "" is not set. Upstream's documented
-// CPU variants (cpu_avx2) are the CPU: ggml picks its CPU variant itself.
-// Its errors name the item and the accepted names; the caller names the
-// setting. The value is never used to build a path.
+// ParsePreference parses OLLAMA_LLM_LIBRARY or the per-model library option.
+// CPU variants such as cpu_avx2 mean the CPU: ggml picks its variant itself.
 func ParsePreference(value string) (Preference, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
@@ -84,16 +71,12 @@ func ParsePreference(value string) (Preference, error) {
 	return p, nil
 }
 
-// AcceptedNames lists the library names a preference takes, in the order
-// they are listed to users.
+// AcceptedNames lists the library names a preference takes.
 func AcceptedNames() []string { return slices.Clone(acceptedNames) }
 
-// olderFolders are folder names upstream's docs still show
-// (troubleshooting.mdx) that this Ollama does not ship.
+// olderFolders are shown in upstream's docs but no longer shipped.
 var olderFolders = []string{"cuda_v11", "rocm_v5", "rocm_v6"}
 
-// olderFolder is the library name to use instead of a folder of older
-// releases ("cuda_v11" -> "cuda"), or "".
 func olderFolder(name string) string {
 	if !slices.Contains(olderFolders, name) {
 		return ""
@@ -115,15 +98,13 @@ func isAcceptedName(name string) bool {
 	return false
 }
 
-// MLXVariant is the MLX runner variant the value named (mlx_metal_v3, ...),
-// or "". It leaves the GGML libraries to the default order: IsSet is false.
+// MLXVariant is the MLX runner variant named, or "".
 func (p Preference) MLXVariant() string { return p.mlx }
 
 // IsSet reports whether the user asked for specific GGML libraries.
 func (p Preference) IsSet() bool { return len(p.names) > 0 }
 
-// Names reports whether name (a canonical OLLAMA_LLM_LIBRARY name) was
-// listed. With "cuda", a listed cuda_vNN counts too.
+// Names reports whether name was listed; for "cuda", any cuda_vNN counts.
 func (p Preference) Names(name string) bool {
 	for _, n := range p.names {
 		if n == name || (name == "cuda" && strings.HasPrefix(n, "cuda_")) {
@@ -133,15 +114,10 @@ func (p Preference) Names(name string) bool {
 	return false
 }
 
-// String gives the canonical form, e.g. "vulkan,cpu"; "" when not set.
+// String gives the canonical form, e.g. "vulkan,cpu".
 func (p Preference) String() string { return strings.Join(p.names, ",") }
 
-// Rank places a backend library in the user's list: its index (0 is most
-// preferred) and true, or false when the user did not ask for it. library is
-// ml.DeviceInfo.Library ("CUDA", "ROCm", "Vulkan", ...); libDir is the folder
-// it was loaded from, whose base name tells CUDA versions apart in the
-// subfolder layout. In the flat layout there is one CUDA library, which any
-// cuda or cuda_vNN item selects.
+// Rank is library's index in the user's list, or false if it is not listed.
 func (p Preference) Rank(library, libDir string) (int, bool) {
 	for i, n := range p.names {
 		if NameMatches(n, library, libDir) {
@@ -151,9 +127,7 @@ func (p Preference) Rank(library, libDir string) (int, bool) {
 	return 0, false
 }
 
-// NameMatches reports whether the OLLAMA_LLM_LIBRARY name (canonical,
-// e.g. "cuda_v13") selects a library as ml.DeviceInfo names it, loaded from
-// libDir; see Rank.
+// NameMatches reports whether a canonical name selects library, loaded from libDir.
 func NameMatches(name, library, libDir string) bool {
 	if strings.EqualFold(library, "cpu") {
 		return name == "cpu"
@@ -175,9 +149,7 @@ func NameMatches(name, library, libDir string) bool {
 	return base == name || !strings.HasPrefix(base, l.FolderPrefix)
 }
 
-// WantsLibraryDir reports whether a subfolder of lib/ollama (its base name,
-// e.g. "rocm_v7_2", "cuda_v13", "vulkan") holds a library the user asked for.
-// Folders that hold no known library are only loaded when not set.
+// WantsLibraryDir reports whether a lib/ollama subfolder holds a requested library.
 func (p Preference) WantsLibraryDir(dir string) bool {
 	if !p.IsSet() {
 		return true
@@ -187,7 +159,6 @@ func (p Preference) WantsLibraryDir(dir string) bool {
 		if n == dir {
 			return true
 		}
-		// "cuda" is any cuda_* folder, "rocm" any rocm_v7_* folder.
 		if l, ok := Lookup(n); ok && strings.HasPrefix(dir, l.FolderPrefix) {
 			return true
 		}
@@ -195,9 +166,6 @@ func (p Preference) WantsLibraryDir(dir string) bool {
 	return false
 }
 
-// defaultLibraryOrder ranks the libraries of one physical device when the
-// user has not set OLLAMA_LLM_LIBRARY: vendor libraries first, then Vulkan,
-// as upstream has always done.
 var defaultLibraryOrder = func() []string {
 	var order []string
 	for _, l := range gpus {
@@ -209,18 +177,13 @@ var defaultLibraryOrder = func() []string {
 // DefaultOrder describes the built-in order for explanations.
 func DefaultOrder() string { return strings.Join(defaultLibraryOrder, " > ") }
 
-// Option is one library that can drive a device, as the preference sees
-// it: ml.DeviceInfo's Library and LibraryPath.
+// Option is one library that can drive a device.
 type Option struct {
 	Library     string
 	LibraryPath []string
 }
 
-// Prefer reports whether library a is preferred over library b for
-// the same physical device, and why, in a few words for logs and listings.
-// The user's OLLAMA_LLM_LIBRARY list decides first; a library it does not
-// name loses to one it names. Otherwise the built-in order decides. It is
-// the one policy of ranking.
+// Prefer reports whether library a beats b for one device, and why.
 func (pref Preference) Prefer(a, b Option) (bool, string) {
 	if pref.IsSet() {
 		ra, oka := pref.Rank(a.Library, a.libraryDir())
@@ -240,7 +203,7 @@ func (pref Preference) Prefer(a, b Option) (bool, string) {
 	}
 	ra, rb := defaultLibraryRank(a.Library), defaultLibraryRank(b.Library)
 	if ra == rb {
-		// Same rank: keep the first one found, as upstream's dedup does.
+		// Keep the first one found, as upstream's dedup does.
 		return true, "found first"
 	}
 	return ra < rb, "default order " + DefaultOrder()
@@ -255,8 +218,7 @@ func defaultLibraryRank(library string) int {
 	return len(defaultLibraryOrder)
 }
 
-// libraryDir is the folder the library itself was loaded from: the last
-// entry of the path (the first is lib/ollama in every layout).
+// libraryDir is the last entry of the path; the first is lib/ollama.
 func (o Option) libraryDir() string {
 	if len(o.LibraryPath) == 0 {
 		return ""
@@ -267,8 +229,6 @@ func (o Option) libraryDir() string {
 // LibraryNames lists the requested names, most preferred first.
 func (p Preference) LibraryNames() []string { return append([]string(nil), p.names...) }
 
-// isCPUVariant accepts upstream's documented CPU folder names (cpu_avx,
-// cpu_avx2): cpu_ and lower-case letters or digits.
 func isCPUVariant(name string) bool {
 	rest, ok := strings.CutPrefix(name, "cpu_")
 	if !ok || rest == "" {
