@@ -12,29 +12,20 @@ import (
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
-// Backend denylist actions, the values BackendDenyEntry.Action takes. They are
-// spelled like the discover package's quirk actions so the conversion is a
-// plain string copy.
+// Backend denylist actions, spelled like the discover package's quirk actions.
 const (
-	// BackendDenyUseOtherLibrary is the default action: do not use this
-	// library for matching devices and models; another library (Vulkan, say)
-	// may take the device.
+	// BackendDenyUseOtherLibrary leaves matching devices to another library.
 	BackendDenyUseOtherLibrary = "use-other-library"
 
-	// BackendDenyQueues1 keeps the library but starts the runner with
-	// GPU_MAX_HW_QUEUES=1. It is written "=queues1" after an entry.
+	// BackendDenyQueues1 keeps the library but sets GPU_MAX_HW_QUEUES=1.
 	BackendDenyQueues1 = "queues1"
 )
 
 const (
-	// backendDenylistMaxRaw bounds the raw value the parser looks at at all.
 	backendDenylistMaxRaw = 64 << 10
 
-	// backendDenylistMaxLen bounds the normalized value (what
-	// BackendDenylist.String returns). Checking the normalized form rather
-	// than the raw one keeps every accepted value round-tripping: "hip" is
-	// written back as "rocm", so the normalized form can be longer than the
-	// input.
+	// backendDenylistMaxLen bounds the normalized value, which can be longer
+	// than the raw one ("hip" becomes "rocm"), so accepted values round-trip.
 	backendDenylistMaxLen = 4096
 
 	backendDenyForm      = "library:compute[:arch[,arch...][:vision]][=queues1]"
@@ -43,35 +34,26 @@ const (
 
 // BackendDenyEntry is one parsed OLLAMA_BACKEND_DENYLIST entry.
 type BackendDenyEntry struct {
-	// Library is the canonical library name as upstream reports it in
-	// ml.DeviceInfo.Library: "ROCm", "CUDA" or "Vulkan".
+	// Library is ml.DeviceInfo.Library: "ROCm", "CUDA" or "Vulkan".
 	Library string
 
-	// Compute is a path.Match glob on ml.DeviceInfo.Compute, lower-cased.
+	// Compute is a lower-case glob on ml.DeviceInfo.Compute.
 	Compute string
 
-	// Archs are path.Match globs on GGUF general.architecture, lower-cased.
-	// Nil means every architecture (the entry had no arch list, or "*" in
-	// it).
+	// Archs are lower-case globs on GGUF general.architecture; nil means all.
 	Archs []string
 
-	// Capabilities are model capabilities the entry needs besides the
-	// arch: "vision" (the model loads a vision projector, mmproj). Nil
-	// means every model of the archs.
+	// Capabilities are model capabilities the entry needs; nil means any.
 	Capabilities []string
 
 	// Action is BackendDenyUseOtherLibrary or BackendDenyQueues1.
 	Action string
 }
 
-// BackendDenyCapabilities are the model capabilities an entry may name,
-// with Ollama's own capability names: "vision" is a model that loads a
-// vision projector, which public reports tie to a GPU left busy
-// (docs/watchdog.md).
+// BackendDenyCapabilities are the model capabilities an entry may name.
 var BackendDenyCapabilities = []string{"vision"}
 
-// String formats the entry in the syntax ParseBackendDenylist accepts, in
-// normalized form (lower-case library, default action omitted).
+// String formats the entry in normalized ParseBackendDenylist syntax.
 func (e BackendDenyEntry) String() string {
 	var b strings.Builder
 	b.WriteString(strings.ToLower(e.Library))
@@ -92,19 +74,16 @@ func (e BackendDenyEntry) String() string {
 	return b.String()
 }
 
-// BackendDenylist is a parsed OLLAMA_BACKEND_DENYLIST value. The zero value
-// means "the built-in quirk table only".
+// BackendDenylist is a parsed OLLAMA_BACKEND_DENYLIST value; zero means unset.
 type BackendDenylist struct {
-	// DropBuiltins is set when the value contained the word none.
+	// DropBuiltins is set by the word none.
 	DropBuiltins bool
 
 	// Entries are the user's entries in the order given.
 	Entries []BackendDenyEntry
 }
 
-// String formats the denylist in the syntax ParseBackendDenylist accepts:
-// "none" first when the built-ins are dropped, then the entries, separated
-// by single spaces. Parsing the result gives back an equal value.
+// String formats the denylist so that parsing it gives back an equal value.
 func (d BackendDenylist) String() string {
 	parts := make([]string, 0, len(d.Entries)+1)
 	if d.DropBuiltins {
@@ -116,43 +95,14 @@ func (d BackendDenylist) String() string {
 	return strings.Join(parts, " ")
 }
 
-// ParseBackendDenylist parses an OLLAMA_BACKEND_DENYLIST value.
-//
-// The value is a list of entries separated by whitespace or ';'. Each entry
-// has the form
+// ParseBackendDenylist parses an OLLAMA_BACKEND_DENYLIST value: entries
+// separated by whitespace or ';', each of the form
 //
 //	library:compute[:arch[,arch...][:vision]][=queues1]
 //
-// library is rocm (or hip), cuda or vulkan, in any letter case. compute is a
-// glob on the compute string upstream's ml.DeviceInfo.Compute reports: the
-// gfx name for ROCm ("gfx1200"), "major.minor" for CUDA ("9.0"). The optional
-// arch list holds globs on the model's GGUF general.architecture ("qwen3",
-// "qwen3*"); without it, or with "*" in it, the entry covers every model.
-// The optional fourth field names a model capability the entry needs:
-// "vision" covers only models that load a vision projector
-// ("rocm:gfx1201:*:vision"). The
-// optional "=queues1" keeps the library but starts the runner with
-// GPU_MAX_HW_QUEUES=1; without it the entry means "use another library".
-//
-// The word none drops the built-in quirk table, alone ("none") or next to
-// entries ("none rocm:gfx1100"). The empty value means the built-in table
-// only.
-//
-// ':' ',' ';' '=' and whitespace are separators, so they cannot appear inside
-// a pattern; patterns are ASCII letters, digits, '.', '_', '-', '+' and the
-// path.Match metacharacters '*', '?', '[', ']', '^'. Entries are not
-// ','-separated so that ',' stays free to list archs inside one entry. The
-// value may be at most 4096 bytes once normalized (see String).
-//
-// Library names are made canonical ("hip" becomes "ROCm"), patterns are
-// lower-cased, an all-'*' compute becomes "*", and an arch list that contains
-// an all-'*' pattern becomes nil.
-//
-// Every malformed entry is reported, joined into one error that names each
-// entry, the expected form and the accepted libraries. On error the returned
-// value is the zero BackendDenylist, so a caller that logs the error and goes
-// on keeps the built-in table unchanged rather than applying half of what the
-// user wrote.
+// where compute and arch are globs. The word none drops the built-in quirk
+// table. On error the zero value is returned, so that a caller that goes on
+// keeps the built-in table rather than half of what the user wrote.
 func ParseBackendDenylist(s string) (BackendDenylist, error) {
 	if len(s) > backendDenylistMaxRaw {
 		return BackendDenylist{}, fmt.Errorf("OLLAMA_BACKEND_DENYLIST is %d bytes long; at most %d accepted", len(s), backendDenylistMaxRaw)
@@ -191,8 +141,7 @@ func isBackendDenySeparator(r rune) bool {
 	return false
 }
 
-// parseBackendDenyEntry parses one entry, already split off the list. Its
-// errors describe the problem only; the caller adds the entry and the form.
+// parseBackendDenyEntry parses one entry; the caller names it in errors.
 func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 	e := BackendDenyEntry{Action: BackendDenyUseOtherLibrary}
 
@@ -276,9 +225,7 @@ func parseBackendDenyEntry(item string) (BackendDenyEntry, error) {
 	return e, nil
 }
 
-// CanonicalLibraryName maps a user's spelling of a GPU library ("rocm" or
-// "hip", "cuda", "vulkan", any case) to the name upstream reports in
-// ml.DeviceInfo.Library ("ROCm", "CUDA", "Vulkan").
+// CanonicalLibraryName maps a user's library name to ml.DeviceInfo.Library.
 func CanonicalLibraryName(s string) (string, bool) {
 	if l, ok := backends.Lookup(s); ok {
 		return l.Device, true
@@ -286,8 +233,6 @@ func CanonicalLibraryName(s string) (string, bool) {
 	return "", false
 }
 
-// checkDenyPattern accepts a path.Match pattern made of the characters listed
-// in the syntax comment above.
 func checkDenyPattern(p string) error {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
@@ -304,8 +249,7 @@ func checkDenyPattern(p string) error {
 	return nil
 }
 
-// checkDenyComputeShape catches compute strings in the wrong format for the
-// library, which would otherwise never match anything.
+// checkDenyComputeShape catches compute strings that could never match.
 func checkDenyComputeShape(lib, compute string) error {
 	switch lib {
 	case "ROCm":
@@ -319,13 +263,10 @@ func checkDenyComputeShape(lib, compute string) error {
 			}
 		}
 	}
-	// Vulkan: upstream reports "0.0" for every Vulkan device, so only "*" (or
-	// "0.0") matches anything there today; any well-formed glob is accepted
-	// in case a caller passes a gfx name it looked up elsewhere.
+	// Upstream reports "0.0" for every Vulkan device, so only "*" matches there.
 	return nil
 }
 
-// isDenyMatchAll reports whether p matches every string without '/'.
 func isDenyMatchAll(p string) bool {
 	return p != "" && strings.Trim(p, "*") == ""
 }

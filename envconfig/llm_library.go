@@ -9,9 +9,7 @@ import (
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
-// ParseLLMLibrary parses OLLAMA_LLM_LIBRARY (backends.ParsePreference), its
-// error naming the variable. One mlx_<variant> value alone (Ollama's MLX
-// runner reads it) is accepted as no GGML preference: see MLXVariant.
+// ParseLLMLibrary parses OLLAMA_LLM_LIBRARY, its error naming the variable.
 func ParseLLMLibrary(value string) (backends.Preference, error) {
 	p, err := backends.ParsePreference(value)
 	if err != nil {
@@ -20,9 +18,8 @@ func ParseLLMLibrary(value string) (backends.Preference, error) {
 	return p, nil
 }
 
-// LLMLibraryPreference reads OLLAMA_LLM_LIBRARY from the environment. A value
-// that does not parse counts as not set here; `ollama serve` refuses to start
-// with such a value (CheckLLMLibrary), so this only matters to other callers.
+// LLMLibraryPreference reads OLLAMA_LLM_LIBRARY; a bad value counts as not
+// set here, since the server refuses to start with one (CheckLLMLibrary).
 func LLMLibraryPreference() backends.Preference {
 	p, _ := ParseLLMLibrary(llmLibraryValue())
 	return p
@@ -35,21 +32,17 @@ func CheckLLMLibrary() error {
 		slog.Info("OLLAMA_LLM_LIBRARY names a CPU variant: it is read as cpu, and ggml picks the CPU variant itself", "OLLAMA_LLM_LIBRARY", llmLibraryValue())
 	}
 	if err == nil && p.MLXVariant() != "" {
-		// Said once at start: the value is not a GGML library name.
 		slog.Info("OLLAMA_LLM_LIBRARY names an MLX runner variant: it picks the MLX runner's library where this Ollama has one; GGML libraries are chosen in the default order", "variant", p.MLXVariant())
 	}
 	return err
 }
 
-// llmLibraryValue reads the variable the way upstream reads every
-// OLLAMA_* value: surrounding spaces and quotes do not count.
+// llmLibraryValue ignores surrounding spaces and quotes, as upstream does.
 func llmLibraryValue() string {
 	return strings.Trim(strings.TrimSpace(os.Getenv("OLLAMA_LLM_LIBRARY")), "\"'")
 }
 
-// CheckBackendSelection validates every variable of backend selection
-// (OLLAMA_LLM_LIBRARY, OLLAMA_BACKEND_DENYLIST, OLLAMA_BACKEND_QUIRKS_RESET)
-// for the server's start; the first bad one is returned.
+// CheckBackendSelection validates every backend selection variable.
 func CheckBackendSelection() error {
 	if err := CheckLLMLibrary(); err != nil {
 		return err

@@ -9,20 +9,14 @@ import (
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
-// LibraryOptionName is the model option that names the backend library for
-// one model: `PARAMETER library vulkan` in a Modelfile, or
-// `"options": {"library": "vulkan"}` in a request.
+// LibraryOptionName is the model option that names one model's backend library.
 const LibraryOptionName = "library"
 
-// ErrLibraryOption marks a bad `library` option, and a `library` that no
-// device can serve: the request (or `ollama create`) is refused with it.
+// ErrLibraryOption marks a bad `library` option, or one no device can serve.
 var ErrLibraryOption = errors.New("library option")
 
-// ParseModelLibrary parses a model's `library` option. It takes what
-// OLLAMA_LLM_LIBRARY takes (one library name or a comma-separated list,
-// most preferred first, any case) except an MLX runner variant; "" means not
-// set. A bad value is an error naming it and the accepted names, wrapping
-// ErrLibraryOption.
+// ParseModelLibrary parses a model's `library` option, which takes what
+// OLLAMA_LLM_LIBRARY takes except an MLX runner variant.
 func ParseModelLibrary(value string) (backends.Preference, error) {
 	p, err := backends.ParsePreference(value)
 	if err != nil {
@@ -35,10 +29,8 @@ func ParseModelLibrary(value string) (backends.Preference, error) {
 	return p, nil
 }
 
-// CheckLibraryOption validates the `library` entry of a parameters or
-// options map as it arrives in a create or generate request: absent or null
-// is fine, a string must parse with ParseModelLibrary, anything else is an
-// error naming its type.
+// CheckLibraryOption validates the `library` entry of a request's parameters
+// or options: absent, null or a string that ParseModelLibrary accepts.
 func CheckLibraryOption(v any) error {
 	switch v := v.(type) {
 	case nil:
@@ -56,7 +48,6 @@ func CheckLibraryOption(v any) error {
 	return fmt.Errorf("%w %s: %s, accepted: a string such as \"vulkan\" or \"vulkan,cpu\"", ErrLibraryOption, Shorten(asJSON(v)), jsonKind(v))
 }
 
-// asJSON writes v back as the request had it.
 func asJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -65,7 +56,6 @@ func asJSON(v any) string {
 	return string(b)
 }
 
-// jsonKind names what a decoded JSON value is, in the user's terms.
 func jsonKind(v any) string {
 	switch v.(type) {
 	case float64, json.Number:

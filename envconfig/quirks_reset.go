@@ -7,14 +7,11 @@ import (
 	"strings"
 )
 
-// BackendQuirksResetEnv forgets, at the server's start, the backend quirks
-// the server learned (discover's learned-quirks file).
+// BackendQuirksResetEnv forgets the learned backend quirks at the server's start.
 const BackendQuirksResetEnv = "OLLAMA_BACKEND_QUIRKS_RESET"
 
-// ParseBackendQuirksReset parses OLLAMA_BACKEND_QUIRKS_RESET: empty (unset)
-// is false, else one of the booleans strconv.ParseBool accepts. Anything
-// else is an error that names the value, so that a typo neither wipes nor
-// silently keeps what was learned.
+// ParseBackendQuirksReset parses OLLAMA_BACKEND_QUIRKS_RESET; a value that is
+// no boolean is an error, so that a typo neither wipes nor keeps what was learned.
 func ParseBackendQuirksReset(value string) (bool, error) {
 	v := strings.Trim(strings.TrimSpace(value), "\"'")
 	if v == "" {
@@ -27,9 +24,7 @@ func ParseBackendQuirksReset(value string) (bool, error) {
 	return b, nil
 }
 
-// BackendQuirksReset reads OLLAMA_BACKEND_QUIRKS_RESET from the
-// environment; a malformed value is false here (`ollama serve` refuses to
-// start with one, CheckBackendSelection).
+// BackendQuirksReset reads OLLAMA_BACKEND_QUIRKS_RESET; a bad value is false.
 func BackendQuirksReset() bool {
 	b, _ := ParseBackendQuirksReset(os.Getenv(BackendQuirksResetEnv))
 	return b

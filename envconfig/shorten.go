@@ -1,8 +1,7 @@
 package envconfig
 
-// Shorten keeps a value quoted in an error message to a readable length:
-// its first 64 bytes, then "...". Junk input (a corrupt file, a binary
-// sysfs value) would otherwise fill the log line.
+// Shorten cuts a value quoted in an error message to 64 bytes, so that junk
+// input does not fill the log line.
 func Shorten(s string) string {
 	const max = 64
 	if len(s) <= max {
