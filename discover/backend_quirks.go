@@ -12,12 +12,8 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// configuredQuirkRules is the quirk table of the configuration: the built-in
-// rules (unless OLLAMA_BACKEND_DENYLIST holds "none"), then the user's
-// entries. What the server learned at run time (discover/gpuwatch) comes
-// after them, from the caller: PlaceModel and ListBackends take it.
-// A malformed variable counts as empty here; `ollama serve` refuses to
-// start with one (envconfig.CheckBackendSelection).
+// configuredQuirkRules is the built-in rules (unless OLLAMA_BACKEND_DENYLIST
+// holds "none"), then the user's entries; a malformed variable counts as empty.
 func configuredQuirkRules() []QuirkRule {
 	deny, _ := envconfig.BackendDenylistFromEnv()
 	var rules []QuirkRule
@@ -38,19 +34,15 @@ func configuredQuirkRules() []QuirkRule {
 	return rules
 }
 
-// quirkDecision is what the quirk table did to one GPU for one model.
 type quirkDecision struct {
 	Device ml.DeviceInfo // as discovered (the chosen library)
 	Denied QuirkRule
-	// Replacement is the alternate library used instead; nil when the GPU
-	// was left out because no allowed alternate exists.
+	// Replacement is nil when no allowed alternate exists.
 	Replacement *ml.DeviceInfo
 }
 
-// applyQuirks returns the GPUs model m may use: each GPU whose library a
-// rule denies for m is replaced by its best allowed alternate (choices: what
-// discovery found for the same physical device), or left out when it has
-// none. GPUs that are not denied stay as they are.
+// applyQuirks replaces each GPU whose library a rule denies for m by its best
+// allowed alternate among choices, or leaves it out when there is none.
 func applyQuirks(gpus []ml.DeviceInfo, m ModelLoad, rules []QuirkRule, choices []libraryChoice) ([]ml.DeviceInfo, []quirkDecision) {
 	if m.Arch == "" {
 		return gpus, nil
@@ -65,8 +57,7 @@ func applyQuirks(gpus []ml.DeviceInfo, m ModelLoad, rules []QuirkRule, choices [
 		}
 		d := quirkDecision{Device: gpu, Denied: rule}
 		for _, alt := range alternatesOf(gpu, choices) {
-			// The alternate is the same memory seen through another
-			// library: the chosen device's numbers are the fresh ones.
+			// The alternate is the same memory: the chosen device's numbers are fresh.
 			alt.TotalMemory, alt.FreeMemory = gpu.TotalMemory, gpu.FreeMemory
 			if _, denied := DeniesLibrary(rules, alt.Library, alt.Compute(), m); !denied {
 				d.Replacement = &alt
@@ -88,8 +79,6 @@ func alternatesOf(gpu ml.DeviceInfo, choices []libraryChoice) []ml.DeviceInfo {
 	return nil
 }
 
-// logQuirkDecisions explains each decision in one line: INFO when another
-// library of the same GPU takes over, WARN when the GPU is left out.
 func logQuirkDecisions(m ModelLoad, decisions []quirkDecision) {
 	for _, d := range decisions {
 		attrs := []any{
@@ -106,11 +95,9 @@ func logQuirkDecisions(m ModelLoad, decisions []quirkDecision) {
 	}
 }
 
-// PlaceModel is the model-load call site: the GPUs the scheduler offers
-// model m, decided with what discovery recorded and the rules the server
-// learned (gpuwatch.Watchdog.LearnedRules), with the rules' decisions in
-// the log. The error, wrapping envconfig.ErrLibraryOption, is a `library`
-// option no offered GPU can serve.
+// PlaceModel decides which of the offered GPUs model m uses, with the learned
+// rules, and logs the rules' decisions. Its error, wrapping
+// envconfig.ErrLibraryOption, is a `library` option no offered GPU can serve.
 func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...QuirkRule) (Plan, error) {
 	p, err := Decide(PlanInput{Discovery: d, Learned: learned, Model: m, Offered: gpus, ServerEnv: os.Getenv})
 	if err != nil {
@@ -126,9 +113,8 @@ func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...Quirk
 	return p, nil
 }
 
-// StartRunner is the launch call site: plan p carried out on the GPUs the
-// scheduler placed model m on, explained in one INFO line with the runner's
-// --device and environment exactly as llama-server gets them.
+// StartRunner carries out plan p on the GPUs model m was placed on and logs
+// the runner's --device and environment.
 func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices {
 	r := p.Runner(placed)
 	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch, "vision", m.Vision,
@@ -137,11 +123,8 @@ func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices 
 	return r
 }
 
-// NextLibrary names the library the next load of model m uses on the GPU
-// at pciID that ran it through library (compute as that library reports
-// it), decided with the learned rules: "CPU" when no library of the GPU is
-// allowed. The idle-GPU watchdog names it when it learns from a runner
-// that keeps dying or leaves its GPU busy.
+// NextLibrary names the library the next load of model m uses on the GPU at
+// pciID that ran it through library, or "CPU" when none is allowed.
 func NextLibrary(d Discovery, pciID, library, compute string, m ModelLoad, learned ...QuirkRule) string {
 	m.Library, m.LibrarySource = backends.Preference{}, ""
 	p, _ := Decide(PlanInput{Discovery: d})

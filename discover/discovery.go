@@ -14,35 +14,27 @@ import (
 )
 
 // Discovery is the record of the server's GPU discovery, made once while
-// upstream's GPUDevices bootstraps and kept beside its devices: the inputs
-// read at start and every library's devices. It is a value: Decide and the
-// listing read it, nothing changes it.
+// upstream's GPUDevices bootstraps; nothing changes it afterwards.
 type Discovery struct {
-	// Preference is OLLAMA_LLM_LIBRARY, Rules the configured quirk rules
-	// (built-in, then OLLAMA_BACKEND_DENYLIST).
+	// Preference is OLLAMA_LLM_LIBRARY, Rules the configured quirk rules.
 	Preference backends.Preference
 	Rules      []QuirkRule
-	// ROCm says which AMD GPUs HIP was kept away from, from KFD and the
-	// rules; KFDRead is false when the topology could not be read.
+	// ROCm says which AMD GPUs HIP was kept away from; KFDRead is false when
+	// the topology could not be read.
 	ROCm    rocmDiscoveryPlan
 	KFDRead bool
-	// Installed are the GPU libraries whose ggml backend is installed
-	// (ml.DeviceInfo names: "Vulkan"), and Hidden the device-visibility
-	// variables the server's environment sets ("GGML_VK_VISIBLE_DEVICES=");
-	// the listing says why an installed library has no device.
+	// Installed are the GPU libraries whose ggml backend is installed, Hidden
+	// the visibility variables the server's environment sets.
 	Installed []string
 	Hidden    []string
-	// Devices are the devices of every library that passed checkDevices (a
-	// ROCm device and its Vulkan twin are two entries); Faults are the
-	// devices left out or corrected.
+	// Devices are every library's devices (a ROCm GPU and its Vulkan twin are
+	// two); Faults are the devices left out or corrected.
 	Devices []ml.DeviceInfo
 	Faults  []deviceFault
 }
 
 // StartDiscovery reads what discovery depends on before any backend runs:
-// OLLAMA_LLM_LIBRARY, the configured rules and the KFD topology. It logs
-// the GPUs ROCm is kept away from. A malformed variable counts as unset
-// here: `ollama serve` refuses to start with one.
+// OLLAMA_LLM_LIBRARY, the configured rules and the KFD topology.
 func StartDiscovery() Discovery {
 	d := Discovery{Preference: envconfig.LLMLibraryPreference(), Rules: configuredQuirkRules()}
 	d.Installed = installedLibraries(ml.LibOllamaPath)
@@ -55,8 +47,7 @@ func StartDiscovery() Discovery {
 	}
 	nodes, err := readKFDNodes(SysfsRoot())
 	if err == nil {
-		// An absent topology is no AMD GPU, or a kernel or container that
-		// hides it: nothing says which GPU a rule covers.
+		// An absent topology is no AMD GPU, or a kernel or container that hides it.
 		_, err = os.Stat(filepath.Join(SysfsRoot(), filepath.FromSlash(kfdNodesDir)))
 	}
 	d.KFDRead = err == nil
@@ -74,8 +65,6 @@ func StartDiscovery() Discovery {
 	return d
 }
 
-// installedLibraries lists the GPU libraries whose ggml backend lies in
-// dir or a subfolder of it (libggml-vulkan.so), in the built-in order.
 func installedLibraries(dir string) []string {
 	dirs := []string{dir}
 	if entries, err := os.ReadDir(dir); err == nil {
@@ -101,9 +90,8 @@ func installedLibraries(dir string) []string {
 	return out
 }
 
-// Choose records the devices discovery found and returns the record with
-// the device of each physical GPU that its library choice keeps (the
-// scheduler's view: one device per GPU). It explains the choice in the log.
+// Choose records the devices discovery found and returns the one device per
+// physical GPU that the library choice keeps.
 func (d Discovery) Choose(found []ml.DeviceInfo) (Discovery, []ml.DeviceInfo) {
 	d.Devices, d.Faults = checkDevices(found)
 	logDeviceFaults(d.Faults)
@@ -112,9 +100,7 @@ func (d Discovery) Choose(found []ml.DeviceInfo) (Discovery, []ml.DeviceInfo) {
 	return d, choiceDevices(p.Choices)
 }
 
-// skipsLibraryDir reports whether discovery skips a subfolder of
-// lib/ollama (its base name): a library OLLAMA_LLM_LIBRARY does not ask
-// for, or ROCm where the rules deny it on every AMD GPU.
+// skipsLibraryDir reports whether discovery skips a lib/ollama subfolder.
 func (d Discovery) skipsLibraryDir(dir string) bool {
 	if !d.Preference.WantsLibraryDir(dir) {
 		return true
@@ -123,15 +109,12 @@ func (d Discovery) skipsLibraryDir(dir string) bool {
 }
 
 // needsVulkan reports whether Vulkan is discovered even without
-// OLLAMA_VULKAN: OLLAMA_LLM_LIBRARY names it, or a rule may send a model to
-// a Vulkan twin.
+// OLLAMA_VULKAN, since a rule may send a model to a Vulkan twin.
 func (d Discovery) needsVulkan() bool {
 	return d.Preference.Names("vulkan") || d.ROCm.NeedVulkan
 }
 
-// env adds the discovery environment (rocmDiscoveryEnv) to that of one
-// discovery run, keeping what the run sets itself (a narrower device
-// filter of the second pass).
+// env adds the discovery environment to one run's, keeping what the run sets.
 func (d Discovery) env(extra map[string]string) map[string]string {
 	add := rocmDiscoveryEnv(d.Preference, d.ROCm, d.KFDRead, d.Rules)
 	if len(add) == 0 {
@@ -149,10 +132,8 @@ func (d Discovery) env(extra map[string]string) map[string]string {
 	return env
 }
 
-// TwinDeviceIDs returns the other libraries' ids of the physical device
-// that discovery chose id for: the same GPU and memory, which a runner
-// sent to an alternate library (a rule) uses. The scheduler counts such a
-// runner's memory against the chosen device too.
+// TwinDeviceIDs returns the other libraries' ids of the physical device that
+// discovery chose id for, so the scheduler counts their memory against it.
 func (d Discovery) TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
 	choices, _ := chooseLibraries(d.Devices, d.Preference)
 	var out []ml.DeviceID

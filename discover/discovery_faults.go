@@ -12,30 +12,22 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// What the fork does about backend libraries that misbehave at discovery:
-// a device reported with impossible properties is named and left out (or
-// corrected). Each fault is one WARN line per server process.
-
-// maxDeviceMemory is the most memory a GPU may report; more is no real GPU
-// (the largest have a few hundred GiB) but a library reporting garbage.
+// maxDeviceMemory is the most memory a GPU may report; the largest have a
+// few hundred GiB, so more is a library reporting garbage.
 const maxDeviceMemory uint64 = 64 << 40
 
-// deviceFaultMsg is the log message of a device reported with impossible
-// properties.
 const deviceFaultMsg = "backend library reported a faulty device"
 
-// discoveryFailuresMu guards discoveryFailures (discovery_death.go).
+// discoveryFailuresMu guards discoveryFailures.
 var discoveryFailuresMu sync.Mutex
 
-// deviceFault is a device that discovery found with impossible properties.
 type deviceFault struct {
 	Device ml.DeviceInfo
 	// Problem says what is wrong, Instead what was done about it.
 	Problem, Instead string
 }
 
-// deviceLibraryName names a device's library for messages, also when the
-// library did not say ("ROCm0" -> "ROCm").
+// deviceLibraryName names a device's library also when it did not say.
 func deviceLibraryName(d ml.DeviceInfo) string {
 	if d.Library != "" {
 		return d.Library
@@ -47,13 +39,8 @@ func deviceLibraryName(d ml.DeviceInfo) string {
 }
 
 // checkDevices returns the devices fit to use, and a fault for each device
-// left out or corrected: no library name, no or absurd memory (more than
-// maxDeviceMemory), free memory above the total (taken as the total), a PCI
-// id reported twice by one library (the first device is kept), and no PCI
-// id while another library reports a GPU of the same size (taken to be that
-// GPU seen twice, and left out so that it is not counted twice; without
-// such a twin it is used as a GPU of its own, said only when another
-// library reports devices too).
+// left out or corrected. A device without a PCI id while another library
+// reports a GPU of the same size is taken to be that GPU seen twice.
 func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 	var out []ml.DeviceInfo
 	var faults []deviceFault
@@ -88,8 +75,7 @@ func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 		}
 		out = append(out, d)
 	}
-	// A device without a PCI id cannot be matched with the same GPU under
-	// another library; the same size is the best evidence left.
+	// Without a PCI id, the same size is the best evidence of the same GPU.
 	kept := out[:0:0]
 	for _, d := range out {
 		if d.PCIID != "" {
@@ -103,8 +89,7 @@ func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 			fault(d, "no PCI id", fmt.Sprintf("device left out: taken to be the %s GPU %s of the same size, so that it is not counted twice", out[i].Library, out[i].PCIID))
 			continue
 		}
-		// Alone in its library (Metal, a lone Vulkan device) there is
-		// nothing it could be confused with.
+		// Alone in its library (Metal) it cannot be confused with anything.
 		if slices.ContainsFunc(out, func(o ml.DeviceInfo) bool { return o.Library != d.Library }) {
 			fault(d, "no PCI id", "used as a GPU of its own; it cannot be matched with the same GPU under another library")
 		}
@@ -113,7 +98,6 @@ func checkDevices(devices []ml.DeviceInfo) ([]ml.DeviceInfo, []deviceFault) {
 	return kept, faults
 }
 
-// logDeviceFaults reports each fault in one WARN line.
 func logDeviceFaults(faults []deviceFault) {
 	for _, f := range faults {
 		d := f.Device

@@ -17,57 +17,37 @@ import (
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-// kfdNodesDir is where the amdgpu kernel driver (KFD) lists its topology
-// nodes, relative to the filesystem root.
+// kfdNodesDir is where the amdgpu kernel driver (KFD) lists its topology nodes.
 const kfdNodesDir = "sys/class/kfd/kfd/topology/nodes"
 
-// kfdPropertiesMax bounds how much of a properties file is read. sysfs files
-// are at most a page; anything longer is not a KFD properties file.
+// kfdPropertiesMax bounds a read; sysfs files are at most a page.
 const kfdPropertiesMax = 64 << 10
 
-// kfdNode is one GPU node of the KFD topology.
 type kfdNode struct {
-	// Node is the KFD node number (the directory name under
-	// topology/nodes).
 	Node int
 
-	// GfxTarget is the gfx name, as upstream's ml.DeviceInfo.Compute
-	// reports it for ROCm ("gfx1200", "gfx90a"). It is the hardware's
-	// target: unlike what HIP reports, HSA_OVERRIDE_GFX_VERSION does not
-	// change it.
+	// GfxTarget is the hardware's gfx name ("gfx1200"); unlike what HIP
+	// reports, HSA_OVERRIDE_GFX_VERSION does not change it.
 	GfxTarget string
 
-	// GfxTargetVersion is the raw gfx_target_version (120000 for gfx1200).
 	GfxTargetVersion uint64
 
-	// PCIID is the PCI address in the form upstream uses for
-	// ml.DeviceInfo.PCIID, "0000:03:00.0" (lower-case hex domain:bus:
-	// device.function), or "" when the node has no location_id. HIP
+	// PCIID is in ml.DeviceInfo.PCIID's form, or "" without location_id. HIP
 	// always prints function 0; GPUs sit on function 0 in practice.
 	PCIID string
 
-	// VendorID and DeviceID are the PCI vendor (0x1002 for AMD) and device
-	// ids; 0 when absent.
 	VendorID, DeviceID uint32
 
-	// UniqueID is the node's unique_id; 0 when absent.
 	UniqueID uint64
 
-	// DRMRenderMinor is the minor number of the node's /dev/dri/renderD*
-	// device; 0 when absent (render minors start at 128).
+	// DRMRenderMinor is 0 when absent (render minors start at 128).
 	DRMRenderMinor uint32
 }
 
-// readKFDNodes reads the GPU nodes of the KFD topology under root (the
-// filesystem root: "/" in production, a fake tree in tests), sorted by node
-// number. CPU nodes (gfx_target_version 0) are skipped, and so are entries
-// whose name is not a node number.
-//
-// A missing topology (no amdgpu driver, not Linux) gives no nodes and a nil
-// error. A node whose properties file cannot be read or parsed is left out
-// and reported in the error, which names the file; the nodes that did read
-// are still returned, so one odd node does not hide the others. Callers
-// should log the error and use the nodes.
+// readKFDNodes reads the GPU nodes of the KFD topology under root, sorted by
+// node number. A missing topology is no nodes and no error. A node that
+// cannot be read is left out and named in the error, while the others are
+// still returned.
 func readKFDNodes(root string) ([]kfdNode, error) {
 	dir := filepath.Join(root, filepath.FromSlash(kfdNodesDir))
 	entries, err := os.ReadDir(dir)
@@ -136,10 +116,8 @@ func readKFDFile(file string) ([]byte, error) {
 	return data, nil
 }
 
-// parseKFDProperties parses the content of a KFD topology node properties
-// file: one "key value" pair a line, blank lines ignored. Values are kept as
-// written. A line that is not exactly two space-separated fields, or a key
-// that appears twice, is an error naming the line.
+// parseKFDProperties parses "key value" lines; a malformed line or a repeated
+// key is an error naming the line.
 func parseKFDProperties(data []byte) (map[string]string, error) {
 	props := make(map[string]string)
 	err := ScanFieldLines(data, kfdPropertiesMax, func(line int, text string, f []string) error {
@@ -158,10 +136,8 @@ func parseKFDProperties(data []byte) (map[string]string, error) {
 	return props, nil
 }
 
-// ScanFieldLines calls fn with each non-blank line of a small sysfs file
-// (numbered from 1) and its space-separated fields, and stops at fn's first
-// error. A line longer than max is an error naming the line after which it
-// came.
+// ScanFieldLines calls fn with each non-blank line of a small sysfs file and
+// its fields, stopping at fn's first error or a line longer than max.
 func ScanFieldLines(data []byte, max int, fn func(line int, text string, fields []string) error) error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 256), max+1)
@@ -182,9 +158,8 @@ func ScanFieldLines(data []byte, max int, fn func(line int, text string, fields 
 	return nil
 }
 
-// kfdNodeFromProperties builds a node from parsed properties. isGPU is false
-// for CPU nodes, which have gfx_target_version 0 (or, on kernels that predate
-// the key, no key and no SIMDs).
+// kfdNodeFromProperties builds a node from parsed properties. CPU nodes have
+// gfx_target_version 0, or on older kernels no key and no SIMDs.
 func kfdNodeFromProperties(n int, props map[string]string) (node kfdNode, isGPU bool, err error) {
 	node.Node = n
 
@@ -219,8 +194,8 @@ func kfdNodeFromProperties(n int, props map[string]string) (node kfdNode, isGPU 
 		return kfdNode{}, false, err
 	}
 	if hasLoc {
-		// location_id is the PCI routing id: bus<<8 | device<<3 | function.
-		// Kernels before the domain key existed only ran GPUs in domain 0.
+		// location_id is bus<<8 | device<<3 | function. Kernels before the domain
+		// key only ran GPUs in domain 0.
 		node.PCIID = fmt.Sprintf("%04x:%02x:%02x.%x", domain, loc>>8, (loc>>3)&0x1f, loc&7)
 	}
 
@@ -243,8 +218,6 @@ func kfdNodeFromProperties(n int, props map[string]string) (node kfdNode, isGPU 
 	return node, true, nil
 }
 
-// kfdUint reads an unsigned decimal property of at most bits bits. ok is
-// false when the key is absent.
 func kfdUint(props map[string]string, key string, bits int) (v uint64, ok bool, err error) {
 	s, ok := props[key]
 	if !ok {
@@ -258,11 +231,7 @@ func kfdUint(props map[string]string, key string, bits int) (v uint64, ok bool, 
 }
 
 // gfxTargetName turns a KFD gfx_target_version (major*10000 + minor*100 +
-// stepping, decimal) into the gfx name ROCm uses: "gfx" then the major in
-// decimal and minor and stepping as one hex digit each. 120000 is gfx1200,
-// 120001 gfx1201, 110000 gfx1100, 90010 gfx90a. A zero major (CPU node) or a
-// minor or stepping above 15 (not one hex digit) is an error naming the
-// value.
+// stepping) into ROCm's name: 120001 is gfx1201, 90010 gfx90a.
 func gfxTargetName(version uint64) (string, error) {
 	major := version / 10000
 	minor := version / 100 % 100
@@ -276,11 +245,8 @@ func gfxTargetName(version uint64) (string, error) {
 	return fmt.Sprintf("gfx%d%x%x", major, minor, stepping), nil
 }
 
-// KFDGfxTarget returns the gfx target ("gfx1200") that the KFD topology
-// under root reports for the GPU at PCI address pciID, or "" when KFD does
-// not know it (no amdgpu driver, another vendor, an unreadable node). The
-// idle-GPU watchdog names the GPU by it when the library that ran it (Vulkan)
-// does not.
+// KFDGfxTarget returns the gfx target that the KFD topology under root
+// reports for the GPU at pciID, or "" when KFD does not know it.
 func KFDGfxTarget(root, pciID string) string {
 	nodes, _ := readKFDNodes(root)
 	for _, n := range nodes {

@@ -12,9 +12,7 @@ import (
 )
 
 // libraryChoice is one physical device with every library that can drive
-// it: the chosen one, then the others, best first, each with the reason it
-// lost. A device is counted once, as Chosen, whatever the number of
-// libraries.
+// it, best first; the device is counted once, as Chosen.
 type libraryChoice struct {
 	Chosen     ml.DeviceInfo
 	Alternates []ml.DeviceInfo
@@ -22,17 +20,14 @@ type libraryChoice struct {
 	Reasons []string
 }
 
-// excludedLibrary is a device found through a library the user did not ask
-// for (OLLAMA_LLM_LIBRARY); it is never used.
+// excludedLibrary is a device of a library OLLAMA_LLM_LIBRARY does not name.
 type excludedLibrary struct {
 	Device ml.DeviceInfo
 	Reason string
 }
 
-// chooseLibraries groups the devices that are one physical device seen
-// through several libraries (ml.DeviceInfo.Compare) and ranks each group
-// with the user's preference. Devices of libraries the user did not request
-// are left out. The result keeps the order in which devices were found.
+// chooseLibraries groups the devices that are one physical device
+// (ml.DeviceInfo.Compare) and ranks each group with the user's preference.
 func chooseLibraries(devices []ml.DeviceInfo, pref backends.Preference) ([]libraryChoice, []excludedLibrary) {
 	var choices []libraryChoice
 	var excluded []excludedLibrary
@@ -47,8 +42,7 @@ func chooseLibraries(devices []ml.DeviceInfo, pref backends.Preference) ([]libra
 		for i := range choices {
 			switch choices[i].Chosen.Compare(d) {
 			case ml.SameBackendDevice:
-				// The same library found twice (e.g. two folders); keep the
-				// first, as upstream does.
+				// The same library found twice: keep the first, as upstream does.
 				placed = true
 			case ml.DuplicateDevice:
 				choices[i].add(d, pref)
@@ -65,8 +59,7 @@ func chooseLibraries(devices []ml.DeviceInfo, pref backends.Preference) ([]libra
 	return choices, excluded
 }
 
-// add puts another library of the same device in rank order: before the
-// first library that it beats. A library already ranked is not added twice.
+// add puts another library of the same device before the first it beats.
 func (c *libraryChoice) add(d ml.DeviceInfo, pref backends.Preference) {
 	ranked := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 	pos := len(ranked)
@@ -86,7 +79,6 @@ func (c *libraryChoice) add(d ml.DeviceInfo, pref backends.Preference) {
 	}
 }
 
-// choiceDevices returns the chosen device of each choice.
 func choiceDevices(choices []libraryChoice) []ml.DeviceInfo {
 	out := make([]ml.DeviceInfo, 0, len(choices))
 	for _, c := range choices {
@@ -106,9 +98,7 @@ func libraryDir(d ml.DeviceInfo) string {
 	return d.LibraryPath[len(d.LibraryPath)-1]
 }
 
-// logLibraryChoices explains discovery: one INFO line per physical device
-// with the chosen library and why the others lost, one line per excluded
-// library, and an ERROR for each requested library that found no device.
+// logLibraryChoices explains discovery in the log.
 func logLibraryChoices(p Plan, pref backends.Preference) {
 	choices, excluded := p.Choices, p.Excluded
 	for _, c := range choices {
@@ -155,8 +145,8 @@ func logLibraryChoices(p Plan, pref backends.Preference) {
 	}
 }
 
-// missingLibraries lists the libraries named in OLLAMA_LLM_LIBRARY (other
-// than cpu) that drive none of the devices found.
+// missingLibraries lists the libraries OLLAMA_LLM_LIBRARY names that drive
+// no device found.
 func missingLibraries(choices []libraryChoice, pref backends.Preference) []string {
 	var missing []string
 	for _, name := range pref.LibraryNames() {
@@ -176,8 +166,8 @@ func missingLibraries(choices []libraryChoice, pref backends.Preference) []strin
 	return missing
 }
 
-// RunnerLibrary names the libraries of a runner's devices, each once, in
-// order ("Vulkan", "CUDA,Vulkan"); "" for a runner on the CPU only.
+// RunnerLibrary names the libraries of a runner's devices, each once
+// ("CUDA,Vulkan"); "" for a runner on the CPU only.
 func RunnerLibrary(ids []ml.DeviceID) string {
 	var names []string
 	for _, id := range ids {

@@ -9,23 +9,19 @@ import (
 type ModelLoad struct {
 	// Name is the model's short name, for logs.
 	Name string
-	// Arch is the model's GGUF general.architecture, "qwen3".
+	// Arch is the model's GGUF general.architecture.
 	Arch string
 	// Vision is set when the model loads a vision projector (mmproj).
 	Vision bool
-	// Library is the model's `library` option (request option over the
-	// model's parameter), unset when neither names one; LibrarySource says
-	// which set it: "request option" or "model parameter".
+	// Library is the model's `library` option; LibrarySource says who set
+	// it: "request option" or "model parameter".
 	Library       backends.Preference
 	LibrarySource string
 }
 
-// WithLibraryOption adds the model's `library` option: requested is the
-// value the request carries (Ollama merges the request's options over the
-// model's parameters), modelParams the model's own parameters, which tell
-// whether it came from the model (`PARAMETER library` in its Modelfile) or
-// from the request. The option is parsed here, once; the error wraps
-// envconfig.ErrLibraryOption.
+// WithLibraryOption parses the model's `library` option once. The request's
+// options are merged over the model's parameters, so modelParams tells
+// where it came from. The error wraps envconfig.ErrLibraryOption.
 func (m ModelLoad) WithLibraryOption(requested string, modelParams map[string]any) (ModelLoad, error) {
 	if requested == "" {
 		return m, nil

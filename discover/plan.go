@@ -13,54 +13,41 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// PlanInput is everything the choice of backend library depends on; Decide
-// reads nothing else.
+// PlanInput is everything the choice of backend library depends on.
 type PlanInput struct {
-	// Discovery is what the server found at start: the devices of every
-	// library, OLLAMA_LLM_LIBRARY and the configured rules.
+	// Discovery is what the server found at start.
 	Discovery Discovery
-	// Learned are the rules the server learned at run time
-	// (gpuwatch.Watchdog.LearnedRules); they come after the configured ones.
+	// Learned are the rules learned at run time, after the configured ones.
 	Learned []QuirkRule
 	// Model is the model to place.
 	Model ModelLoad
-	// Offered are the GPUs the scheduler offers the model (chosen devices
-	// with fresh free memory); none: the model runs on the CPU.
+	// Offered are the GPUs the scheduler offers; none means the CPU.
 	Offered []ml.DeviceInfo
-	// ServerEnv reads the server's environment: a variable set there is
-	// not overridden by a rule's (os.Getenv; nil: nothing set).
+	// ServerEnv reads the server's environment, which rules do not override.
 	ServerEnv func(string) string
 }
 
-// Plan is the decision: per physical GPU the library chosen and the
-// alternates, and for a model the library on each of its GPUs with the
-// reasons. Runner turns it into the runner's --device and environment for
-// the GPUs the scheduler places the model on.
+// Plan is the decision: per physical GPU the library chosen, and for a model
+// the library on each of its GPUs with the reasons.
 type Plan struct {
 	Choices  []libraryChoice
 	Excluded []excludedLibrary
 	// Missing are libraries OLLAMA_LLM_LIBRARY names that found no device.
 	Missing []string
-	// GPUs are the model's GPUs after the rules, in order, each through the
-	// library it uses and with the runner variables its rules ask for in
-	// RunnerEnvOverrides; Reasons[i] says why GPUs[i] uses that library.
+	// GPUs are the model's GPUs after the rules, Reasons why each one's library.
 	GPUs    []ml.DeviceInfo
 	Reasons []string
 	// Quirks are what the rules did to the model's GPUs.
 	Quirks []quirkDecision
 	// Overrides are the rules the model's `library` option overrode.
 	Overrides []quirkDecision
-	// DecidedBy names the input that decided the model's library: "request
-	// option", "model parameter", "rule", "OLLAMA_LLM_LIBRARY" or "default
-	// order"; "" when the scheduler offered no GPU and nothing chose the CPU.
+	// DecidedBy names the input that decided the model's library.
 	DecidedBy string
 }
 
-// Decide is the one place where the backend is decided; it is pure.
-// Precedence, first that speaks decides: the model's `library` option
-// (request over model parameter), the rules, OLLAMA_LLM_LIBRARY's order,
-// the built-in order. The error, wrapping envconfig.ErrLibraryOption, is a
-// `library` option that no offered GPU can serve without "cpu" in it.
+// Decide is the one place where the backend is decided; it is pure. The
+// first that speaks decides: the model's `library` option, the rules,
+// OLLAMA_LLM_LIBRARY, the built-in order.
 func Decide(in PlanInput) (Plan, error) {
 	var p Plan
 	pref := in.Discovery.Preference
@@ -95,11 +82,9 @@ func Decide(in PlanInput) (Plan, error) {
 	return p, nil
 }
 
-// placeByModelOption places the model by its own `library` option: on each
-// offered GPU the first library of the list that the GPU has (chosen or
-// alternate), over any rule that denies it; "cpu" in the list before a
-// library the GPU has leaves the GPU out. With no GPU left and no "cpu"
-// listed, the option cannot be served: an error, not a silent CPU run.
+// placeByModelOption places the model by its own `library` option, over any
+// rule. Unless "cpu" is listed, an option no GPU can serve is an error
+// rather than a silent CPU run.
 func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 	pref := in.Model.Library
 	source := cmp.Or(in.Model.LibrarySource, "model option")
@@ -115,8 +100,7 @@ func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 		if !ok {
 			continue
 		}
-		// An alternate is the same memory seen through another library:
-		// the offered device's numbers are the fresh ones.
+		// An alternate is the same memory: the offered numbers are fresh.
 		chosen.TotalMemory, chosen.FreeMemory = gpu.TotalMemory, gpu.FreeMemory
 		if rule, denied := DeniesLibrary(rules, chosen.Library, chosen.Compute(), in.Model); denied {
 			p.Overrides = append(p.Overrides, quirkDecision{Device: chosen, Denied: rule})
@@ -135,9 +119,8 @@ func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 	return nil
 }
 
-// pickListed returns the device of the first name in pref that one of
-// candidates (one GPU through its libraries) matches; false when "cpu" comes
-// first or nothing matches.
+// pickListed returns the device of the first name in pref that candidates
+// match; false when "cpu" comes first or nothing matches.
 func pickListed(pref backends.Preference, candidates []ml.DeviceInfo) (ml.DeviceInfo, bool) {
 	for _, name := range pref.LibraryNames() {
 		if name == "cpu" {
@@ -152,7 +135,6 @@ func pickListed(pref backends.Preference, candidates []ml.DeviceInfo) (ml.Device
 	return ml.DeviceInfo{}, false
 }
 
-// placementReason says why the model uses g's library on its GPU.
 func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDecision, pref backends.Preference) string {
 	for _, q := range quirks {
 		if q.Replacement != nil && q.Replacement.DeviceID == g.DeviceID {
@@ -174,8 +156,7 @@ func placementReason(g ml.DeviceInfo, choices []libraryChoice, quirks []quirkDec
 	return "offered by the scheduler"
 }
 
-// ruleRunnerEnv is the runner environment the rules ask for on g
-// (GPU_MAX_HW_QUEUES=1 for queues1), with g's own overrides; a variable
+// ruleRunnerEnv is the runner environment the rules ask for on g; a variable
 // set in the server's environment is left as the user set it.
 func ruleRunnerEnv(g ml.DeviceInfo, m ModelLoad, rules []QuirkRule, serverEnv func(string) string) map[string]string {
 	env := maps.Clone(g.RunnerEnvOverrides)
@@ -194,9 +175,7 @@ func ruleRunnerEnv(g ml.DeviceInfo, m ModelLoad, rules []QuirkRule, serverEnv fu
 	return env
 }
 
-// Runner is the plan carried out on the GPUs the scheduler placed the
-// model on (a subset of p.GPUs; by device id): llama-server's --device and
-// environment. A placed device the plan does not hold is left out.
+// Runner is llama-server's --device and environment for the placed GPUs.
 func (p Plan) Runner(placed []ml.DeviceInfo) llm.RunnerDevices {
 	var gpus []ml.DeviceInfo
 	for _, g := range p.GPUs {
@@ -207,8 +186,6 @@ func (p Plan) Runner(placed []ml.DeviceInfo) llm.RunnerDevices {
 	return runnerDevices(gpus)
 }
 
-// describe renders the placements for a log line: "Vulkan <GPU> (reason)"
-// per GPU; "cpu" without GPUs.
 func (p Plan) describe() string {
 	if len(p.GPUs) == 0 {
 		return "cpu"

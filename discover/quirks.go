@@ -15,12 +15,10 @@ import (
 type QuirkAction string
 
 const (
-	// QuirkUseOtherLibrary keeps the library off the device for matching
-	// models, so another library (Vulkan on AMD) may serve it.
+	// QuirkUseOtherLibrary leaves matching devices to another library.
 	QuirkUseOtherLibrary QuirkAction = "use-other-library"
 
-	// quirkQueues1 keeps the library but starts the runner with
-	// GPU_MAX_HW_QUEUES=1 (see quirkEnv).
+	// quirkQueues1 keeps the library but sets GPU_MAX_HW_QUEUES=1.
 	quirkQueues1 QuirkAction = "queues1"
 )
 
@@ -28,38 +26,28 @@ const (
 type QuirkSource string
 
 const (
-	// quirkSourceBuiltin marks rules from builtinQuirks.
 	quirkSourceBuiltin QuirkSource = "builtin"
 
-	// quirkSourceEnv marks rules from OLLAMA_BACKEND_DENYLIST.
 	quirkSourceEnv QuirkSource = "env"
 
-	// QuirkSourceLearned marks rules recorded at run time after a failure
-	// was observed on this machine.
+	// QuirkSourceLearned marks rules learned at run time on this machine.
 	QuirkSourceLearned QuirkSource = "learned"
 )
 
 // QuirkRule is one entry of the quirk table: a library that misbehaves on a
-// class of devices, for every model or for some model architectures.
+// class of devices, for every model or for some.
 type QuirkRule struct {
-	// Library is the library as upstream names it in ml.DeviceInfo.Library:
-	// "ROCm", "CUDA", "Vulkan". Matching is case-insensitive and "hip"
-	// stands for "ROCm".
+	// Library is ml.DeviceInfo.Library; "hip" stands for "ROCm".
 	Library string
 
-	// ComputePattern is a path.Match glob on ml.DeviceInfo.Compute(): the
-	// gfx name for ROCm ("gfx1200", "gfx120*"), "major.minor" for CUDA
-	// ("9.0"). Upstream reports "0.0" for every Vulkan device.
+	// ComputePattern is a glob on ml.DeviceInfo.Compute(). Upstream reports
+	// "0.0" for every Vulkan device.
 	ComputePattern string
 
-	// ArchPatterns are path.Match globs on the model's GGUF
-	// general.architecture. Empty, or containing "*", means every
-	// architecture.
+	// ArchPatterns are globs on general.architecture; empty or "*" means all.
 	ArchPatterns []string
 
-	// Capabilities are model capabilities the rule needs besides the
-	// architecture (envconfig.BackendDenyCapabilities: "vision", a model
-	// that loads a vision projector). Empty: every model of the archs.
+	// Capabilities are model capabilities the rule needs ("vision").
 	Capabilities []string
 
 	// Action is what to do when the rule matches.
@@ -71,39 +59,17 @@ type QuirkRule struct {
 	// Source says where the rule came from.
 	Source QuirkSource
 
-	// MESFirmware is, for a learned rule, the GPU's MES firmware version
-	// when it was learned; "" otherwise.
+	// MESFirmware is a learned rule's GPU MES firmware version.
 	MESFirmware string
 }
 
-// quirkQwen3Archs are the GGUF general.architecture values of the Qwen3
-// family as upstream v0.18.2 registers them (model/models/...).
+// quirkQwen3Archs are the Qwen3 family's architectures in upstream v0.18.2.
 var quirkQwen3Archs = []string{"qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next", "qwen3vl", "qwen3vlmoe"}
 
-// builtinQuirks returns the built-in quirk table. The result is a fresh copy
-// the caller may modify. Each entry carries its evidence in Reason.
-//
-// ROCm on gfx1200 (RDNA4, RX 9060 XT) with Qwen3-family models uses another
-// library. That is the seed report: with ROCm 7.2 those models leave the GPU
-// at 100% busy and top clock after unload, after the process exits too,
-// until reboot; Qwen2.5 and Gemma 3 on the same GPU and stack are fine, and
-// Vulkan (RADV) is fine for every model.
-//
-// ROCm on gfx1201 (RDNA4, RX 9070 XT / R9700) with a model that loads a
-// vision projector uses another library. Two independent llama.cpp reports,
-// both HIP on gfx1201, tie a GPU held at full load to the loaded mmproj and
-// see it go away without --mmproj: ggml-org/llama.cpp#21430 (RX 9070 XT,
-// "mmproj keeps GPU at full load after inference") and #23965 (R9700, Qwen
-// 3.6 with mmproj-BF16, "GPU stays busy even when there are no requests";
-// without --mmproj "this issue does not appear"). Text-only models keep
-// ROCm on gfx1201: the other gfx1201 reports (ROCm/ROCm#5706, #6298) are not
-// tied to a model, recover when the process exits, and AMD attributes them
-// to MES firmware that affects gfx12, gfx11 and gfx906 alike; a rule for
-// every model would move every gfx1201 user off ROCm on evidence that would
-// equally condemn gfx11. Owners of affected cards can opt in with
-// OLLAMA_BACKEND_DENYLIST, e.g. "rocm:gfx1201:*=queues1" (keep ROCm, one
-// hardware queue, which cleared it for one R9700 owner in #5706) or
-// "rocm:gfx1201:qwen3*".
+// builtinQuirks returns a fresh copy of the built-in quirk table; each entry
+// carries its evidence in Reason. Vision models keep ROCm off gfx1201 but
+// text models do not: the other gfx1201 hangs are not tied to a model, and
+// AMD blames MES firmware that affects gfx11 alike.
 func builtinQuirks() []QuirkRule {
 	return []QuirkRule{
 		{
@@ -131,8 +97,6 @@ func builtinQuirks() []QuirkRule {
 	}
 }
 
-// parseQuirkAction returns the action named s ("use-other-library" or
-// "queues1", any letter case).
 func parseQuirkAction(s string) (QuirkAction, error) {
 	switch a := QuirkAction(strings.ToLower(s)); a {
 	case QuirkUseOtherLibrary, quirkQueues1:
@@ -141,9 +105,7 @@ func parseQuirkAction(s string) (QuirkAction, error) {
 	return "", fmt.Errorf("unknown quirk action %q; accepted: %q, %q", s, QuirkUseOtherLibrary, quirkQueues1)
 }
 
-// validate checks that the rule can match anything at all: a known library,
-// well-formed non-empty globs and a known action. Reason and Source are not
-// checked.
+// validate checks that the rule can match anything at all.
 func (r QuirkRule) validate() error {
 	if _, ok := envconfig.CanonicalLibraryName(r.Library); !ok {
 		return fmt.Errorf("quirk rule %s: unknown library %q; accepted: ROCm (or hip), CUDA, Vulkan", r, r.Library)
@@ -179,14 +141,12 @@ func ValidateQuirks(rules []QuirkRule) error {
 	return errors.Join(errs...)
 }
 
-// String formats the rule in OLLAMA_BACKEND_DENYLIST syntax,
-// library:compute[:arch,...][=queues1].
+// String formats the rule in OLLAMA_BACKEND_DENYLIST syntax.
 func (r QuirkRule) String() string {
 	lib, ok := envconfig.CanonicalLibraryName(r.Library)
 	if !ok {
 		lib = r.Library
 	}
-	// One formatter for both: a rule is written as the entry that makes it.
 	return envconfig.BackendDenyEntry{Library: lib, Compute: r.ComputePattern, Archs: r.ArchPatterns, Capabilities: r.Capabilities, Action: string(r.Action)}.String()
 }
 
@@ -212,12 +172,8 @@ func (r QuirkRule) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// everyModel reports whether the rule applies to every model: every
-// architecture and no capability needed.
 func (r QuirkRule) everyModel() bool { return r.everyArch() && len(r.Capabilities) == 0 }
 
-// everyArch reports whether the rule applies to every model architecture:
-// it has no arch patterns, or one of them is all '*'.
 func (r QuirkRule) everyArch() bool {
 	if len(r.ArchPatterns) == 0 {
 		return true
@@ -230,13 +186,9 @@ func (r QuirkRule) everyArch() bool {
 	return false
 }
 
-// Matches reports whether the rule applies to a device of the given library
-// and compute string (as ml.DeviceInfo reports them) running model m.
-// Library names compare case-insensitively with "hip" standing for "ROCm";
-// compute and arch compare case-insensitively. An empty arch (model not
-// known yet) matches only rules for every arch; a rule that needs "vision"
-// matches only a model that loads a projector. A malformed pattern matches
-// nothing; Validate reports it.
+// Matches reports whether the rule applies to a device of library and
+// compute running model m. An empty arch (model not known yet) matches only
+// rules for every arch. A malformed pattern matches nothing.
 func (r QuirkRule) Matches(library, compute string, m ModelLoad) bool {
 	if !r.matchesDevice(library, compute) {
 		return false
@@ -269,7 +221,6 @@ func (r QuirkRule) matchesDevice(library, compute string) bool {
 	return err == nil && ok
 }
 
-// matchQuirks returns the rules that match, in table order.
 func matchQuirks(rules []QuirkRule, library, compute string, m ModelLoad) []QuirkRule {
 	var out []QuirkRule
 	for _, r := range rules {
@@ -280,8 +231,7 @@ func matchQuirks(rules []QuirkRule, library, compute string, m ModelLoad) []Quir
 	return out
 }
 
-// DeniesLibrary returns the first QuirkUseOtherLibrary rule that matches, if
-// any: the library should not run this model on this device.
+// DeniesLibrary returns the first QuirkUseOtherLibrary rule that matches.
 func DeniesLibrary(rules []QuirkRule, library, compute string, m ModelLoad) (QuirkRule, bool) {
 	for _, r := range rules {
 		if r.Action == QuirkUseOtherLibrary && r.Matches(library, compute, m) {
@@ -292,9 +242,7 @@ func DeniesLibrary(rules []QuirkRule, library, compute string, m ModelLoad) (Qui
 }
 
 // deniesEveryUse returns the first QuirkUseOtherLibrary rule that matches the
-// device for every model architecture, if any. Such a device can be kept out
-// of the library's discovery runner altogether (for ROCm, by leaving it out of
-// ROCR_VISIBLE_DEVICES).
+// device for every model; such a device can be kept from discovery.
 func deniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool) {
 	for _, r := range rules {
 		if r.Action == QuirkUseOtherLibrary && r.everyModel() && r.matchesDevice(library, compute) {
@@ -304,10 +252,7 @@ func deniesEveryUse(rules []QuirkRule, library, compute string) (QuirkRule, bool
 	return QuirkRule{}, false
 }
 
-// quirkEnv returns the environment variables a runner needs for the
-// given matched rules (from matchQuirks): GPU_MAX_HW_QUEUES=1 when any of
-// them is quirkQueues1. It returns nil when nothing is needed. Whether a value
-// the user set already should win is the caller's decision.
+// quirkEnv returns the runner environment the matched rules need, or nil.
 func quirkEnv(matched []QuirkRule) map[string]string {
 	for _, r := range matched {
 		if r.Action == quirkQueues1 {
@@ -317,7 +262,6 @@ func quirkEnv(matched []QuirkRule) map[string]string {
 	return nil
 }
 
-// isQuirkMatchAll reports whether p matches every string without '/'.
 func isQuirkMatchAll(p string) bool {
 	return p != "" && strings.Trim(p, "*") == ""
 }

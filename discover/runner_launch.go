@@ -10,12 +10,10 @@ import (
 	"github.com/ollama/ollama/ml"
 )
 
-// runnerDevices gives the runner of these devices (a plan's, after the
-// choice of library) its --device list and environment: ggml loads every
-// backend it finds and llama-server offloads to every device it sees, so
-// the environment shows each chosen library only its devices and hides
-// every other GPU library, and --device names the devices in the
-// numbering that environment gives them.
+// runnerDevices gives a runner its --device list and environment. ggml loads
+// every backend it finds and llama-server offloads to every device it sees,
+// so the environment hides every other library, and --device numbers the
+// devices as that environment does.
 func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
 	env := map[string]string{}
 	var names, shown []string
@@ -37,8 +35,7 @@ func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
 			knownNames = false
 			continue
 		}
-		// Upstream leaves some groups unfiltered (several Vulkan devices);
-		// the numbering below needs the list in every case.
+		// Upstream leaves some groups unfiltered; the numbering needs the list.
 		if _, set := env[lib.Visible]; !set {
 			ids := make([]string, len(group))
 			for i, d := range group {
@@ -77,8 +74,6 @@ func runnerDevices(devices []ml.DeviceInfo) llm.RunnerDevices {
 	return rd
 }
 
-// formatEnv renders a runner environment for a log line, sorted:
-// "GGML_VK_VISIBLE_DEVICES=0 HIP_VISIBLE_DEVICES=-1".
 func formatEnv(env map[string]string) string {
 	parts := make([]string, 0, len(env))
 	for k, v := range env {
