@@ -7,31 +7,23 @@ import (
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-// crashLimit is how many consecutive runner deaths of one model
-// architecture on one library and compute make a learned quirk.
+// crashLimit is how many consecutive runner deaths make a learned quirk.
 const crashLimit = 3
 
-// crashQuirkMsg is the one ERROR line of a runner that died
-// crashLimit times in a row: the triple is learned, and the next load
-// of the architecture goes to the library its "next" field names.
 const crashQuirkMsg = "runner keeps dying; the model's next load uses another library of this GPU"
 
 // crashCounter counts consecutive runner deaths per (library, compute,
-// model architecture). A runner that exits normally resets its count. It is
-// safe for concurrent use; the zero value is ready, with Limit
-// crashLimit.
+// model architecture). It is safe for concurrent use.
 type crashCounter struct {
-	// Limit is the count at which crashed reports the limit reached; 0
-	// means crashLimit, a negative value never.
+	// Limit is 0 for crashLimit, negative for never.
 	Limit int
 
 	mu     sync.Mutex
 	counts map[string]int
 }
 
-// crashKey is the counter's key: canonical library, lower-case compute and
-// arch. ok is false for what cannot become a quirk: a library outside the
-// quirk table (the CPU) or an empty compute or arch.
+// crashKey is the counter's key; ok is false for what cannot become a quirk
+// (the CPU, an empty compute or arch).
 func crashKey(library, compute, arch string) (string, bool) {
 	lib, ok := envconfig.CanonicalLibraryName(library)
 	if !ok || compute == "" || arch == "" {
@@ -47,10 +39,8 @@ func (c *crashCounter) limit() int {
 	return c.Limit
 }
 
-// crashed counts a runner death and returns the consecutive count. reached
-// is true exactly when the count gets to the limit; the count then starts
-// over, so the next limit deaths report it again. Deaths that cannot become
-// a quirk (a CPU runner, an unknown compute or arch) are not counted.
+// crashed counts a runner death; reached is true when the count gets to the
+// limit, and the count then starts over.
 func (c *crashCounter) crashed(library, compute, arch string) (count int, reached bool) {
 	k, ok := crashKey(library, compute, arch)
 	if !ok {
@@ -70,8 +60,7 @@ func (c *crashCounter) crashed(library, compute, arch string) (count int, reache
 	return count, false
 }
 
-// succeeded resets the count: the runner exited normally (unloaded by the
-// scheduler after it ran).
+// succeeded resets the count of a runner that exited normally.
 func (c *crashCounter) succeeded(library, compute, arch string) {
 	k, ok := crashKey(library, compute, arch)
 	if !ok {
@@ -82,7 +71,6 @@ func (c *crashCounter) succeeded(library, compute, arch string) {
 	delete(c.counts, k)
 }
 
-// count returns the current consecutive count.
 func (c *crashCounter) count(library, compute, arch string) int {
 	k, ok := crashKey(library, compute, arch)
 	if !ok {

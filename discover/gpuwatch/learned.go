@@ -19,79 +19,54 @@ import (
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-// stateFileName is the name of the learned-quirks state file in the
-// server's home directory (~/.ollama/backend-quirks.json).
+// stateFileName is the learned-quirks file in the server's home directory.
 const stateFileName = "backend-quirks.json"
 
 const (
-	// learnedQuirksVersion is the state file format this code reads and
-	// writes.
 	learnedQuirksVersion = 1
 
-	// learnedQuirksMaxSize bounds the state file. It holds a few entries a
-	// machine; a bigger file is not one this code wrote.
+	// learnedQuirksMaxSize bounds the file; a bigger one is not one we wrote.
 	learnedQuirksMaxSize = 1 << 20
 
-	// learnedQuirksMaxEntries bounds the entries kept, oldest dropped
-	// first, so the file stays far below learnedQuirksMaxSize.
 	learnedQuirksMaxEntries = 256
 )
 
-// learnedCause says what was observed before a quirk was learned.
 type learnedCause string
 
 const (
-	// causeStuckBusy: the GPU stayed busy after the runner exited (see
-	// watcher).
 	causeStuckBusy learnedCause = "stuck-busy"
 
-	// causeCrashes: the runner died several times in a row (see
-	// crashCounter).
 	causeCrashes learnedCause = "crashes"
 
-	// causeLoadDeath: the runner died while it loaded the model, before it
-	// served anything (see watcher.loadDied).
+	// causeLoadDeath: the runner died loading the model (watcher.loadDied).
 	causeLoadDeath learnedCause = "load-death"
 )
 
 // learnedQuirk is one (library, compute, model architecture) triple this
-// machine has seen misbehave. As a rule (learnedQuirk.rule) it keeps the
-// library off matching devices for that architecture.
+// machine has seen misbehave.
 type learnedQuirk struct {
-	// Library is the library as upstream names it: "ROCm", "CUDA",
-	// "Vulkan".
 	Library string `json:"library"`
 
-	// Compute is the device's ml.DeviceInfo.Compute() under that library,
-	// exactly ("gfx1200"); it is not a pattern.
+	// Compute and Arch are exact, not patterns.
 	Compute string `json:"compute"`
 
-	// Arch is the model's GGUF general.architecture, exactly ("qwen3").
 	Arch string `json:"arch"`
 
-	// Cause says what was observed.
 	Cause learnedCause `json:"cause"`
 
-	// Evidence is a short human-readable account of the observation.
 	Evidence string `json:"evidence,omitempty"`
 
-	// Model and PCIID name the model and GPU of the observation, for the
-	// record.
 	Model string `json:"model,omitempty"`
 	PCIID string `json:"pci_id,omitempty"`
 
-	// MESFirmware is the GPU's MES firmware version when the quirk was
-	// learned ("0x00000080"); "" where the kernel does not expose it. When
-	// the GPU later reports another version the quirk is dropped, so the
-	// library is tried again once (watcher.learnedRules).
+	// MESFirmware is the GPU's MES firmware version when the quirk was learned.
+	// When the GPU later reports another version the quirk is dropped, so the
+	// library is tried again once.
 	MESFirmware string `json:"mes_fw_version,omitempty"`
 
-	// LearnedAt is when the quirk was recorded.
 	LearnedAt time.Time `json:"learned_at"`
 }
 
-// rule returns the quirk as a rule of the quirk table: the library is not
-// used for the architecture on devices of that compute.
 func (q learnedQuirk) rule() discover.QuirkRule {
 	reason := fmt.Sprintf("learned on this machine on %s", q.LearnedAt.UTC().Format(time.DateOnly))
 	if q.MESFirmware != "" {
@@ -113,10 +88,8 @@ func (q learnedQuirk) rule() discover.QuirkRule {
 	}
 }
 
-// normalize makes the library canonical and compute and arch lower-case,
-// and checks that the triple is an exact, valid OLLAMA_BACKEND_DENYLIST
-// entry, so what is learned can also be written by hand. Errors name the
-// bad value.
+// normalize makes the triple canonical and checks that it is a valid
+// OLLAMA_BACKEND_DENYLIST entry, so what is learned can be written by hand.
 func (q learnedQuirk) normalize() (learnedQuirk, error) {
 	lib, ok := envconfig.CanonicalLibraryName(q.Library)
 	if !ok {
@@ -156,31 +129,28 @@ func (q learnedQuirk) normalize() (learnedQuirk, error) {
 
 func (q learnedQuirk) key() string { return q.Library + ":" + q.Compute + ":" + q.Arch }
 
-// learnedStuck is a GPU the watchdog found stuck, kept across server
-// restarts of the same boot: the GPU stays stuck until reboot, so a model
-// run on it later must not be blamed.
+// learnedStuck is a GPU found stuck, kept across server restarts of the same
+// boot: it stays stuck until reboot, so a later model must not be blamed.
 type learnedStuck struct {
 	BootID  string  `json:"boot_id"`
 	Finding finding `json:"finding"`
 }
 
-// learnedQuirksState is the state file's content.
 type learnedQuirksState struct {
 	Version   int            `json:"version"`
 	Quirks    []learnedQuirk `json:"quirks"`
 	StuckGPUs []learnedStuck `json:"stuck_gpus,omitempty"`
 }
 
-// decodeLearnedQuirks decodes a state file. A structural problem (not JSON,
-// truncated, wrong types, trailing data, unknown version) is an error and
-// the whole file is ignored. Entries that decode but are not valid are left
-// out and each reported in problems; the rest are kept.
+// decodeLearnedQuirks decodes a state file. A structural problem is an error
+// and the whole file is ignored; invalid entries are left out, each reported
+// in problems.
 func decodeLearnedQuirks(data []byte) (state learnedQuirksState, problems []error, err error) {
 	if len(data) > learnedQuirksMaxSize {
 		return learnedQuirksState{}, nil, fmt.Errorf("%d bytes, larger than the %d accepted", len(data), learnedQuirksMaxSize)
 	}
-	// Find the version first, so that a newer format with other field
-	// types is reported as a newer format, not as corrupt.
+	// Read the version first, so that a newer format with other field types is
+	// reported as newer, not corrupt.
 	var head struct {
 		Version *json.RawMessage `json:"version"`
 	}
@@ -242,15 +212,13 @@ func decodeLearnedQuirks(data []byte) (state learnedQuirksState, problems []erro
 	return state, problems, nil
 }
 
-// learnedVersionError is a state file written in a format this code does
-// not know, most likely by a newer version. It is not overwritten.
+// learnedVersionError is a state file of a newer format; it is not overwritten.
 type learnedVersionError struct{ version int }
 
 func (e *learnedVersionError) Error() string {
 	return fmt.Sprintf("version %d, this server reads version %d (written by a newer Ollama?); it is ignored and left as it is", e.version, learnedQuirksVersion)
 }
 
-// encodeLearnedQuirks encodes the state as the file holds it.
 func encodeLearnedQuirks(state learnedQuirksState) ([]byte, error) {
 	state.Version = learnedQuirksVersion
 	if state.Quirks == nil {
@@ -263,35 +231,26 @@ func encodeLearnedQuirks(state learnedQuirksState) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// learnedQuirks is the learned-quirks state file of one server: the
-// (library, compute, architecture) triples this machine has seen misbehave,
-// and the GPUs found stuck during the current boot. It is safe for
-// concurrent use. A nil *learnedQuirks holds nothing and records nothing.
-//
-// The file is read once when opened and again whenever it changed on disk
-// (checked with one stat at each rules call), so deleting it takes effect
-// at the next model load. Problems with the file are logged as one WARN
-// naming the file and never stop the server.
+// learnedQuirks is the learned-quirks state file of one server. It is safe
+// for concurrent use; a nil *learnedQuirks holds and records nothing. The
+// file is re-read whenever it changed on disk, so deleting it takes effect
+// at the next model load. Problems with it are logged, never fatal.
 type learnedQuirks struct {
 	file   string
 	logger *slog.Logger
 	now    func() time.Time
 
-	// writeHook replaces the write of the temporary file in tests.
 	writeHook func(w io.Writer, data []byte) error
 
 	mu    sync.Mutex
 	state learnedQuirksState
-	// stamp is the file as last read or written; a different stamp on disk
-	// means someone else changed it.
+	// stamp is the file as last read or written.
 	stamp learnedStamp
-	// keep is set while the file holds a version this code does not
-	// know: it is neither used nor overwritten (forget still removes it).
+	// keep is set while the file holds an unknown version: it is neither used
+	// nor overwritten.
 	keep bool
 }
 
-// learnedStamp identifies one state of the file on disk, or the error that
-// kept it from being stat'ed.
 type learnedStamp struct {
 	exists  bool
 	regular bool
@@ -300,11 +259,9 @@ type learnedStamp struct {
 	statErr string
 }
 
-// openLearnedQuirks reads the learned-quirks file at path (usually
-// stateFileName in the server's home). A missing file holds
-// nothing. A file that is unreadable, too big, corrupt, truncated, of the
-// wrong shape or of an unknown version is logged once as a WARN through
-// logger (slog.Default() when nil) and treated as empty; it never fails.
+// openLearnedQuirks reads the learned-quirks file at path. A file that is
+// unreadable, corrupt or of an unknown version is logged once and treated as
+// empty; it never fails.
 func openLearnedQuirks(path string, logger *slog.Logger) *learnedQuirks {
 	if logger == nil {
 		logger = slog.Default()
@@ -316,7 +273,6 @@ func openLearnedQuirks(path string, logger *slog.Logger) *learnedQuirks {
 	return s
 }
 
-// path returns the state file's path.
 func (s *learnedQuirks) path() string {
 	if s == nil {
 		return ""
@@ -324,8 +280,6 @@ func (s *learnedQuirks) path() string {
 	return s.file
 }
 
-// statLocked returns the file's stamp, and the error when it cannot be
-// stat'ed for another reason than not existing.
 func (s *learnedQuirks) statLocked() (learnedStamp, error) {
 	fi, err := os.Stat(s.file)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -337,8 +291,8 @@ func (s *learnedQuirks) statLocked() (learnedStamp, error) {
 	return learnedStamp{exists: true, regular: fi.Mode().IsRegular(), size: fi.Size(), modTime: fi.ModTime()}, nil
 }
 
-// refreshLocked reloads the file if it changed on disk since it was last
-// read or written. A file that stays broken is reported once.
+// refreshLocked reloads the file if it changed on disk; a file that stays
+// broken is reported once.
 func (s *learnedQuirks) refreshLocked() {
 	if st, _ := s.statLocked(); st == s.stamp {
 		return
@@ -346,7 +300,6 @@ func (s *learnedQuirks) refreshLocked() {
 	s.reloadLocked()
 }
 
-// reloadLocked reads the file, replacing the state. Problems are logged.
 func (s *learnedQuirks) reloadLocked() {
 	s.state, s.keep = learnedQuirksState{}, false
 	st, err := s.statLocked()
@@ -391,7 +344,6 @@ func (s *learnedQuirks) warn(err error) {
 		"reset", "remove the file or set "+envconfig.BackendQuirksResetEnv+"=1 and restart")
 }
 
-// all returns the learned quirks, oldest first.
 func (s *learnedQuirks) all() []learnedQuirk {
 	if s == nil {
 		return nil
@@ -402,11 +354,8 @@ func (s *learnedQuirks) all() []learnedQuirk {
 	return slices.Clone(s.state.Quirks)
 }
 
-// rules returns the learned quirks as quirk rules (Source
-// QuirkSourceLearned, Action QuirkUseOtherLibrary), which discover merges
-// with the built-in and OLLAMA_BACKEND_DENYLIST rules when a model is
-// loaded (Watchdog.LearnedRules).
-// It re-reads the file when it changed on disk.
+// rules returns the learned quirks as rules denying the library; it re-reads
+// the file when it changed on disk.
 func (s *learnedQuirks) rules() []discover.QuirkRule {
 	var rules []discover.QuirkRule
 	for _, q := range s.all() {
@@ -415,11 +364,8 @@ func (s *learnedQuirks) rules() []discover.QuirkRule {
 	return rules
 }
 
-// record adds a quirk and writes the file. It returns false, with a nil
-// error, when the same triple is already recorded. The quirk's library is
-// made canonical and its compute and arch lower-case; a triple that is not
-// an exact OLLAMA_BACKEND_DENYLIST entry is an error naming the bad value.
-// A zero LearnedAt is set to now.
+// record adds a quirk and writes the file; added is false when the triple is
+// already recorded.
 func (s *learnedQuirks) record(q learnedQuirk) (added bool, err error) {
 	if s == nil {
 		return false, nil
@@ -450,7 +396,6 @@ func (s *learnedQuirks) record(q learnedQuirk) (added bool, err error) {
 	return true, nil
 }
 
-// hasStuck reports whether any stuck GPU is recorded, of any boot.
 func (s *learnedQuirks) hasStuck() bool {
 	if s == nil {
 		return false
@@ -461,7 +406,6 @@ func (s *learnedQuirks) hasStuck() bool {
 	return len(s.state.StuckGPUs) > 0
 }
 
-// stuckGPUs returns the stuck GPUs recorded during the boot bootID.
 func (s *learnedQuirks) stuckGPUs(bootID string) []finding {
 	if s == nil || bootID == "" {
 		return nil
@@ -507,7 +451,6 @@ func (s *learnedQuirks) setStuck(bootID, pciID string, f *finding) error {
 	return s.writeLocked(next)
 }
 
-// writeLocked writes next to the file and makes it the state.
 func (s *learnedQuirks) writeLocked(next learnedQuirksState) error {
 	if s.keep {
 		return fmt.Errorf("%s holds a format this server does not know; not overwriting it (remove it, or set %s=1, to start over)", s.file, envconfig.BackendQuirksResetEnv)
@@ -529,8 +472,6 @@ func (s *learnedQuirks) writeLocked(next learnedQuirksState) error {
 	return nil
 }
 
-// drop removes the quirk with the key and writes the file; false when it is
-// not recorded.
 func (s *learnedQuirks) drop(key string) (bool, error) {
 	if s == nil {
 		return false, nil
@@ -546,9 +487,8 @@ func (s *learnedQuirks) drop(key string) (bool, error) {
 	return true, s.writeLocked(next)
 }
 
-// forget removes every learned quirk and stuck-GPU record by removing the
-// file, whatever its content. It returns how many quirks were removed.
-// This is what envconfig.BackendQuirksResetEnv does at server start.
+// forget removes the file whatever its content and returns how many quirks
+// it held (envconfig.BackendQuirksResetEnv).
 func (s *learnedQuirks) forget() (int, error) {
 	if s == nil {
 		return 0, nil
@@ -565,10 +505,8 @@ func (s *learnedQuirks) forget() (int, error) {
 	return n, nil
 }
 
-// writeFileAtomic replaces path with data: it writes a temporary file in
-// the same directory, syncs it and renames it over path, so readers see the
-// old file or the new one, never a part. On any error the temporary file is
-// removed and path is left as it was.
+// writeFileAtomic replaces path with data through a synced temporary file
+// and a rename, so readers never see a part.
 func writeFileAtomic(path string, data []byte, write func(w io.Writer, data []byte) error) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -15,9 +15,8 @@ import (
 	"github.com/costa-os/ollama-backend-select/envconfig"
 )
 
-// DRM sysfs layout, relative to the filesystem root. Every card directory
-// (sys/class/drm/card1) links to its PCI function through "device"; the
-// amdgpu driver puts its counters there.
+// DRM sysfs layout, relative to the filesystem root. amdgpu puts its
+// counters in the PCI function a card's "device" link points to.
 const (
 	watchdogDRMDir     = "sys/class/drm"
 	watchdogBusyFile   = "gpu_busy_percent"
@@ -25,40 +24,33 @@ const (
 	watchdogUeventFile = "uevent"
 	watchdogHwmonDir   = "hwmon"
 	watchdogBootIDFile = "proc/sys/kernel/random/boot_id"
-	// watchdogMESFile is amdgpu's MES firmware version (hexadecimal,
-	// "0x00000080"), which AMD asks for in reports of a GPU stuck busy
-	// (ROCm/ROCm#6298). Kernels without MES support lack it.
+	// watchdogMESFile is the MES firmware version, which AMD asks for in
+	// reports of a GPU stuck busy. Kernels without MES support lack it.
 	watchdogMESFile = "fw_version/mes_fw_version"
 )
 
-// watchdogPowerFiles are the hwmon power readings tried in order: amdgpu
-// has power1_average on most GPUs and power1_input on some newer ones.
+// watchdogPowerFiles are tried in order: some newer GPUs have only power1_input.
 var watchdogPowerFiles = []string{"power1_average", "power1_input"}
 
-// watchdogSysfsMax bounds what is read of one sysfs file. sysfs files are at
-// most a page; anything longer is not the file the watchdog expects.
+// watchdogSysfsMax bounds a read; sysfs files are at most a page.
 const watchdogSysfsMax = 4096
 
-// Plausibility bounds for readings. Values outside them are junk (a file that
-// is not what its name says), not a GPU state.
+// Plausibility bounds: values outside them are junk, not a GPU state.
 const (
 	watchdogMaxMHz        = 100_000        // 100 GHz
 	watchdogMaxMicrowatts = 10_000_000_000 // 10 kW
 )
 
-// watchdogFS is the part of the filesystem the watchdog reads. Names are
-// slash-separated and relative to the filesystem root ("sys/class/drm").
-// Production code uses osWatchdogFS; tests wrap it to count and script reads.
+// watchdogFS is the part of the filesystem the watchdog reads, by
+// slash-separated names relative to the root; tests script it.
 type watchdogFS interface {
-	// ReadFile returns at most max+1 bytes of the file, so a caller can
-	// tell a file longer than max.
+	// ReadFile returns at most max+1 bytes, so a caller can tell a longer file.
 	ReadFile(name string, max int) ([]byte, error)
 	ReadDir(name string) ([]fs.DirEntry, error)
 	Readlink(name string) (string, error)
 	Stat(name string) (fs.FileInfo, error)
 }
 
-// osWatchdogFS reads the real filesystem under root.
 type osWatchdogFS struct{ root string }
 
 func (o osWatchdogFS) path(name string) string {
@@ -78,8 +70,6 @@ func (o osWatchdogFS) ReadDir(name string) ([]fs.DirEntry, error) { return os.Re
 func (o osWatchdogFS) Readlink(name string) (string, error)       { return os.Readlink(o.path(name)) }
 func (o osWatchdogFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(o.path(name)) }
 
-// readWatchdogFile reads a small sysfs file, refusing one longer than
-// watchdogSysfsMax. Errors name the file.
 func readWatchdogFile(fsys watchdogFS, name string) ([]byte, error) {
 	data, err := fsys.ReadFile(name, watchdogSysfsMax)
 	if err != nil {
@@ -91,8 +81,6 @@ func readWatchdogFile(fsys watchdogFS, name string) ([]byte, error) {
 	return data, nil
 }
 
-// parseGPUBusyPercent parses the content of gpu_busy_percent: a decimal
-// integer from 0 to 100 and a newline.
 func parseGPUBusyPercent(data []byte) (int, error) {
 	s := strings.TrimSpace(string(data))
 	v, err := strconv.Atoi(s)
@@ -102,8 +90,7 @@ func parseGPUBusyPercent(data []byte) (int, error) {
 	return v, nil
 }
 
-// parseHwmonPower parses the content of an hwmon power file: a decimal
-// count of microwatts and a newline.
+// parseHwmonPower parses a decimal count of microwatts.
 func parseHwmonPower(data []byte) (uint64, error) {
 	s := strings.TrimSpace(string(data))
 	v, err := strconv.ParseUint(s, 10, 64)
@@ -113,19 +100,9 @@ func parseHwmonPower(data []byte) (uint64, error) {
 	return v, nil
 }
 
-// parsePPDPMSclk parses the content of pp_dpm_sclk, the GPU core clock
-// levels one a line:
-//
-//	0: 500Mhz
-//	1: 2350Mhz *
-//	2: 3470Mhz
-//
-// The line marked '*' is the current clock. The label is a level number or
-// a letter ("S:" for the sleep clock on some GPUs); the unit is "Mhz" in any
-// letter case. It returns every level's clock in file order, and the current
-// clock or -1 when no line is marked. A malformed line, a clock above 100
-// GHz, two marked lines or more than a page of text is an error naming the
-// line.
+// parsePPDPMSclk parses pp_dpm_sclk, one clock level a line ("1: 2350Mhz *"),
+// the current one marked '*'. Some GPUs label a sleep clock "S:". current is
+// -1 when no line is marked.
 func parsePPDPMSclk(data []byte) (levels []int, current int, err error) {
 	current = -1
 	if len(data) > watchdogSysfsMax {
@@ -173,11 +150,8 @@ func isWatchdogLabel(s string) bool {
 	return true
 }
 
-// normalizePCIID normalizes a PCI address to the form upstream uses for
-// ml.DeviceInfo.PCIID: lower-case hex "domain:bus:device.function" with a
-// domain of at least four digits, "0000:03:00.0". It accepts any letter case
-// and leading zeros left out ("0:3:0.0"). A malformed address, or a device
-// above 0x1f or function above 7, is an error naming the value.
+// normalizePCIID normalizes a PCI address to ml.DeviceInfo.PCIID's form,
+// "0000:03:00.0", accepting any case and leading zeros left out.
 func normalizePCIID(s string) (string, error) {
 	bad := func() (string, error) {
 		return "", fmt.Errorf("PCI address %q: want domain:bus:device.function in hex, like \"0000:03:00.0\"", envconfig.Shorten(s))
@@ -200,8 +174,6 @@ func normalizePCIID(s string) (string, error) {
 	return fmt.Sprintf("%04x:%02x:%02x.%x", domain, bus, dev, fun), nil
 }
 
-// parseWatchdogHex parses 1 to digits hex digits (no sign, no prefix) of a
-// value at most max.
 func parseWatchdogHex(s string, digits int, max uint64) (uint64, bool) {
 	if s == "" || len(s) > digits {
 		return 0, false
@@ -215,8 +187,6 @@ func parseWatchdogHex(s string, digits int, max uint64) (uint64, bool) {
 	return v, err == nil && v <= max
 }
 
-// parseUeventPCISlot returns the PCI_SLOT_NAME of a device's uevent file
-// (KEY=VALUE lines), normalized by normalizePCIID.
 func parseUeventPCISlot(data []byte) (string, error) {
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "PCI_SLOT_NAME="); ok {
@@ -226,8 +196,7 @@ func parseUeventPCISlot(data []byte) (string, error) {
 	return "", errors.New("uevent has no PCI_SLOT_NAME")
 }
 
-// isDRMCardName reports whether name is a DRM card directory ("card0"),
-// not a connector ("card0-DP-1") or render node ("renderD128").
+// isDRMCardName accepts "card0", not a connector ("card0-DP-1").
 func isDRMCardName(name string) bool {
 	n, ok := strings.CutPrefix(name, "card")
 	if !ok || n == "" || len(n) > 6 {
@@ -241,10 +210,8 @@ func isDRMCardName(name string) bool {
 	return true
 }
 
-// drmCardPCIID returns the PCI address of a DRM card: the last element of
-// where its "device" link points (".../0000:03:00.0"), or else the
-// PCI_SLOT_NAME of its device's uevent. ok is false for a card that is not
-// a PCI device (a virtual or platform GPU).
+// drmCardPCIID returns the PCI address of a DRM card from its "device" link,
+// or else its uevent; ok is false for a card that is not a PCI device.
 func drmCardPCIID(fsys watchdogFS, card string) (string, bool) {
 	dev := path.Join(watchdogDRMDir, card, "device")
 	if target, err := fsys.Readlink(dev); err == nil {
@@ -260,8 +227,7 @@ func drmCardPCIID(fsys watchdogFS, card string) (string, bool) {
 	return id, err == nil
 }
 
-// scanDRMCards maps the PCI address of every DRM card under the root to its
-// card directory name. A missing DRM class gives an empty map.
+// scanDRMCards maps the PCI address of every DRM card to its directory name.
 func scanDRMCards(fsys watchdogFS) (map[string]string, error) {
 	entries, err := fsys.ReadDir(watchdogDRMDir)
 	if err != nil {
@@ -284,8 +250,7 @@ func scanDRMCards(fsys watchdogFS) (map[string]string, error) {
 	return cards, nil
 }
 
-// gpuSample is one reading of a card's counters. Clock and power are -1 when
-// the card does not report them.
+// gpuSample is one reading of a card's counters; -1 where not reported.
 type gpuSample struct {
 	busy        int
 	clockMHz    int
@@ -293,7 +258,6 @@ type gpuSample struct {
 	microwatts  int64
 }
 
-// readBusy reads a card's gpu_busy_percent. The error names the file.
 func readBusy(fsys watchdogFS, card string) (int, error) {
 	name := path.Join(watchdogDRMDir, card, "device", watchdogBusyFile)
 	data, err := readWatchdogFile(fsys, name)
@@ -307,9 +271,8 @@ func readBusy(fsys watchdogFS, card string) (int, error) {
 	return v, nil
 }
 
-// readMESFirmware reads a card's MES firmware version, normalized to
-// "0x" and 8 lower-case hex digits; "" when the kernel does not expose it or
-// the file holds something else.
+// readMESFirmware reads a card's MES firmware version as "0x" and 8 hex
+// digits, or "" when the kernel does not expose it.
 func readMESFirmware(fsys watchdogFS, card string) string {
 	data, err := readWatchdogFile(fsys, path.Join(watchdogDRMDir, card, "device", watchdogMESFile))
 	if err != nil {
@@ -318,8 +281,6 @@ func readMESFirmware(fsys watchdogFS, card string) string {
 	return parseMESFirmware(data)
 }
 
-// parseMESFirmware accepts "0x" and 1 to 8 hex digits, with surrounding
-// space; anything else gives "".
 func parseMESFirmware(data []byte) string {
 	s := strings.TrimSpace(string(data))
 	hex, ok := strings.CutPrefix(strings.ToLower(s), "0x")
@@ -333,8 +294,7 @@ func parseMESFirmware(data []byte) string {
 	return fmt.Sprintf("0x%08x", v)
 }
 
-// readClock reads a card's current and top core clock from pp_dpm_sclk;
-// -1 for what is unknown.
+// readClock reads the current and top core clock; -1 for what is unknown.
 func readClock(fsys watchdogFS, card string) (current, top int, err error) {
 	name := path.Join(watchdogDRMDir, card, "device", watchdogSclkFile)
 	data, err := readWatchdogFile(fsys, name)
@@ -352,8 +312,6 @@ func readClock(fsys watchdogFS, card string) (current, top int, err error) {
 	return current, top, nil
 }
 
-// findPowerFile returns the hwmon power file of a card, or "" when it has
-// none.
 func findPowerFile(fsys watchdogFS, card string) string {
 	dir := path.Join(watchdogDRMDir, card, "device", watchdogHwmonDir)
 	entries, err := fsys.ReadDir(dir)
@@ -374,8 +332,6 @@ func findPowerFile(fsys watchdogFS, card string) string {
 	return ""
 }
 
-// readPower reads an hwmon power file in microwatts. The error names the
-// file.
 func readPower(fsys watchdogFS, name string) (int64, error) {
 	data, err := readWatchdogFile(fsys, name)
 	if err != nil {
@@ -388,7 +344,6 @@ func readPower(fsys watchdogFS, name string) (int64, error) {
 	return int64(v), nil
 }
 
-// readBootID returns the kernel's boot id, or "" when it cannot be read.
 func readBootID(fsys watchdogFS) string {
 	data, err := readWatchdogFile(fsys, watchdogBootIDFile)
 	if err != nil {

@@ -26,28 +26,22 @@ const (
 	defaultBusyThreshold = 95
 )
 
-// watchdogMaxSuspects bounds the runners remembered per GPU between two
-// idle observations.
+// watchdogMaxSuspects bounds the runners remembered per GPU between two idle
+// observations.
 const watchdogMaxSuspects = 8
 
-// runnerGPU is one GPU a runner used, as the watchdog needs it.
 type runnerGPU struct {
-	// PCIID is ml.DeviceInfo.PCIID ("0000:03:00.0"); "" when the library
-	// does not report it, and then the GPU is not watched.
+	// PCIID is "" when the library does not report it; then it is not watched.
 	PCIID string `json:"pci_id,omitempty"`
 
-	// Library is ml.DeviceInfo.Library ("ROCm").
 	Library string `json:"library"`
 
-	// Compute is ml.DeviceInfo.Compute() ("gfx1200" under ROCm, "0.0"
-	// under Vulkan).
+	// Compute is "0.0" for every Vulkan device.
 	Compute string `json:"compute"`
 }
 
-// runnerGPUs returns the GPUs of a runner: for each device id the runner
-// reported (llm.LlamaServer.Load's result, runnerRef.gpus), the matching
-// device of the list the runner was loaded with. CPU devices and ids not in
-// the list are left out.
+// runnerGPUs returns the devices the runner reported, from the list it was
+// loaded with; CPU devices are left out.
 func runnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []runnerGPU {
 	var out []runnerGPU
 	for _, id := range ids {
@@ -67,14 +61,11 @@ func runnerGPUs(ids []ml.DeviceID, devices []ml.DeviceInfo) []runnerGPU {
 	return out
 }
 
-// quirk is what a runner of model (GGUF architecture arch) on this GPU
-// teaches when it misbehaves.
 func (g runnerGPU) quirk(model, arch string, cause learnedCause, evidence string) learnedQuirk {
 	return learnedQuirk{Library: g.Library, Compute: g.Compute, Arch: arch, Cause: cause, Evidence: evidence, Model: model, PCIID: g.PCIID}
 }
 
-// gpuOf is device d as the watchdog needs it; ok is false for the CPU and a
-// device without a library.
+// gpuOf is d as the watchdog needs it; ok is false for the CPU.
 func gpuOf(d ml.DeviceInfo) (g runnerGPU, ok bool) {
 	if d.Library == "" || strings.EqualFold(d.Library, "cpu") {
 		return runnerGPU{}, false
@@ -86,31 +77,22 @@ func gpuOf(d ml.DeviceInfo) (g runnerGPU, ok bool) {
 	return g, true
 }
 
-// runnerExit describes a runner that has exited: unloaded (keep_alive
-// expiry, keep_alive 0, eviction) or dead on its own.
+// runnerExit describes a runner that was unloaded or died on its own.
 type runnerExit struct {
-	// Model names the model for logs ("qwen3:8b").
 	Model string
 
-	// Arch is the model's GGUF general.architecture ("qwen3").
 	Arch string
 
-	// Vision is set when the model loaded a vision projector (mmproj),
-	// which public reports tie to a GPU left busy.
+	// Vision: public reports tie a loaded vision projector to a GPU left busy.
 	Vision bool
 
-	// GPUs are the GPUs the runner used (runnerGPUs).
 	GPUs []runnerGPU
 
-	// Crashed is set when the runner process exited on its own (a crash
-	// while loading or serving) rather than being stopped by the
-	// scheduler.
+	// Crashed is set when the process exited on its own.
 	Crashed bool
 }
 
 // usesPCIID reports whether the runner used the GPU at the PCI address.
-// The server's Watchdog keeps a runnerExit for every live runner and asks
-// it, as the watcher's RunnerAlive.
 func (e runnerExit) usesPCIID(pciID string) bool {
 	want, err := normalizePCIID(pciID)
 	if err != nil {
@@ -124,60 +106,41 @@ func (e runnerExit) usesPCIID(pciID string) bool {
 	return false
 }
 
-// finding is what a watch reports: discover.StuckGPU, the row of the
-// backend listing, which the learned-quirks file also keeps for later
-// server processes of the same boot.
+// finding is a stuck GPU as the listing shows it and the learned-quirks file
+// keeps it for later server processes of the same boot.
 type finding = discover.StuckGPU
 
-// watcher notices GPUs left busy after their runners exit, the RDNA4
-// (gfx1200) symptom where Qwen3 models on ROCm leave the GPU at 100% busy
-// and top clock until reboot. The server's Watchdog owns one.
-//
-// After a runner exits (runnerExited), it watches each GPU the runner used
-// that has DRM sysfs, for Window, reading gpu_busy_percent every Interval
-// while RunnerAlive says no runner is on that GPU. If every reading is at or
-// above BusyThreshold, it reports a finding as one ERROR log line, keeps it
-// for stuckGPUs, and records the triple in Quirks so the next load of that
-// architecture avoids the library. A reading below the threshold, or a
-// runner starting on the GPU, ends the watch early.
-//
-// It costs nothing while idle: nothing runs and nothing is read unless a
-// runner exited; DRM sysfs is looked for once, and on a machine without it
-// (or not Linux) nothing under it is ever read. The capitalized fields are
-// its configuration: set them before the first runnerExited; zero values
-// take the defaults.
+// watcher notices GPUs left busy after their runners exit: the RDNA4
+// symptom where Qwen3 models on ROCm leave the GPU at 100% busy and top
+// clock until reboot. After a runner exits it reads gpu_busy_percent for
+// Window while no runner is on the GPU; if every reading is busy, it reports
+// a finding and records the triple in Quirks. It reads nothing unless a
+// runner exited. Zero fields take the defaults.
 type watcher struct {
 	// Root is the filesystem root sysfs is read under; "" means "/".
 	Root string
 
-	// Window is how long the GPU must stay busy; Interval the time between
-	// readings; BusyThreshold the gpu_busy_percent counted as busy.
+	// Window is how long the GPU must stay busy; BusyThreshold the
+	// gpu_busy_percent counted as busy.
 	Window        time.Duration
 	Interval      time.Duration
 	BusyThreshold int
 
-	// RunnerAlive reports whether a runner is loaded or loading on the GPU
-	// at the PCI address. It is called from the watchdog's goroutines,
-	// never from runnerExited, so runnerExited may be called with the
-	// scheduler's locks held. A nil RunnerAlive turns sampling off: a busy
-	// GPU could not be told from one a new runner uses.
+	// RunnerAlive reports whether a runner is on the GPU. It is called from
+	// the watcher's goroutines only, so runnerExited may be called with the
+	// scheduler's locks held. Nil turns sampling off.
 	RunnerAlive func(pciID string) bool
 
 	// Quirks records what was learned; nil learns nothing.
 	Quirks *learnedQuirks
 
-	// Crashes counts consecutive runner deaths; at its limit the triple
-	// becomes a learned quirk. Nil counts nothing.
+	// Crashes counts consecutive runner deaths; nil counts nothing.
 	Crashes *crashCounter
 
-	// Logger is where findings go; nil means slog.Default().
 	Logger *slog.Logger
 
-	// Discovery returns the server's discovery record (Options).
 	Discovery func() discover.Discovery
 
-	// Now and Sleep stand in for the clock (Options). Sleep returns early
-	// with ctx's error when ctx ends.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
 
@@ -201,7 +164,6 @@ type watcher struct {
 	bootID      *string
 }
 
-// gpuWatch is the watch state of one GPU.
 type gpuWatch struct {
 	gen      int
 	cancel   context.CancelFunc
@@ -273,11 +235,9 @@ func (w *watcher) fs() watchdogFS {
 
 func (w *watcher) root() string { return cmp.Or(w.Root, "/") }
 
-// runnerExited tells the watcher that a runner exited. Call it after the
-// runner's process is gone and the runner is no longer counted by
-// RunnerAlive, with a context that lives as long as the server (not a
-// request's): ending it stops the watch. It counts crashes at once and
-// returns; watching happens in goroutines.
+// runnerExited tells the watcher that a runner exited and is no longer
+// counted by RunnerAlive. ctx must live as long as the server; ending it
+// stops the watch. It counts crashes at once; watching happens in goroutines.
 func (w *watcher) runnerExited(ctx context.Context, exit runnerExit) {
 	w.countCrash(exit)
 
@@ -321,12 +281,9 @@ func (w *watcher) runnerExited(ctx context.Context, exit runnerExit) {
 	}
 }
 
-// wait blocks until every watch started so far has ended.
 func (w *watcher) wait() { w.wg.Wait() }
 
-// stuckGPUs returns the GPUs found stuck and not seen recovered since,
-// sorted by PCI address, including those an earlier server process found
-// during this boot.
+// stuckGPUs returns the GPUs found stuck and not recovered, by PCI address.
 func (w *watcher) stuckGPUs() []finding {
 	w.restore()
 	w.mu.Lock()
@@ -340,7 +297,6 @@ func (w *watcher) stuckGPUs() []finding {
 	return out
 }
 
-// countCrash feeds the crash counter and learns the triple at its limit.
 func (w *watcher) countCrash(exit runnerExit) {
 	if w.Crashes == nil {
 		return
@@ -355,18 +311,14 @@ func (w *watcher) countCrash(exit runnerExit) {
 			continue
 		}
 		q := g.quirk(exit.Model, exit.Arch, causeCrashes, fmt.Sprintf("the runner died %d times in a row", n))
-		// At once, not in a goroutine: the scheduler loads the model again
-		// right after this runner is stopped, and that load must see it.
+		// At once: the scheduler loads the model again right after this runner
+		// is stopped, and that load must see it.
 		w.learnFromDeath(q, exit.Vision, crashQuirkMsg)
 	}
 }
 
-// learnFromDeath records q, learned from a runner's death, with the GPU's
-// MES firmware where sysfs has it, and says so once in an ERROR line msg
-// naming the library the model's next load uses (vision: the model loaded
-// a vision projector, which rules may match; attrs add to the line); a
-// quirk that could not be recorded is a WARN. It returns that next library,
-// "" when nothing was recorded.
+// learnFromDeath records q and logs msg with the library the model's next
+// load uses, which it returns; "" when nothing was recorded.
 func (w *watcher) learnFromDeath(q learnedQuirk, vision bool, msg string, attrs ...any) string {
 	if card, ok := w.cardFor(q.PCIID); ok && w.drmAvailable() {
 		q.MESFirmware = readMESFirmware(w.fs(), card)
@@ -393,20 +345,12 @@ func (w *watcher) learnFromDeath(q learnedQuirk, vision bool, msg string, attrs 
 	return next
 }
 
-// loadDeathMsg is the one ERROR line of a runner that died while loading a
-// model on a GPU library: the triple is learned at once, and the model goes
-// to the library its "next" field names.
 const loadDeathMsg = "runner died while loading the model; the model's loads use another library of this GPU"
 
-// loadDied learns from a runner that died while loading model m on gpus
-// (cause: the load's error, for the record). A death before the model
-// served anything is a library that cannot run this model on this GPU
-// (code objects missing for the GPU, an abort in the backend), not chance:
-// each (library, compute, arch) triple is learned at once, not after
-// crashLimit deaths, and kept until the GPU's MES firmware changes or
-// OLLAMA_BACKEND_QUIRKS_RESET=1. It returns the library the model's next
-// load uses on each GPU ("CPU" when none is left, "" when it could not be
-// recorded), by PCI address.
+// loadDied learns from a runner that died while loading m on gpus. A death
+// before the model served anything is a library that cannot run it on this
+// GPU, not chance, so each triple is learned at once rather than after
+// crashLimit deaths. It returns the next library per PCI address.
 func (w *watcher) loadDied(m discover.ModelLoad, gpus []runnerGPU, cause string) map[string]string {
 	next := map[string]string{}
 	for _, g := range gpus {
@@ -421,9 +365,8 @@ func (w *watcher) loadDied(m discover.ModelLoad, gpus []runnerGPU, cause string)
 
 // learnedRules returns the learned quirks as rules, without those learned
 // under another MES firmware than the GPU reports now: a firmware update may
-// have fixed the cause, so the quirk is dropped and the library tried again
-// once; if the GPU sticks again, the quirk is learned again with the new
-// version. A GPU whose version cannot be read keeps its quirks.
+// have fixed the cause, so the library is tried again once. A GPU whose
+// version cannot be read keeps its quirks.
 func (w *watcher) learnedRules() []discover.QuirkRule {
 	for _, q := range w.Quirks.all() {
 		if q.MESFirmware == "" || q.PCIID == "" || !w.drmAvailable() {
@@ -463,8 +406,8 @@ func (w *watcher) drmAvailable() bool {
 	return w.drmOK
 }
 
-// cardFor returns the DRM card of a PCI address, scanning the DRM class on
-// the first use and again once for an address not found.
+// cardFor returns the DRM card of a PCI address, rescanning once for an
+// address not found.
 func (w *watcher) cardFor(pci string) (string, bool) {
 	w.mu.Lock()
 	card, ok := w.cards[pci]
@@ -493,7 +436,6 @@ func (w *watcher) cardFor(pci string) (string, bool) {
 	return card, ok
 }
 
-// watchOutcome is how a watch ended.
 type watchOutcome int
 
 const (
@@ -502,8 +444,7 @@ const (
 	watchStuck                       // busy for the whole window
 )
 
-// watch samples one GPU for the window. gen identifies this watch among the
-// GPU's watches; a newer runnerExited supersedes it.
+// watch samples one GPU for the window; a newer runnerExited supersedes it.
 func (w *watcher) watch(ctx context.Context, pci string, gen int) {
 	defer w.wg.Done()
 	log := w.logger()
@@ -594,7 +535,6 @@ func (w *watcher) markUnsupported(pci string) {
 	w.unsupported[pci] = true
 }
 
-// finish records how a watch ended.
 func (w *watcher) finish(pci string, gen int, outcome watchOutcome, f finding) {
 	if outcome != watchAborted {
 		w.restore()
@@ -643,7 +583,6 @@ func (w *watcher) finish(pci string, gen int, outcome watchOutcome, f finding) {
 	}
 }
 
-// report completes, records and logs a new finding.
 func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 	last := runnerSuspect{}
 	if len(suspects) > 0 {
@@ -658,27 +597,23 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 	f.DetectedAt = w.now()
 
 	q := learnedQuirk{
-		Library:  last.Library,
-		Compute:  last.Compute,
-		Arch:     last.Arch,
-		Cause:    causeStuckBusy,
-		Evidence: stuckEvidence(f),
-		Model:    last.Model,
-		PCIID:    pci,
-		// A firmware update may fix the cause: the rule is tried again
-		// once the GPU reports another version (watcher.learnedRules).
+		Library:     last.Library,
+		Compute:     last.Compute,
+		Arch:        last.Arch,
+		Cause:       causeStuckBusy,
+		Evidence:    stuckEvidence(f),
+		Model:       last.Model,
+		PCIID:       pci,
 		MESFirmware: f.MESFirmware,
 	}
 	var learnErr error
 	if n, err := q.normalize(); err == nil {
 		f.DenylistEntry = n.rule().String()
-		// Vulkan reports compute "0.0" for every device, so its entry
-		// would cover every GPU; and with several suspects the blame is
-		// uncertain. Neither is learned; the user is told.
+		// Vulkan reports compute "0.0" for every device, so its entry would cover
+		// every GPU; with several suspects the blame is uncertain.
 		if len(f.OtherRunners) == 0 && !backends.Same(n.Library, "Vulkan") && w.Quirks != nil {
 			f.Learned, learnErr = w.Quirks.record(q)
 			if learnErr == nil && !f.Learned {
-				// Already learned earlier: still in force.
 				f.Learned = true
 			}
 		}
@@ -721,8 +656,7 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 	w.logger().Error("GPU stayed busy after its runner exited; it may stay stuck until reboot", attrs...)
 }
 
-// gfxTarget returns the AMD gfx target of the GPU: the compute string
-// under ROCm, else the KFD topology's name for the PCI address.
+// gfxTarget returns the AMD gfx target: ROCm's compute, else KFD's name.
 func (w *watcher) gfxTarget(pci, compute string) string {
 	if strings.HasPrefix(strings.ToLower(compute), "gfx") {
 		return strings.ToLower(compute)
@@ -731,7 +665,7 @@ func (w *watcher) gfxTarget(pci, compute string) string {
 }
 
 // restore loads, once, the stuck GPUs an earlier server process recorded
-// during this boot. Nothing is read when none were recorded.
+// during this boot.
 func (w *watcher) restore() {
 	w.mu.Lock()
 	if w.restored {
@@ -756,7 +690,6 @@ func (w *watcher) restore() {
 	}
 }
 
-// currentBootID reads the kernel's boot id once.
 func (w *watcher) currentBootID() string {
 	w.mu.Lock()
 	cached := w.bootID
@@ -771,8 +704,6 @@ func (w *watcher) currentBootID() string {
 	return id
 }
 
-// persistStuck records (f set) or clears the stuck state of a GPU in the
-// learned-quirks file, for later server processes of this boot.
 func (w *watcher) persistStuck(pci string, f *finding) {
 	if w.Quirks == nil {
 		return
@@ -793,7 +724,6 @@ func joinSuspects(suspects []runnerSuspect) string {
 	return strings.Join(parts, "; ")
 }
 
-// stuckEvidence summarizes a finding's readings for the learned quirk.
 func stuckEvidence(f finding) string {
 	s := fmt.Sprintf("GPU %s stayed %d-%d%% busy for %s after the runner exited", f.PCIID, f.BusyMin, f.BusyMax, f.Window)
 	if f.ClockMHz >= 0 {
@@ -808,7 +738,6 @@ func stuckEvidence(f finding) string {
 	return s
 }
 
-// powerWatts converts microwatts to watts, -1 staying -1.
 func powerWatts(uw int64) float64 {
 	if uw < 0 {
 		return -1
@@ -816,12 +745,9 @@ func powerWatts(uw int64) float64 {
 	return float64(uw) / 1e6
 }
 
-// causeText points at the likely cause and what the user can try, with the
-// public evidence: AMD puts the stuck-busy state on the MES firmware and asks
-// for its version (ROCm/ROCm#6298); llama.cpp reports tie it to a loaded
-// vision projector (ggml-org/llama.cpp#21430, #23965); one hardware queue
-// helped an R9700 owner (ROCm/ROCm#5706); a Modelfile's `PARAMETER library
-// vulkan` moves only this model.
+// causeText points at the likely cause: AMD puts the stuck-busy state on the
+// MES firmware; llama.cpp reports tie it to a loaded vision projector; one
+// hardware queue helped an R9700 owner.
 func causeText(f finding, q learnedQuirk) string {
 	fw := "the MES firmware version is not exposed by this kernel"
 	if f.MESFirmware != "" {
@@ -844,8 +770,6 @@ func causeText(f finding, q learnedQuirk) string {
 	return strings.Join(parts, "; ")
 }
 
-// remedyText tells the user how to keep the library off the GPU for the
-// architecture, or off the machine, and how to forget what was learned.
 func remedyText(entry, arch, library, gfx string, learned bool) string {
 	var parts []string
 	if learned {
