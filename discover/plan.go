@@ -34,20 +34,23 @@ type Plan struct {
 	Excluded []excludedLibrary
 	// Missing are libraries OLLAMA_LLM_LIBRARY names that found no device.
 	Missing []string
-	// GPUs are the model's GPUs after the rules, Reasons why each one's library.
+	// GPUs are the model's GPUs after the rules, with the runner variables
+	// the rules ask for in RunnerEnvOverrides; Reasons[i] explains GPUs[i].
 	GPUs    []ml.DeviceInfo
 	Reasons []string
 	// Quirks are what the rules did to the model's GPUs.
 	Quirks []quirkDecision
 	// Overrides are the rules the model's `library` option overrode.
 	Overrides []quirkDecision
-	// DecidedBy names the input that decided the model's library.
+	// DecidedBy names the input that decided: "request option", "model
+	// parameter", "rule", "OLLAMA_LLM_LIBRARY", "default order", or "".
 	DecidedBy string
 }
 
 // Decide is the one place where the backend is decided; it is pure. The
 // first that speaks decides: the model's `library` option, the rules,
-// OLLAMA_LLM_LIBRARY, the built-in order.
+// OLLAMA_LLM_LIBRARY, the built-in order. The error, wrapping
+// envconfig.ErrLibraryOption, is an option no offered GPU can serve.
 func Decide(in PlanInput) (Plan, error) {
 	var p Plan
 	pref := in.Discovery.Preference
