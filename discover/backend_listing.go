@@ -171,7 +171,7 @@ func idleLibrary(d Discovery, p Plan, lib string) (string, bool) {
 	switch {
 	case d.Preference.IsSet() && !d.Preference.Names(l.Name):
 		return "installed; OLLAMA_LLM_LIBRARY=" + d.Preference.String() + " does not request it, so discovery hides it", true
-	case l.Device == "ROCm" && (d.ROCm.allDenied() || (!d.KFDRead && deniesROCmSomewhere(d.Rules))):
+	case l.Device == "ROCm" && d.hidesROCm():
 		return "installed; a rule denies ROCm on every AMD GPU, so discovery keeps HIP away", true
 	}
 	for _, h := range d.Hidden {

@@ -127,8 +127,8 @@ func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices 
 // pciID that ran it through library, or "CPU" when none is allowed.
 func NextLibrary(d Discovery, pciID, library, compute string, m ModelLoad, learned ...QuirkRule) string {
 	m.Library, m.LibrarySource = backends.Preference{}, ""
-	p, _ := Decide(PlanInput{Discovery: d})
-	for _, c := range p.Choices {
+	choices, _ := chooseLibraries(d.Devices, d.Preference)
+	for _, c := range choices {
 		devs := append([]ml.DeviceInfo{c.Chosen}, c.Alternates...)
 		if !slices.ContainsFunc(devs, func(g ml.DeviceInfo) bool {
 			return backends.Same(g.Library, library) && strings.EqualFold(g.Compute(), compute) && strings.EqualFold(g.PCIID, pciID)

@@ -108,6 +108,12 @@ func (d Discovery) skipsLibraryDir(dir string) bool {
 	return strings.HasPrefix(strings.ToLower(dir), "rocm") && d.ROCm.allDenied()
 }
 
+// hidesROCm reports whether discovery keeps HIP away from every GPU: the
+// rules deny ROCm on all of them, or on some while KFD cannot say which.
+func (d Discovery) hidesROCm() bool {
+	return d.ROCm.allDenied() || (!d.KFDRead && deniesROCmSomewhere(d.Rules))
+}
+
 // needsVulkan reports whether Vulkan is discovered even without
 // OLLAMA_VULKAN, since a rule may send a model to a Vulkan twin.
 func (d Discovery) needsVulkan() bool {
@@ -116,7 +122,7 @@ func (d Discovery) needsVulkan() bool {
 
 // env adds the discovery environment to one run's, keeping what the run sets.
 func (d Discovery) env(extra map[string]string) map[string]string {
-	add := rocmDiscoveryEnv(d.Preference, d.ROCm, d.KFDRead, d.Rules)
+	add := d.discoveryEnv()
 	if len(add) == 0 {
 		return extra
 	}
@@ -132,18 +138,16 @@ func (d Discovery) env(extra map[string]string) map[string]string {
 	return env
 }
 
-// TwinDeviceIDs returns the other libraries' ids of the physical device that
-// discovery chose id for, so the scheduler counts their memory against it.
-func (d Discovery) TwinDeviceIDs(id ml.DeviceID) []ml.DeviceID {
+// Twins maps the device discovery chose for each physical GPU to the other
+// libraries' ids of that GPU: a runner a rule sent to a twin uses the same
+// memory, which the scheduler counts against the chosen device.
+func (d Discovery) Twins() map[ml.DeviceID][]ml.DeviceID {
 	choices, _ := chooseLibraries(d.Devices, d.Preference)
-	var out []ml.DeviceID
+	twins := map[ml.DeviceID][]ml.DeviceID{}
 	for _, c := range choices {
-		if c.Chosen.DeviceID != id {
-			continue
-		}
 		for _, a := range c.Alternates {
-			out = append(out, a.DeviceID)
+			twins[c.Chosen.DeviceID] = append(twins[c.Chosen.DeviceID], a.DeviceID)
 		}
 	}
-	return out
+	return twins
 }

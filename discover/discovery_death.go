@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,7 +65,7 @@ func reportDiscoveryFailure(d DiscoveryFailure, msg string, libDirs, output []st
 		return
 	}
 	slog.Error(msg, "exit", d.Exit, "libDirs", d.LibDirs, "backends", strings.Join(d.Backends, ","),
-		"last_output", d.LastOutput, "remedy", discoveryFailureRemedy)
+		"last_output", d.LastOutput, "remedy", d.Remedy)
 }
 
 const discoveryFailureRemedy = "move the backend library that crashes or hangs out of the folder (or remove its package); in a folder shared by every backend OLLAMA_LLM_LIBRARY cannot keep ggml from loading it"
@@ -80,7 +81,10 @@ type DiscoveryFailure struct {
 	Remedy     string   `json:"remedy"`
 }
 
-var discoveryFailures []DiscoveryFailure
+var (
+	discoveryFailuresMu sync.Mutex
+	discoveryFailures   []DiscoveryFailure
+)
 
 func currentDiscoveryFailures() []DiscoveryFailure {
 	discoveryFailuresMu.Lock()

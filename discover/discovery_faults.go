@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
@@ -17,9 +16,6 @@ import (
 const maxDeviceMemory uint64 = 64 << 40
 
 const deviceFaultMsg = "backend library reported a faulty device"
-
-// discoveryFailuresMu guards discoveryFailures.
-var discoveryFailuresMu sync.Mutex
 
 type deviceFault struct {
 	Device ml.DeviceInfo

@@ -231,18 +231,15 @@ func TestRunnerLibrary(t *testing.T) {
 	}
 }
 
-func TestTwinDeviceIDs(t *testing.T) {
+func TestTwins(t *testing.T) {
 	rocm := dev("flat", "ROCm", "GPU-1", "0000:03:00.0", "gfx1200", false)
 	vk := dev("flat", "Vulkan", "vk-1", "0000:03:00.0", "", false)
 	other := dev("flat", "ROCm", "GPU-2", "0000:04:00.0", "gfx1100", false)
 	found := Discovery{Devices: []ml.DeviceInfo{rocm, vk, other}}
-	if diff := cmp.Diff([]ml.DeviceID{vk.DeviceID}, found.TwinDeviceIDs(rocm.DeviceID)); diff != "" {
-		t.Errorf("twins of the ROCm device (-want +got):\n%s", diff)
-	}
-	if got := found.TwinDeviceIDs(other.DeviceID); len(got) != 0 {
-		t.Errorf("twins of a device without alternates: %v", got)
-	}
-	if got := found.TwinDeviceIDs(vk.DeviceID); len(got) != 0 {
-		t.Errorf("an alternate is not a chosen device: %v", got)
+	// Only the chosen ROCm device of the first GPU has a twin; the lone
+	// gfx1100 and the alternate itself have none.
+	want := map[ml.DeviceID][]ml.DeviceID{rocm.DeviceID: {vk.DeviceID}}
+	if diff := cmp.Diff(want, found.Twins()); diff != "" {
+		t.Errorf("twins (-want +got):\n%s", diff)
 	}
 }

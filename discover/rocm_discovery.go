@@ -64,28 +64,28 @@ func rocmVisibleID(n kfdNode) string {
 	return fmt.Sprint(n.Node)
 }
 
-// rocmDiscoveryEnv is the environment every discovery run adds. In the flat
+// discoveryEnv is the environment every discovery run adds. In the flat
 // layout one llama-server loads every backend, so libraries are kept from
 // discovery by hiding their devices. Without the KFD topology, a rule that
 // denies ROCm on some GPU target hides ROCm entirely, since which GPU it
 // covers is not known before HIP runs.
-func rocmDiscoveryEnv(pref backends.Preference, plan rocmDiscoveryPlan, kfdRead bool, rules []QuirkRule) map[string]string {
+func (d Discovery) discoveryEnv() map[string]string {
 	var hidden, shown []string
 	for _, l := range backends.GPUs() {
-		if pref.IsSet() && !pref.Names(l.Name) {
+		if d.Preference.IsSet() && !d.Preference.Names(l.Name) {
 			hidden = append(hidden, l.Device)
 		} else {
 			shown = append(shown, l.Device)
 		}
 	}
-	hideROCm := plan.allDenied() || (!kfdRead && deniesROCmSomewhere(rules))
+	hideROCm := d.hidesROCm()
 	if hideROCm && !slices.Contains(hidden, "ROCm") {
 		hidden = append(hidden, "ROCm")
 		shown = slices.DeleteFunc(shown, func(s string) bool { return s == "ROCm" })
 	}
 	env := backends.HideEnv(hidden, shown)
-	if !hideROCm && len(plan.Denied) > 0 && slices.Contains(shown, "ROCm") {
-		env["ROCR_VISIBLE_DEVICES"] = strings.Join(plan.Visible, ",")
+	if !hideROCm && len(d.ROCm.Denied) > 0 && slices.Contains(shown, "ROCm") {
+		env["ROCR_VISIBLE_DEVICES"] = strings.Join(d.ROCm.Visible, ",")
 	}
 	if len(env) == 0 {
 		return nil

@@ -82,7 +82,7 @@ func TestDiscoveryEnvReadsKFD(t *testing.T) {
 			t.Setenv("OLLAMA_LLM_LIBRARY", tc.llmLibrary)
 			found := StartDiscovery()
 			if diff := cmp.Diff(tc.want, found.env(nil)); diff != "" {
-				t.Errorf("rocmDiscoveryEnv (-want +got):\n%s", diff)
+				t.Errorf("discovery environment (-want +got):\n%s", diff)
 			}
 			// OLLAMA_LLM_LIBRARY without rocm skips the folder too.
 			wantSkip := tc.denylist == "rocm:gfx1*" || (tc.llmLibrary != "" && !strings.Contains(tc.llmLibrary, "rocm"))
