@@ -113,13 +113,18 @@ func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...Quirk
 	return p, nil
 }
 
-// StartRunner carries out plan p on the GPUs model m was placed on and logs
-// the runner's --device and environment.
-func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo) llm.RunnerDevices {
-	r := p.Runner(placed)
-	slog.Info("backend plan for model", "model", m.Name, "arch", m.Arch, "vision", m.Vision,
-		"library", RunnerLibrary(deviceIDs(placed)), "decided_by", p.DecidedBy, "device", r.Device,
-		"env", formatEnv(r.Env), "placement", p.describe())
+// StartRunner carries out plan p on the GPUs model m was placed on, for
+// need bytes, and logs the runner's --device, --rpc and environment. The
+// remote devices it adds are in the result's Remote.
+func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo, need uint64) llm.RunnerDevices {
+	r, remoteWhy := p.runner(placed, need)
+	attrs := []any{"model", m.Name, "arch", m.Arch, "vision", m.Vision,
+		"library", RunnerLibrary(deviceIDs(append(slices.Clone(placed), r.Remote...))), "decided_by", p.DecidedBy, "device", r.Device,
+		"env", formatEnv(r.Env), "placement", p.describe()}
+	if len(r.RPC) > 0 {
+		attrs = append(attrs, "rpc", strings.Join(r.RPC, ","), "remote_reason", remoteWhy)
+	}
+	slog.Info("backend plan for model", attrs...)
 	return r
 }
 

@@ -103,7 +103,7 @@ func TestDecideQueues1(t *testing.T) {
 			if got := p.GPUs[0].RunnerEnvOverrides["GPU_MAX_HW_QUEUES"]; got != tt.want {
 				t.Errorf("plan's GPU_MAX_HW_QUEUES=%q, want %q", got, tt.want)
 			}
-			if got := p.Runner(p.GPUs).Env["GPU_MAX_HW_QUEUES"]; got != tt.want {
+			if got := p.Runner(p.GPUs, 0).Env["GPU_MAX_HW_QUEUES"]; got != tt.want {
 				t.Errorf("runner's GPU_MAX_HW_QUEUES=%q, want %q", got, tt.want)
 			}
 			if rocm.RunnerEnvOverrides != nil {

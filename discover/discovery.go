@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"os"
@@ -31,6 +32,10 @@ type Discovery struct {
 	// two); Faults are the devices left out or corrected.
 	Devices []ml.DeviceInfo
 	Faults  []deviceFault
+	// RPCServers is OLLAMA_RPC_SERVERS; Remote what the last probe of those
+	// endpoints found (at start, then at each load and listing).
+	RPCServers []string
+	Remote     []Remote
 }
 
 // StartDiscovery reads what discovery depends on before any backend runs:
@@ -57,6 +62,8 @@ func StartDiscovery() Discovery {
 		slog.Debug("reading AMD GPU topology", "error", err)
 	}
 	d.ROCm = planROCmDiscovery(nodes, d.Rules)
+	d.RPCServers = envconfig.RPCServers()
+	d = d.WithRemotes(context.Background())
 	for i, n := range d.ROCm.Denied {
 		r := d.ROCm.Rules[i]
 		slog.Info("backend quirk: ROCm kept away from GPU at discovery, every use is denied",
@@ -150,4 +157,13 @@ func (d Discovery) Twins() map[ml.DeviceID][]ml.DeviceID {
 		}
 	}
 	return twins
+}
+
+// WithRemotes probes the remote endpoints again: their free memory changes,
+// and an endpoint that was down may be back.
+func (d Discovery) WithRemotes(ctx context.Context) Discovery {
+	if len(d.RPCServers) > 0 {
+		d.Remote = ProbeRemotes(ctx, d.RPCServers)
+	}
+	return d
 }

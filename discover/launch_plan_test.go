@@ -64,7 +64,7 @@ func TestLaunchCarriesOutThePlan(t *testing.T) {
 				t.Fatal(err)
 			}
 			gpus := placed(p)
-			want := p.Runner(gpus)
+			want := p.Runner(gpus, tc.need)
 			record := filepath.Join(t.TempDir(), "record")
 			t.Setenv("OBS_RECORD", record)
 			s, err := llm.NewLlamaServerRunner(gpus, model.Name(), f, nil, nil, api.DefaultOptions(), 1, "", llm.LlamaServerConfig{Runner: want})
@@ -80,6 +80,13 @@ func TestLaunchCarriesOutThePlan(t *testing.T) {
 			}
 			if device != want.Device || want.Device != tc.want.Device {
 				t.Errorf("llama-server --device %q, plan %q, table %q", device, want.Device, tc.want.Device)
+			}
+			rpc := ""
+			if i := slices.Index(args, "--rpc"); i >= 0 && i+1 < len(args) {
+				rpc = args[i+1]
+			}
+			if rpc != strings.Join(want.RPC, ",") || rpc != tc.want.RPC {
+				t.Errorf("llama-server --rpc %q, plan %q, table %q", rpc, want.RPC, tc.want.RPC)
 			}
 			for _, k := range runnerVariables {
 				got, gotSet := env[k]

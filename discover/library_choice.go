@@ -3,6 +3,7 @@ package discover
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/ollama/ollama/format"
@@ -174,12 +175,12 @@ func RunnerLibrary(ids []ml.DeviceID) string {
 		if id.Library == "" || strings.EqualFold(id.Library, "cpu") {
 			continue
 		}
-		dup := false
-		for _, n := range names {
-			dup = dup || n == id.Library
+		name := id.Library
+		if name == backends.RPC {
+			name += " " + remoteEndpoint(id)
 		}
-		if !dup {
-			names = append(names, id.Library)
+		if !slices.Contains(names, name) {
+			names = append(names, name)
 		}
 	}
 	return strings.Join(names, ",")

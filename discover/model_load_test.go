@@ -35,7 +35,7 @@ func TestWithLibraryOption(t *testing.T) {
 
 func TestWithLibraryOptionRefusesABadOption(t *testing.T) {
 	_, err := ModelLoad{Name: "m", Arch: "qwen3"}.WithLibraryOption("vulkn", nil)
-	if !errors.Is(err, envconfig.ErrLibraryOption) || err.Error() != `library option "vulkn": "vulkn" is not a library name; accepted: one of cpu, cuda, cuda_v12, cuda_v13, cuda_jetpack5, cuda_jetpack6, rocm, rocm_v7_1, rocm_v7_2, vulkan, or a comma-separated list of them` {
+	if !errors.Is(err, envconfig.ErrLibraryOption) || err.Error() != `library option "vulkn": "vulkn" is not a library name; accepted: one of cpu, cuda, cuda_v12, cuda_v13, cuda_jetpack5, cuda_jetpack6, rocm, rocm_v7_1, rocm_v7_2, vulkan, rpc, or a comma-separated list of them` {
 		t.Errorf("WithLibraryOption(vulkn) error = %v", err)
 	}
 }

@@ -45,6 +45,12 @@ type Plan struct {
 	// DecidedBy names the input that decided: "request option", "model
 	// parameter", "rule", "OLLAMA_LLM_LIBRARY", "default order", or "".
 	DecidedBy string
+	// Remote are the remote devices the model may use, after the local GPUs;
+	// remoteNamed says a preference names rpc, so they are used even where
+	// the local GPUs would hold the model.
+	Remote       []ml.DeviceInfo
+	RemoteReason string
+	remoteNamed  bool
 }
 
 // Decide is the one place where the backend is decided; it is pure. The
@@ -57,6 +63,7 @@ func Decide(in PlanInput) (Plan, error) {
 	p.Choices, p.Excluded = chooseLibraries(in.Discovery.Devices, pref)
 	p.Missing = missingLibraries(p.Choices, pref)
 	rules := slices.Concat(in.Discovery.Rules, in.Learned)
+	p.Remote, p.remoteNamed, p.RemoteReason = remoteChoice(in)
 	if in.Model.Library.IsSet() {
 		if err := p.placeByModelOption(in, rules); err != nil {
 			return Plan{}, err
@@ -67,6 +74,10 @@ func Decide(in PlanInput) (Plan, error) {
 			p.Reasons = append(p.Reasons, placementReason(g, p.Choices, p.Quirks, pref))
 		}
 		switch {
+		case len(in.Offered) == 0 && p.remoteNamed:
+			p.DecidedBy = "OLLAMA_LLM_LIBRARY"
+		case len(in.Offered) == 0 && len(p.Remote) > 0:
+			p.DecidedBy = "default order"
 		case len(in.Offered) == 0 && pref.IsSet() && !pref.Names("cpu"):
 		case len(in.Offered) == 0 && pref.IsSet():
 			p.DecidedBy = "OLLAMA_LLM_LIBRARY"
@@ -111,7 +122,10 @@ func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 		p.GPUs = append(p.GPUs, chosen)
 		p.Reasons = append(p.Reasons, reason)
 	}
-	if len(p.GPUs) == 0 && !pref.Names("cpu") {
+	if len(p.Remote) > 0 {
+		have = append(have, backends.RPC)
+	}
+	if len(p.GPUs) == 0 && !pref.Names("cpu") && !p.remoteNamed {
 		found := "no GPU"
 		if len(have) > 0 {
 			found = strings.Join(slices.Compact(have), ", ")
@@ -178,15 +192,22 @@ func ruleRunnerEnv(g ml.DeviceInfo, m ModelLoad, rules []QuirkRule, serverEnv fu
 	return env
 }
 
-// Runner is llama-server's --device and environment for the placed GPUs.
-func (p Plan) Runner(placed []ml.DeviceInfo) llm.RunnerDevices {
+// Runner is llama-server's --device, --rpc and environment for the GPUs
+// placed and a model that needs need bytes.
+func (p Plan) Runner(placed []ml.DeviceInfo, need uint64) llm.RunnerDevices {
+	r, _ := p.runner(placed, need)
+	return r
+}
+
+func (p Plan) runner(placed []ml.DeviceInfo, need uint64) (llm.RunnerDevices, string) {
 	var gpus []ml.DeviceInfo
 	for _, g := range p.GPUs {
 		if slices.ContainsFunc(placed, func(d ml.DeviceInfo) bool { return d.DeviceID == g.DeviceID }) {
 			gpus = append(gpus, g)
 		}
 	}
-	return runnerDevices(gpus)
+	remote, why := p.remoteFor(gpus, need)
+	return withRemote(runnerDevices(gpus), remote), why
 }
 
 func (p Plan) describe() string {

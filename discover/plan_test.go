@@ -26,7 +26,11 @@ type decideCase struct {
 	cpuOnly bool // the scheduler offers no GPU
 	// placed picks the GPUs the scheduler places the model on, by library
 	// and PCI id ("ROCm@0000:04:00.0"); nil: every GPU of the plan.
-	placed  []string
+	placed []string
+	// remotes are what the probe of OLLAMA_RPC_SERVERS found; need is the
+	// model's predicted memory.
+	remotes []Remote
+	need    uint64
 	want    decideWant
 	wantErr string
 }
@@ -38,6 +42,7 @@ type decideWant struct {
 	Reason    string // of the first GPU
 	DecidedBy string
 	Overrides []string // rules the model's library option overrode
+	RPC       string   // the runner's --rpc
 }
 
 // hidden is the runner environment that hides the libraries named.
@@ -81,7 +86,7 @@ func decideCases() []decideCase {
 	vulkan0 := runnerEnv(map[string]string{"GGML_VK_VISIBLE_DEVICES": "0"}, hidden["CUDA"], hidden["ROCm"])
 	cpu := runnerEnv(hidden["CUDA"], hidden["ROCm"], hidden["Vulkan"])
 	type want = decideWant
-	return []decideCase{
+	return append([]decideCase{
 		{
 			name: "RX 9060 XT, nothing set, qwen2: ROCm", devices: rdna4, rules: builtinQuirks(), model: ModelLoad{Arch: "qwen2"},
 			want: want{Libraries: []string{"ROCm"}, Device: "ROCm0", Env: rocm0, Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order"},
@@ -182,7 +187,7 @@ func decideCases() []decideCase {
 			want: want{Libraries: []string{"ROCm", "ROCm"}, Device: "ROCm0,ROCm1", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1,GPU-2", "GPU_MAX_HW_QUEUES": "1"}, hidden["Vulkan"]),
 				Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order"},
 		},
-	}
+	}, rpcDecideCases()...)
 }
 
 // TestDecide checks each row's plan and the runner it gives.
@@ -200,8 +205,8 @@ func TestDecide(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := p.Runner(placed(p))
-			got := decideWant{Device: r.Device, Env: r.Env, DecidedBy: p.DecidedBy}
+			r := p.Runner(placed(p), tc.need)
+			got := decideWant{Device: r.Device, Env: r.Env, DecidedBy: p.DecidedBy, RPC: strings.Join(r.RPC, ",")}
 			for _, g := range p.GPUs {
 				got.Libraries = append(got.Libraries, g.Library)
 			}
@@ -220,7 +225,7 @@ func TestDecide(t *testing.T) {
 			}
 			// The same input gives the same plan.
 			again, _ := Decide(in)
-			if diff := cmp.Diff(p, again, cmp.AllowUnexported(quirkDecision{}, libraryChoice{}, excludedLibrary{})); diff != "" {
+			if diff := cmp.Diff(p, again, cmp.AllowUnexported(Plan{}, quirkDecision{}, libraryChoice{}, excludedLibrary{})); diff != "" {
 				t.Errorf("Decide is not deterministic (-first +second):\n%s", diff)
 			}
 		})
@@ -235,7 +240,7 @@ func (tc decideCase) input(t *testing.T) (PlanInput, func(Plan) []ml.DeviceInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := Discovery{Devices: tc.devices, Preference: pref, Rules: tc.rules}
+	found := Discovery{Devices: tc.devices, Preference: pref, Rules: tc.rules, Remote: tc.remotes}
 	chosen, _ := Decide(PlanInput{Discovery: found})
 	offered := choiceDevices(chosen.Choices)
 	if tc.cpuOnly && len(offered) != 0 {
@@ -268,7 +273,7 @@ func TestDecideKeepsOfferedWithoutModelName(t *testing.T) {
 	if diff := cmp.Diff([]ml.DeviceInfo{gpu}, p.GPUs); diff != "" {
 		t.Errorf("GPUs (-want +got):\n%s", diff)
 	}
-	if r := p.Runner(p.GPUs); r.Device != "CUDA0" {
+	if r := p.Runner(p.GPUs, 0); r.Device != "CUDA0" {
 		t.Errorf("runner --device %q, want CUDA0", r.Device)
 	}
 }

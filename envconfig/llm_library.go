@@ -50,6 +50,9 @@ func CheckBackendSelection() error {
 	if _, err := BackendDenylistFromEnv(); err != nil {
 		return err
 	}
-	_, err := ParseBackendQuirksReset(os.Getenv(BackendQuirksResetEnv))
+	if _, err := ParseBackendQuirksReset(os.Getenv(BackendQuirksResetEnv)); err != nil {
+		return err
+	}
+	_, err := ParseRPCServers(os.Getenv(RPCServersEnv))
 	return err
 }

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"maps"
+	"strings"
 
 	"github.com/ollama/ollama/ml"
 )
@@ -12,6 +13,10 @@ type RunnerDevices struct {
 	Device string
 	// Env is nil when no plan was made: then upstream's environment applies.
 	Env map[string]string
+	// RPC are the --rpc endpoints; Remote their devices, which the runner
+	// uses after the local ones.
+	RPC    []string
+	Remote []ml.DeviceInfo
 }
 
 func (r RunnerDevices) deviceEnv(gpus []ml.DeviceInfo) map[string]string {
@@ -22,6 +27,9 @@ func (r RunnerDevices) deviceEnv(gpus []ml.DeviceInfo) map[string]string {
 }
 
 func appendRunnerDeviceArgs(params []string, r RunnerDevices) []string {
+	if len(r.RPC) > 0 {
+		params = append(params, "--rpc", strings.Join(r.RPC, ","))
+	}
 	if r.Device != "" {
 		params = append(params, "--device", r.Device)
 	}

@@ -32,6 +32,10 @@ var gpus = []GPU{
 		Hide: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
 }
 
+// RPC is the library of the devices of remote ggml RPC servers, which
+// llama-server registers for --rpc; it is no local GPU library.
+const RPC = "RPC"
+
 // GPUs lists the GPU libraries in the built-in order of preference.
 func GPUs() []GPU { return append([]GPU(nil), gpus...) }
 

@@ -11,7 +11,7 @@ var acceptedNames = func() []string {
 	for _, l := range gpus {
 		names = append(append(names, l.Name), l.Folders...)
 	}
-	return names
+	return append(names, "rpc")
 }()
 
 // Preference is OLLAMA_LLM_LIBRARY parsed; the zero value means not set.
@@ -129,8 +129,8 @@ func (p Preference) Rank(library, libDir string) (int, bool) {
 
 // NameMatches reports whether a canonical name selects library, loaded from libDir.
 func NameMatches(name, library, libDir string) bool {
-	if strings.EqualFold(library, "cpu") {
-		return name == "cpu"
+	if strings.EqualFold(library, "cpu") || strings.EqualFold(library, RPC) {
+		return name == strings.ToLower(library)
 	}
 	l, ok := Lookup(library)
 	switch {

@@ -1,0 +1,204 @@
+package discover
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ollama/ollama/format"
+	upstreamllm "github.com/ollama/ollama/llm"
+	"github.com/ollama/ollama/ml"
+
+	"github.com/costa-os/ollama-backend-select/llm"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
+)
+
+// Remote is one OLLAMA_RPC_SERVERS endpoint as a probe found it.
+type Remote struct {
+	Endpoint string
+	// Devices have Library backends.RPC, the endpoint as Description, and
+	// as Name the prefix of llama-server's buffer lines for them.
+	Devices []ml.DeviceInfo
+	// Err says why the endpoint offers no device.
+	Err string
+}
+
+// rpcProbeTimeout bounds one endpoint's probe: a host that drops packets
+// would otherwise hold a load for the kernel's connect timeout.
+const rpcProbeTimeout = 5 * time.Second
+
+// ProbeRemotes asks every endpoint for its devices, in parallel, through
+// llama-server itself, so that an endpoint speaking another protocol version
+// fails here as it would in the runner. Failures are logged, one WARN each.
+func ProbeRemotes(ctx context.Context, endpoints []string) []Remote {
+	if len(endpoints) == 0 {
+		return nil
+	}
+	remotes := make([]Remote, len(endpoints))
+	exe, err := upstreamllm.FindLlamaServer()
+	var wg sync.WaitGroup
+	for i, e := range endpoints {
+		remotes[i].Endpoint = e
+		if err != nil {
+			remotes[i].Err = err.Error()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			remotes[i] = probeRemote(ctx, exe, e)
+		}()
+	}
+	wg.Wait()
+	for _, r := range remotes {
+		if r.Err != "" {
+			slog.Warn("remote RPC server left out, serving without it", "endpoint", r.Endpoint, "error", r.Err)
+		}
+	}
+	return remotes
+}
+
+func probeRemote(ctx context.Context, exe, endpoint string) Remote {
+	ctx, cancel := context.WithTimeout(ctx, rpcProbeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "--rpc", endpoint, "--list-devices", "--offline")
+	cmd.WaitDelay = time.Second
+	// Only the remote's devices: every local GPU library hidden.
+	var all []string
+	for _, l := range backends.GPUs() {
+		all = append(all, l.Device)
+	}
+	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, nil, backends.HideEnv(all, nil))
+	out, err := cmd.CombinedOutput()
+	r := Remote{Endpoint: endpoint, Devices: parseRemoteDevices(endpoint, string(out))}
+	switch {
+	case ctx.Err() != nil:
+		r.Err = fmt.Sprintf("no answer within %s", rpcProbeTimeout)
+	case len(r.Devices) == 0:
+		r.Err = remoteFailure(string(out), err)
+	}
+	return r
+}
+
+var remoteDeviceLine = regexp.MustCompile(`^\s+RPC\d+:\s+(\S+)\s+\((\d+)\s+MiB,\s+(\d+)\s+MiB\s+free\)`)
+
+func parseRemoteDevices(endpoint, out string) []ml.DeviceInfo {
+	var devices []ml.DeviceInfo
+	for _, line := range strings.Split(out, "\n") {
+		m := remoteDeviceLine.FindStringSubmatch(line)
+		if m == nil || m[1] != endpoint {
+			continue
+		}
+		total, _ := strconv.ParseUint(m[2], 10, 64)
+		free, _ := strconv.ParseUint(m[3], 10, 64)
+		i := len(devices)
+		devices = append(devices, ml.DeviceInfo{
+			DeviceID:    ml.DeviceID{Library: backends.RPC, ID: fmt.Sprintf("%s/%d", endpoint, i)},
+			Name:        fmt.Sprintf("RPC%d[%s]", i, endpoint),
+			Description: endpoint,
+			TotalMemory: total << 20,
+			FreeMemory:  free << 20,
+			LibraryPath: []string{ml.LibOllamaPath},
+		})
+	}
+	return devices
+}
+
+// remoteFailure picks ggml's own words for the failure: "Failed to connect
+// to ...", "RPC server version mismatch: ...".
+func remoteFailure(out string, err error) string {
+	lines := strings.Split(out, "\n")
+	for _, line := range lines {
+		for _, key := range []string{"version mismatch", "Failed to connect", "handshake failed"} {
+			if i := strings.Index(line, key); i >= 0 {
+				start := 0
+				if j := strings.LastIndex(line[:i], ": "); j >= 0 {
+					start = j + 2
+				}
+				return strings.TrimSpace(line[start:])
+			}
+		}
+	}
+	if err != nil {
+		return "llama-server --rpc --list-devices: " + err.Error()
+	}
+	return "no device"
+}
+
+// remoteEndpoint is the endpoint of a remote device's id.
+func remoteEndpoint(id ml.DeviceID) string {
+	if i := strings.LastIndex(id.ID, "/"); i >= 0 {
+		return id.ID[:i]
+	}
+	return id.ID
+}
+
+// remoteChoice is which remote devices a model may use and why: all of
+// them unless a preference leaves rpc out.
+func remoteChoice(in PlanInput) ([]ml.DeviceInfo, bool, string) {
+	var devices []ml.DeviceInfo
+	for _, r := range in.Discovery.Remote {
+		devices = append(devices, r.Devices...)
+	}
+	pref, by := in.Discovery.Preference, "OLLAMA_LLM_LIBRARY="+in.Discovery.Preference.String()
+	if in.Model.Library.IsSet() {
+		pref, by = in.Model.Library, cmp.Or(in.Model.LibrarySource, "model option")+" library="+in.Model.Library.String()
+	}
+	switch {
+	case len(devices) == 0:
+		return nil, false, ""
+	case !pref.IsSet():
+		return devices, false, ""
+	case pref.Names("rpc"):
+		return devices, true, by
+	}
+	return nil, false, ""
+}
+
+// remoteFor is the remote devices a runner on local uses: those named by a
+// preference, else all of them when the local GPUs cannot hold need.
+func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, string) {
+	if len(p.Remote) == 0 || p.remoteNamed {
+		return p.Remote, p.RemoteReason
+	}
+	var free uint64
+	for _, g := range local {
+		free += g.FreeMemory
+	}
+	if len(local) > 0 && need <= free {
+		return nil, ""
+	}
+	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s free", format.HumanBytes2(need), format.HumanBytes2(free))
+}
+
+// withRemote adds remote devices to a runner: llama-server numbers them
+// RPC0, RPC1, ... over the --rpc endpoints in order.
+func withRemote(r llm.RunnerDevices, remote []ml.DeviceInfo) llm.RunnerDevices {
+	if len(remote) == 0 {
+		return r
+	}
+	var names []string
+	for i, d := range remote {
+		if e := remoteEndpoint(d.DeviceID); !slices.Contains(r.RPC, e) {
+			r.RPC = append(r.RPC, e)
+		}
+		names = append(names, fmt.Sprintf("RPC%d", i))
+	}
+	switch r.Device {
+	case "none":
+		r.Device = strings.Join(names, ",")
+	case "":
+	default:
+		r.Device += "," + strings.Join(names, ",")
+	}
+	r.Remote = remote
+	return r
+}

@@ -1,0 +1,128 @@
+package discover
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ollama/ollama/ml"
+)
+
+// remote is an endpoint the probe reached, with one device per size in GiB.
+func remote(endpoint string, gib ...uint64) Remote {
+	r := Remote{Endpoint: endpoint}
+	for _, g := range gib {
+		out := parseRemoteDevices(endpoint, "  RPC9: "+endpoint+" (1 MiB, 1 MiB free)")
+		out[0].DeviceID.ID = endpoint + "/" + string(rune('0'+len(r.Devices)))
+		out[0].TotalMemory, out[0].FreeMemory = g<<30, g<<30
+		r.Devices = append(r.Devices, out[0])
+	}
+	return r
+}
+
+func withFree(d ml.DeviceInfo, gib uint64) ml.DeviceInfo {
+	d.FreeMemory = gib << 30
+	return d
+}
+
+// rpcDecideCases are Decide's rows with OLLAMA_RPC_SERVERS set.
+func rpcDecideCases() []decideCase {
+	vulkan := []ml.DeviceInfo{withFree(dev("flat", "Vulkan", "0", "0000:03:00.0", "", false), 8)}
+	two := []Remote{remote("10.0.0.2:50052", 24), remote("10.0.0.3:50052", 16, 16)}
+	down := Remote{Endpoint: "10.0.0.4:50052", Err: "Failed to connect to 10.0.0.4:50052"}
+	hideAll := runnerEnv(hidden["CUDA"], hidden["ROCm"], hidden["Vulkan"])
+	vulkanOnly := runnerEnv(map[string]string{"GGML_VK_VISIBLE_DEVICES": "0"}, hidden["CUDA"], hidden["ROCm"])
+	return []decideCase{
+		{
+			name: "rpc: no local GPU, two remotes: every remote device, in --rpc order", remotes: two, cpuOnly: true, need: 4 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want:  decideWant{Device: "RPC0,RPC1,RPC2", RPC: "10.0.0.2:50052,10.0.0.3:50052", Env: hideAll, DecidedBy: "default order"},
+		},
+		{
+			name: "rpc: the local GPU holds the model: no remote", devices: vulkan, remotes: two, need: 4 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order"},
+		},
+		{
+			name: "rpc: the model does not fit the local GPU: the remotes after it", devices: vulkan, remotes: two, need: 12 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0,RPC1,RPC2", RPC: "10.0.0.2:50052,10.0.0.3:50052", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order"},
+		},
+		{
+			name: "rpc: an unreachable endpoint is left out", remotes: []Remote{down, remote("10.0.0.2:50052", 24)}, cpuOnly: true, need: 1 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want:  decideWant{Device: "RPC0", RPC: "10.0.0.2:50052", Env: hideAll, DecidedBy: "default order"},
+		},
+		{
+			name: "rpc: OLLAMA_LLM_LIBRARY=rpc puts every layer remote", pref: "rpc", remotes: two[:1], cpuOnly: true, need: 1 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want:  decideWant{Device: "RPC0", RPC: "10.0.0.2:50052", Env: hideAll, DecidedBy: "OLLAMA_LLM_LIBRARY"},
+		},
+		{
+			name: "rpc: OLLAMA_LLM_LIBRARY=vulkan leaves the remotes out even when the model does not fit", pref: "vulkan", devices: vulkan, remotes: two, need: 12 << 30,
+			model: ModelLoad{Arch: "qwen3"},
+			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
+				Reason: "OLLAMA_LLM_LIBRARY=vulkan; the only library of this GPU it requests", DecidedBy: "OLLAMA_LLM_LIBRARY"},
+		},
+		{
+			name: "rpc: the model's library=rpc uses the remote though the local GPU would do", devices: vulkan, remotes: two[:1], need: 1 << 30,
+			model: ModelLoad{Arch: "qwen3", Library: mustPreference("rpc"), LibrarySource: "request option"},
+			want:  decideWant{Device: "RPC0", RPC: "10.0.0.2:50052", Env: hideAll, DecidedBy: "request option"},
+		},
+		{
+			name: "rpc: library=rpc with no remote reachable is refused", devices: vulkan, remotes: []Remote{down},
+			model:   ModelLoad{Name: "tiny", Arch: "qwen3", Library: mustPreference("rpc")},
+			wantErr: `library option "rpc" of model tiny: no device can serve it (found: Vulkan)`,
+		},
+	}
+}
+
+func TestParseRemoteDevices(t *testing.T) {
+	out := "load_backend: loaded RPC backend from /usr/lib/x86_64-linux-gnu/ggml/backends0/libggml-rpc.so\n" +
+		"Available devices:\n  RPC0: 10.0.0.2:50052 (24105 MiB, 23613 MiB free)\n  RPC1: 10.0.0.2:50052 (8192 MiB, 8000 MiB free)\n" +
+		"  RPC2: 10.0.0.3:50052 (100 MiB, 100 MiB free)\n"
+	got := parseRemoteDevices("10.0.0.2:50052", out)
+	want := []ml.DeviceInfo{
+		{DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/0"}, Name: "RPC0[10.0.0.2:50052]", Description: "10.0.0.2:50052",
+			TotalMemory: 24105 << 20, FreeMemory: 23613 << 20, LibraryPath: []string{ml.LibOllamaPath}},
+		{DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/1"}, Name: "RPC1[10.0.0.2:50052]", Description: "10.0.0.2:50052",
+			TotalMemory: 8192 << 20, FreeMemory: 8000 << 20, LibraryPath: []string{ml.LibOllamaPath}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseRemoteDevices (-want +got):\n%s", diff)
+	}
+	if e := remoteEndpoint(got[1].DeviceID); e != "10.0.0.2:50052" {
+		t.Errorf("remoteEndpoint = %q", e)
+	}
+}
+
+func TestRemoteFailure(t *testing.T) {
+	tests := []struct {
+		name, out string
+		err       error
+		want      string
+	}{
+		{"refused", "load_backend: loaded RPC backend\n./src/ggml-rpc/ggml-rpc.cpp:650: Failed to connect to 127.0.0.1:50099\n/usr/lib/libggml-base.so.0(+0x150c5)\nAborted\n",
+			errors.New("signal: aborted"), "Failed to connect to 127.0.0.1:50099"},
+		{"version", "RPC server version mismatch: 2.0.0\nggml-rpc.cpp:551: RPC handshake failed for 10.0.0.2:50052\n",
+			errors.New("signal: aborted"), "RPC server version mismatch: 2.0.0"},
+		{"nothing said", "", errors.New("exit status 1"), "llama-server --rpc --list-devices: exit status 1"},
+		{"no device", "Available devices:\n", nil, "no device"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := remoteFailure(tt.out, tt.err); got != tt.want {
+				t.Errorf("remoteFailure = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunnerLibraryNamesTheEndpoint(t *testing.T) {
+	ids := []ml.DeviceID{{Library: "Vulkan", ID: "0"}, {Library: "RPC", ID: "10.0.0.2:50052/0"}, {Library: "RPC", ID: "10.0.0.2:50052/1"}, {Library: "RPC", ID: "[fd00::3]:50052/0"}}
+	if got, want := RunnerLibrary(ids), "Vulkan,RPC 10.0.0.2:50052,RPC [fd00::3]:50052"; got != want {
+		t.Errorf("RunnerLibrary = %q, want %q", got, want)
+	}
+}
