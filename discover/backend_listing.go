@@ -18,6 +18,8 @@ const (
 	backendNotRequested = "not requested"
 	backendNoDevice     = "no device"
 	backendFallback     = "fallback"
+	backendRemote       = "remote"
+	backendUnreachable  = "unreachable"
 )
 
 // BackendStatus is one row of the listing: a device through one library.
@@ -147,6 +149,14 @@ func ListBackends(d Discovery, learned Learned) BackendListing {
 			l.Backends = append(l.Backends, BackendStatus{Library: lib, Description: "-", Status: backendNoDevice, Reason: reason})
 		}
 	}
+	for _, r := range d.Remote {
+		if r.Err != "" {
+			l.Backends = append(l.Backends, BackendStatus{Library: backends.RPC, Description: r.Endpoint, Status: backendUnreachable, Reason: r.Err})
+		}
+		for _, dev := range r.Devices {
+			l.Backends = append(l.Backends, row(dev, backendRemote, remoteUse(p, pref)))
+		}
+	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
 	if learned != nil {
 		l.StuckGPUs = learned.StuckGPUs()
@@ -192,4 +202,14 @@ func cpuRow(gpuChosen bool, pref backends.Preference) BackendStatus {
 		row.Reason = "OLLAMA_LLM_LIBRARY=" + pref.String()
 	}
 	return row
+}
+
+func remoteUse(p Plan, pref backends.Preference) string {
+	switch {
+	case p.remoteNamed:
+		return p.RemoteReason + ": every model"
+	case len(p.Remote) > 0:
+		return "for what the local GPUs cannot hold"
+	}
+	return "OLLAMA_LLM_LIBRARY=" + pref.String() + " does not request rpc"
 }

@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"slices"
@@ -95,10 +96,12 @@ func logQuirkDecisions(m ModelLoad, decisions []quirkDecision) {
 	}
 }
 
-// PlaceModel decides which of the offered GPUs model m uses, with the learned
-// rules, and logs the rules' decisions. Its error, wrapping
+// PlaceModel decides which of the offered GPUs and remote devices model m
+// uses, with the learned rules, and logs the rules' decisions. The remote
+// endpoints are probed again: one that came up since is used. Its error, wrapping
 // envconfig.ErrLibraryOption, is a `library` option no offered GPU can serve.
 func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...QuirkRule) (Plan, error) {
+	d = d.WithRemotes(context.Background())
 	p, err := Decide(PlanInput{Discovery: d, Learned: learned, Model: m, Offered: gpus, ServerEnv: os.Getenv})
 	if err != nil {
 		slog.Error("backend plan for model: the library option cannot be served", "model", m.Name, "option", m.Library.String(), "option_source", m.LibrarySource, "error", err)

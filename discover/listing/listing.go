@@ -20,10 +20,11 @@ import (
 	"github.com/ollama/ollama/format"
 )
 
-// Handler serves GET /api/backends: what discovery recorded, with what
-// learned holds (nil: nothing learned).
+// Handler serves GET /api/backends: what discovery recorded, the remote
+// endpoints probed now, with what learned holds (nil: nothing learned).
 func Handler(d discover.Discovery, learned discover.Learned) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		d := d.WithRemotes(r.Context())
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		if err := json.NewEncoder(w).Encode(discover.ListBackends(d, learned)); err != nil {
 			slog.Warn("writing the backend listing", "error", err)
