@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	upstreamllm "github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
 
-	"github.com/costa-os/ollama-backend-select/llm"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
 
@@ -177,28 +175,4 @@ func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, st
 		return nil, ""
 	}
 	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s free", format.HumanBytes2(need), format.HumanBytes2(free))
-}
-
-// withRemote adds remote devices to a runner: llama-server numbers them
-// RPC0, RPC1, ... over the --rpc endpoints in order.
-func withRemote(r llm.RunnerDevices, remote []ml.DeviceInfo) llm.RunnerDevices {
-	if len(remote) == 0 {
-		return r
-	}
-	var names []string
-	for i, d := range remote {
-		if e := remoteEndpoint(d.DeviceID); !slices.Contains(r.RPC, e) {
-			r.RPC = append(r.RPC, e)
-		}
-		names = append(names, fmt.Sprintf("RPC%d", i))
-	}
-	switch r.Device {
-	case "none":
-		r.Device = strings.Join(names, ",")
-	case "":
-	default:
-		r.Device += "," + strings.Join(names, ",")
-	}
-	r.Remote = remote
-	return r
 }

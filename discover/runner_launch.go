@@ -82,3 +82,27 @@ func formatEnv(env map[string]string) string {
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
 }
+
+// withRemote adds remote devices to a runner: llama-server numbers them
+// RPC0, RPC1, ... over the --rpc endpoints in order.
+func withRemote(r llm.RunnerDevices, remote []ml.DeviceInfo) llm.RunnerDevices {
+	if len(remote) == 0 {
+		return r
+	}
+	var names []string
+	for i, d := range remote {
+		if e := remoteEndpoint(d.DeviceID); !slices.Contains(r.RPC, e) {
+			r.RPC = append(r.RPC, e)
+		}
+		names = append(names, fmt.Sprintf("RPC%d", i))
+	}
+	switch r.Device {
+	case "none":
+		r.Device = strings.Join(names, ",")
+	case "":
+	default:
+		r.Device += "," + strings.Join(names, ",")
+	}
+	r.Remote = remote
+	return r
+}
