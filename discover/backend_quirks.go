@@ -124,6 +124,9 @@ func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo, need uint64) llm.R
 	attrs := []any{"model", m.Name, "arch", m.Arch, "vision", m.Vision,
 		"library", RunnerLibrary(deviceIDs(append(slices.Clone(placed), r.Remote...))), "decided_by", p.DecidedBy, "device", r.Device,
 		"env", formatEnv(r.Env), "placement", p.describe()}
+	if len(r.Remote) > 0 {
+		attrs[len(attrs)-1] = p.describe() + "; remote " + strings.Join(r.RPC, ", ")
+	}
 	if len(r.RPC) > 0 {
 		attrs = append(attrs, "rpc", strings.Join(r.RPC, ","), "remote_reason", remoteWhy)
 	}

@@ -79,7 +79,8 @@ func probeRemote(ctx context.Context, exe, endpoint string) Remote {
 	r := Remote{Endpoint: endpoint, Devices: parseRemoteDevices(endpoint, string(out))}
 	switch {
 	case ctx.Err() != nil:
-		r.Err = fmt.Sprintf("no answer within %s", rpcProbeTimeout)
+		// An RPC server serves one client at a time.
+		r.Err = fmt.Sprintf("no answer within %s: down, or serving another runner", rpcProbeTimeout)
 	case len(r.Devices) == 0:
 		r.Err = remoteFailure(string(out), err)
 	}
@@ -175,4 +176,32 @@ func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, st
 		return nil, ""
 	}
 	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s free", format.HumanBytes2(need), format.HumanBytes2(free))
+}
+
+// RunnerLibraryShares is RunnerLibrary with each name's share of the
+// runner's GPU memory where remote devices hold some, for ps:
+// "Vulkan 60%, RPC 10.0.0.2:50052 40%".
+func RunnerLibraryShares(ids []ml.DeviceID, vram map[ml.DeviceID]uint64) string {
+	var total uint64
+	remote := false
+	for _, id := range ids {
+		total += vram[id]
+		remote = remote || id.Library == backends.RPC
+	}
+	if !remote || total == 0 {
+		return RunnerLibrary(ids)
+	}
+	var names []string
+	shares := map[string]uint64{}
+	for _, id := range ids {
+		name := RunnerLibrary([]ml.DeviceID{id})
+		if _, ok := shares[name]; !ok {
+			names = append(names, name)
+		}
+		shares[name] += vram[id]
+	}
+	for i, n := range names {
+		names[i] = fmt.Sprintf("%s %d%%", n, (shares[n]*100+total/2)/total)
+	}
+	return strings.Join(names, ", ")
 }

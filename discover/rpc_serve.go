@@ -134,7 +134,7 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	if len(exposed) > 0 {
 		var names []string
 		for _, e := range exposed {
-			names = append(names, fmt.Sprintf("%s %s (%s)", e.Library, e.Description, e.PCIID))
+			names = append(names, strings.TrimSuffix(fmt.Sprintf("%s %s (%s)", e.Library, e.Description, e.PCIID), " ()"))
 		}
 		what = strings.Join(names, ", ")
 	}

@@ -126,3 +126,26 @@ func TestRunnerLibraryNamesTheEndpoint(t *testing.T) {
 		t.Errorf("RunnerLibrary = %q, want %q", got, want)
 	}
 }
+
+func TestRunnerLibraryShares(t *testing.T) {
+	vk := ml.DeviceID{Library: "Vulkan", ID: "0"}
+	r1, r2 := ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/0"}, ml.DeviceID{Library: "RPC", ID: "10.0.0.3:50052/0"}
+	tests := []struct {
+		name string
+		ids  []ml.DeviceID
+		vram map[ml.DeviceID]uint64
+		want string
+	}{
+		{"local only: the library alone", []ml.DeviceID{vk}, map[ml.DeviceID]uint64{vk: 100}, "Vulkan"},
+		{"local and remote", []ml.DeviceID{vk, r1}, map[ml.DeviceID]uint64{vk: 600, r1: 400}, "Vulkan 60%, RPC 10.0.0.2:50052 40%"},
+		{"two remotes", []ml.DeviceID{r1, r2}, map[ml.DeviceID]uint64{r1: 1, r2: 3}, "RPC 10.0.0.2:50052 25%, RPC 10.0.0.3:50052 75%"},
+		{"nothing parsed yet", []ml.DeviceID{vk, r1}, nil, "Vulkan,RPC 10.0.0.2:50052"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RunnerLibraryShares(tt.ids, tt.vram); got != tt.want {
+				t.Errorf("RunnerLibraryShares = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

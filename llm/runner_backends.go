@@ -1,8 +1,11 @@
 package llm
 
 import (
+	"fmt"
 	"maps"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/ollama/ollama/ml"
 )
@@ -34,4 +37,22 @@ func appendRunnerDeviceArgs(params []string, r RunnerDevices) []string {
 		params = append(params, "--device", r.Device)
 	}
 	return params
+}
+
+// RemoteFault adds to a failed runner's message the --rpc endpoints that no
+// longer accept connections: ggml's own message does not name them.
+func (r RunnerDevices) RemoteFault(msg string) string {
+	var down []string
+	for _, e := range r.RPC {
+		c, err := net.DialTimeout("tcp", e, time.Second)
+		if err != nil {
+			down = append(down, e)
+			continue
+		}
+		c.Close()
+	}
+	if len(down) == 0 {
+		return msg
+	}
+	return fmt.Sprintf("remote RPC server %s stopped answering (%s)", strings.Join(down, ", "), msg)
 }

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"net"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,6 +50,37 @@ func TestRunnerDevicesLaunch(t *testing.T) {
 				if _, ok := tt.plan.Env["X"]; ok {
 					t.Error("the runner's environment is the plan's map, not a copy")
 				}
+			}
+		})
+	}
+}
+
+func TestRemoteFaultNamesTheEndpointThatStopped(t *testing.T) {
+	alive, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alive.Close()
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneAddr := gone.Addr().String()
+	gone.Close()
+
+	tests := []struct {
+		name string
+		rpc  []string
+		want string
+	}{
+		{"no remote", nil, "unexpected EOF"},
+		{"all answer", []string{alive.Addr().String()}, "unexpected EOF"},
+		{"one stopped", []string{alive.Addr().String(), goneAddr}, "remote RPC server " + goneAddr + " stopped answering (unexpected EOF)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (RunnerDevices{RPC: tt.rpc}).RemoteFault("unexpected EOF"); got != tt.want {
+				t.Errorf("RemoteFault = %q, want %q", got, tt.want)
 			}
 		})
 	}
