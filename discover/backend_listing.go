@@ -118,6 +118,9 @@ func ListBackends(d Discovery, learned Learned) BackendListing {
 			Library: d.Library, Name: d.Name, Description: d.Description, PCIID: d.PCIID,
 			Compute: d.Compute(), TotalMemory: d.TotalMemory, Status: status, Reason: reason,
 		}
+		if d.Library == backends.RPC {
+			s.Compute = "" // the remote's own decision chose its library
+		}
 		for _, r := range rules {
 			if r.matchesDevice(d.Library, d.Compute()) {
 				source := string(r.Source)

@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	upstreamllm "github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
@@ -139,6 +141,10 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 		what = strings.Join(names, ", ")
 	}
 	fmt.Fprintf(os.Stderr, "ollama rpc: exposing %s on %s (%s %s)\n", what, endpoint, exe, strings.Join(args, " "))
+	// ggml-rpc-server leaves SIGPIPE at its default, so a client that dies
+	// mid-reply (a runner that another remote's failure aborted) would kill
+	// it; an ignored signal stays ignored across exec.
+	signal.Ignore(syscall.SIGPIPE)
 	cmd := exec.CommandContext(ctx, exe, args...)
 	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, ml.LibraryPaths(exposed), env)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
