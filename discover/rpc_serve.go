@@ -7,10 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	upstreamllm "github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
@@ -144,7 +142,7 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	// ggml-rpc-server leaves SIGPIPE at its default, so a client that dies
 	// mid-reply (a runner that another remote's failure aborted) would kill
 	// it; an ignored signal stays ignored across exec.
-	signal.Ignore(syscall.SIGPIPE)
+	ignoreSIGPIPE()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, ml.LibraryPaths(exposed), env)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
