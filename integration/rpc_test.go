@@ -30,19 +30,20 @@ import (
 // namespace has IP, the host Peer.
 type rpcHost struct {
 	NS, IP, Peer string
+	HostIf, NSIf string
 }
 
 // newRPCHost makes namespace i of this test process and removes it (with
 // its veth pair) at cleanup.
-func newRPCHost(t *testing.T, i int) rpcHost {
+func newRPCHost(t testing.TB, i int) rpcHost {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("network namespaces need root")
 	}
 	id := os.Getpid()%100000*10 + i
 	subnet := fmt.Sprintf("10.231.%d", (os.Getpid()%100)*2+i)
-	h := rpcHost{NS: fmt.Sprintf("obs-rpc-%d", id), IP: subnet + ".2", Peer: subnet + ".1"}
 	hostIf, nsIf := fmt.Sprintf("or%dh", id), fmt.Sprintf("or%dn", id)
+	h := rpcHost{NS: fmt.Sprintf("obs-rpc-%d", id), IP: subnet + ".2", Peer: subnet + ".1", HostIf: hostIf, NSIf: nsIf}
 	ip := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -74,7 +75,7 @@ type rpcRemote struct {
 
 // startRPC runs `ollama rpc` with args under prefix (in a namespace, a root)
 // and waits until it prints what it exposes and endpoint accepts connections.
-func startRPC(t *testing.T, prefix []string, bin string, env []string, endpoint string, args ...string) *rpcRemote {
+func startRPC(t testing.TB, prefix []string, bin string, env []string, endpoint string, args ...string) *rpcRemote {
 	t.Helper()
 	r := &rpcRemote{Endpoint: endpoint, Log: filepath.Join(t.TempDir(), "rpc.log")}
 	f, err := os.Create(r.Log)
@@ -130,7 +131,7 @@ func (r *rpcRemote) output() string {
 
 // rpcEnv is the environment of `ollama rpc`: the harness's pass-through
 // variables (OBS_BIND, the Mesa cache) and extra.
-func rpcEnv(t *testing.T, extra ...string) []string {
+func rpcEnv(t testing.TB, extra ...string) []string {
 	env := []string{"HOME=" + t.TempDir()}
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); passthrough.MatchString(k) {
