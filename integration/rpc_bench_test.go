@@ -11,8 +11,9 @@ package integration
 //	make build runtime
 //	go test -tags integration -run '^$' -bench RPC -benchtime 5x ./integration/
 //
-// rpc-msgs/token counts the proxied reads in both directions while the
-// model decodes, per token: the round trips that a link's delay multiplies.
+// rpc-msgs/token counts the proxied reads in both directions per token
+// (prompt and generated): the messages a link's delay multiplies;
+// held-ms/msg is the one-way delay the proxy achieved.
 
 import (
 	"context"
@@ -82,6 +83,11 @@ func BenchmarkRPC(b *testing.B) {
 			b.ReportMetric(float64(promptCount)/promptDur.Seconds(), "prefill-tok/s")
 			if len(proxies) > 0 {
 				b.ReportMetric(float64(msgs)/float64(evalCount+promptCount), "rpc-msgs/token")
+				var held, reads int64
+				for _, p := range proxies {
+					held, reads = held+p.held.Load(), reads+p.reads.Load()
+				}
+				b.ReportMetric(float64(held)/float64(reads)/1e6, "held-ms/msg")
 			}
 			s.Stop() // an RPC server serves one runner at a time
 		})
@@ -107,6 +113,9 @@ func limitLink(tb testing.TB, h rpcHost) {
 type delayProxy struct {
 	Addr  string
 	reads atomic.Int64
+	// held is the total time reads waited in the proxy, in ns: the delay
+	// achieved, which timer granularity makes longer than asked.
+	held atomic.Int64
 }
 
 func startDelayProxy(tb testing.TB, target string, delay time.Duration) *delayProxy {
@@ -141,7 +150,7 @@ func startDelayProxy(tb testing.TB, target string, delay time.Duration) *delayPr
 }
 
 type delayedChunk struct {
-	at   time.Time
+	at   time.Time // read
 	data []byte
 }
 
@@ -155,7 +164,7 @@ func (p *delayProxy) pump(dst io.WriteCloser, src io.Reader, delay time.Duration
 			n, err := src.Read(buf)
 			if n > 0 {
 				p.reads.Add(1)
-				queue <- delayedChunk{time.Now().Add(delay), buf[:n]}
+				queue <- delayedChunk{time.Now(), buf[:n]}
 			}
 			if err != nil {
 				return
@@ -163,9 +172,10 @@ func (p *delayProxy) pump(dst io.WriteCloser, src io.Reader, delay time.Duration
 		}
 	}()
 	for c := range queue {
-		if d := time.Until(c.at); d > 0 {
+		if d := time.Until(c.at.Add(delay)); d > 0 {
 			time.Sleep(d)
 		}
+		p.held.Add(int64(time.Since(c.at)))
 		if _, err := dst.Write(c.data); err != nil {
 			return
 		}
