@@ -273,6 +273,15 @@ func TestRPCRemotes(t *testing.T) {
 			t.Errorf("next runner --rpc %q, want %s alone", got, vk.Endpoint)
 		}
 	})
+
+	t.Run("the remote back: the next load uses it again", func(t *testing.T) {
+		startRPC(t, inNS(cpuHost), b.bin, rpcEnv(t, bind), cpu.Endpoint, "--host", cpuHost.IP)
+		forkUnload(t, s, m)
+		forkGenerate(t, s, m)
+		if got, want := argAfter(forkLastRunner(t, s, m).Args, "--rpc"), cpu.Endpoint+","+vk.Endpoint; got != want {
+			t.Errorf("runner --rpc %q, want %q", got, want)
+		}
+	})
 }
 
 // TestRPCExposesVulkanOnGfx1200: `ollama rpc` cannot know the model, so on
