@@ -90,6 +90,9 @@ type runnerExit struct {
 
 	// Crashed is set when the process exited on its own.
 	Crashed bool
+
+	// Remote is set when the runner also used remote (RPC) devices.
+	Remote bool
 }
 
 // usesPCIID reports whether the runner used the GPU at the PCI address.

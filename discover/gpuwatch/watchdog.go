@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/costa-os/ollama-backend-select/discover"
 	"github.com/costa-os/ollama-backend-select/envconfig"
+	"github.com/costa-os/ollama-backend-select/ml/backends"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -115,7 +117,8 @@ func (w *Watchdog) RunnerLoaded(pid int, m discover.ModelLoad, ids []ml.DeviceID
 		return
 	}
 	w.mu.Lock()
-	w.alive[pid] = runnerExit{Model: m.Name, Arch: m.Arch, Vision: m.Vision, GPUs: runnerGPUs(ids, devices)}
+	w.alive[pid] = runnerExit{Model: m.Name, Arch: m.Arch, Vision: m.Vision, GPUs: runnerGPUs(ids, devices),
+		Remote: slices.ContainsFunc(ids, func(id ml.DeviceID) bool { return id.Library == backends.RPC })}
 	w.loadStarted = time.Time{}
 	w.mu.Unlock()
 }
@@ -133,7 +136,8 @@ func (w *Watchdog) RunnerExiting(pid int, hasExited func() bool) {
 	if !ok || w.watch == nil {
 		return
 	}
-	exit.Crashed = (hasExited != nil && hasExited()) || processGone(pid)
+	// A runner with remote devices may have died of a remote: no blame.
+	exit.Crashed = !exit.Remote && ((hasExited != nil && hasExited()) || processGone(pid))
 	w.watch.runnerExited(context.Background(), exit)
 }
 
@@ -143,7 +147,9 @@ func (w *Watchdog) RunnerExiting(pid int, hasExited func() bool) {
 // retry reports whether another library may serve the model, which names
 // none itself.
 func (w *Watchdog) LoadFailed(m discover.ModelLoad, devices []ml.DeviceInfo, cause error) (retry bool) {
-	if w == nil || w.watch == nil || !killedBySignal(cause) {
+	// llama-server aborts when a remote device fails: no library of this host to blame.
+	remote := slices.ContainsFunc(devices, func(d ml.DeviceInfo) bool { return d.Library == backends.RPC })
+	if w == nil || w.watch == nil || !killedBySignal(cause) || remote {
 		return false
 	}
 	w.mu.Lock()

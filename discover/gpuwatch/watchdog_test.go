@@ -165,6 +165,7 @@ func TestLoadFailed(t *testing.T) {
 		{name: "no error", m: qwen3, devices: []ml.DeviceInfo{rocm}},
 		{name: "exited with a status", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("llama-server process has terminated: exit status 1: error loading model")},
 		{name: "timed out", m: qwen3, devices: []ml.DeviceInfo{rocm}, cause: errors.New("timed out waiting for llama-server to start: context canceled")},
+		{name: "with a remote device, which may be what died", m: qwen3, devices: []ml.DeviceInfo{rocm, {DeviceID: ml.DeviceID{ID: "10.0.0.2:50052/0", Library: "RPC"}}}, cause: died},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,5 +197,27 @@ func TestLoadFailed(t *testing.T) {
 				t.Errorf("another server's learned rules (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRemoteRunnersAreNotBlamed: runners that also used a remote device die
+// when the remote does, so their deaths teach nothing about this host.
+func TestRemoteRunnersAreNotBlamed(t *testing.T) {
+	opts := Options{
+		SysfsRoot: t.TempDir(), StateFile: filepath.Join(t.TempDir(), stateFileName), Logger: slog.New(&logCapture{}),
+		Now:   func() time.Time { return testNow },
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	}
+	w := New(opts)
+	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
+	remote := ml.DeviceID{ID: "10.0.0.2:50052/0", Library: "RPC"}
+	for pid := range crashLimit + 1 {
+		w.LoadStarting()
+		w.RunnerLoaded(pid+100, discover.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID, remote}, []ml.DeviceInfo{gpu})
+		w.RunnerExiting(pid+100, func() bool { return true })
+	}
+	w.watch.wait()
+	if got := ruleStrings(w.LearnedRules()); len(got) != 0 {
+		t.Errorf("learned %v from runners with a remote device", got)
 	}
 }
