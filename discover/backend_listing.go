@@ -211,6 +211,8 @@ func remoteUse(p Plan, pref backends.Preference) string {
 	switch {
 	case p.remoteNamed:
 		return p.RemoteReason + ": every model"
+	case len(p.Remote) > 0 && len(p.Choices) == 0:
+		return "no local GPU: every model"
 	case len(p.Remote) > 0:
 		return "for what the local GPUs cannot hold"
 	}

@@ -101,7 +101,9 @@ func logQuirkDecisions(m ModelLoad, decisions []quirkDecision) {
 // endpoints are probed again: one that came up since is used. Its error, wrapping
 // envconfig.ErrLibraryOption, is a `library` option no offered GPU can serve.
 func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...QuirkRule) (Plan, error) {
-	d = d.WithRemotes(context.Background())
+	if mayUseRemotes(d, m) {
+		d = d.WithRemotes(context.Background())
+	}
 	p, err := Decide(PlanInput{Discovery: d, Learned: learned, Model: m, Offered: gpus, ServerEnv: os.Getenv})
 	if err != nil {
 		slog.Error("backend plan for model: the library option cannot be served", "model", m.Name, "option", m.Library.String(), "option_source", m.LibrarySource, "error", err)
@@ -124,9 +126,6 @@ func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo, need uint64) llm.R
 	attrs := []any{"model", m.Name, "arch", m.Arch, "vision", m.Vision,
 		"library", RunnerLibrary(deviceIDs(append(slices.Clone(placed), r.Remote...))), "decided_by", p.DecidedBy, "device", r.Device,
 		"env", formatEnv(r.Env), "placement", p.describe()}
-	if len(r.Remote) > 0 {
-		attrs[len(attrs)-1] = p.describe() + "; remote " + strings.Join(r.RPC, ", ")
-	}
 	if len(r.RPC) > 0 {
 		attrs = append(attrs, "rpc", strings.Join(r.RPC, ","), "remote_reason", remoteWhy)
 	}

@@ -116,7 +116,7 @@ func parseRemoteDevices(endpoint, out string) []ml.DeviceInfo {
 func remoteFailure(out string, err error) string {
 	lines := strings.Split(out, "\n")
 	for _, line := range lines {
-		for _, key := range []string{"version mismatch", "Failed to connect", "handshake failed"} {
+		for _, key := range []string{"version mismatch", "Failed to connect", "handshake failed", "Failed to parse endpoint", "Cannot resolve host"} {
 			if i := strings.Index(line, key); i >= 0 {
 				start := 0
 				if j := strings.LastIndex(line[:i], ": "); j >= 0 {
@@ -138,6 +138,16 @@ func remoteEndpoint(id ml.DeviceID) string {
 		return id.ID[:i]
 	}
 	return id.ID
+}
+
+// mayUseRemotes reports whether model m may use remote devices at all, so
+// that a load that cannot is not held up probing them.
+func mayUseRemotes(d Discovery, m ModelLoad) bool {
+	pref := d.Preference
+	if m.Library.IsSet() {
+		pref = m.Library
+	}
+	return len(d.RPCServers) > 0 && (!pref.IsSet() || pref.Names("rpc"))
 }
 
 // remoteChoice is which remote devices a model may use and why: all of

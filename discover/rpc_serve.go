@@ -1,14 +1,18 @@
 package discover
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 
 	upstreamllm "github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
@@ -88,8 +92,7 @@ func findRPCServer() (string, error) {
 	dirs = append(dirs, distro...)
 	for _, dir := range dirs {
 		for _, name := range rpcServerNames {
-			p := filepath.Join(dir, name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
 				return p, nil
 			}
 		}
@@ -103,15 +106,17 @@ func findRPCServer() (string, error) {
 		strings.Join(rpcServerNames, " or "))
 }
 
-// RPCEndpoint checks `ollama rpc`'s --host and --port.
+// RPCEndpoint checks `ollama rpc`'s --host and --port: ggml-rpc-server
+// binds an IPv4 address only.
 func RPCEndpoint(host, port string) (string, error) {
-	if host == "" || strings.ContainsAny(host, " /[]") {
-		return "", fmt.Errorf("--host %q is not a host name or IP address", host)
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || strings.Contains(host, ":") {
+		return "", fmt.Errorf("--host %q is not an IPv4 address (e.g. 127.0.0.1, 10.0.0.2)", host)
 	}
-	if _, err := envconfig.ParsePort(port); err != nil {
+	n, err := envconfig.ParsePort(port)
+	if err != nil {
 		return "", fmt.Errorf("--port: %w", err)
 	}
-	return net.JoinHostPort(host, port), nil
+	return host + ":" + strconv.Itoa(n), nil
 }
 
 // ServeRPC runs ggml-rpc-server on endpoint until ctx ends, exposing the
@@ -127,7 +132,7 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	}
 	args, env := rpcServerArgs(exposed, endpoint)
 	host, _, _ := net.SplitHostPort(endpoint)
-	if ip := net.ParseIP(host); (ip == nil && host != "localhost") || (ip != nil && !ip.IsLoopback()) {
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		slog.Warn("ollama rpc listens beyond this machine: llama.cpp's RPC protocol has no authentication, anyone who reaches this port can run work on these devices; expose it only on a network you trust", "endpoint", endpoint)
 	}
 	what := "CPU"
@@ -145,9 +150,40 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	ignoreSIGPIPE()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, ml.LibraryPaths(exposed), env)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%s on %s: %w", filepath.Base(exe), endpoint, err)
+	last := &lastLine{w: os.Stderr}
+	cmd.Stdout, cmd.Stderr = last, last
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return nil
 	}
-	return nil
+	// It returns 0 when it cannot listen: any end before ours is a failure.
+	why := last.String()
+	if err != nil {
+		why = cmp.Or(why+" ("+err.Error()+")", err.Error())
+	}
+	return fmt.Errorf("%s on %s stopped: %s", filepath.Base(exe), endpoint, cmp.Or(why, "no reason given"))
+}
+
+// lastLine passes output on and keeps its last non-empty line.
+type lastLine struct {
+	w    io.Writer
+	mu   sync.Mutex
+	line string
+}
+
+func (l *lastLine) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	for _, s := range strings.Split(string(b), "\n") {
+		if s = strings.TrimSpace(s); s != "" {
+			l.line = s
+		}
+	}
+	l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.line
 }

@@ -66,9 +66,11 @@ func TestRPCExposure(t *testing.T) {
 func TestRPCEndpoint(t *testing.T) {
 	tests := []struct{ host, port, want, wantErr string }{
 		{"127.0.0.1", "50052", "127.0.0.1:50052", ""},
-		{"fd00::2", "50052", "[fd00::2]:50052", ""},
-		{"gpu-box", "1", "gpu-box:1", ""},
-		{"", "50052", "", `--host "" is not a host name or IP address`},
+		{"10.0.0.2", "050052", "10.0.0.2:50052", ""},
+		{"fd00::2", "50052", "", `--host "fd00::2" is not an IPv4 address`},
+		{"gpu-box", "1", "", `--host "gpu-box" is not an IPv4 address`},
+		{"localhost", "1", "", `--host "localhost"`},
+		{"", "50052", "", `--host "" is not an IPv4 address (e.g. 127.0.0.1, 10.0.0.2)`},
 		{"10.0.0.2/24", "50052", "", `--host "10.0.0.2/24"`},
 		{"10.0.0.2", "0", "", `--port: port "0" is not a number from 1 to 65535`},
 		{"10.0.0.2", "http", "", `--port: port "http"`},

@@ -2,6 +2,8 @@ package discover
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,14 +12,11 @@ import (
 
 // remote is an endpoint the probe reached, with one device per size in GiB.
 func remote(endpoint string, gib ...uint64) Remote {
-	r := Remote{Endpoint: endpoint}
-	for _, g := range gib {
-		out := parseRemoteDevices(endpoint, "  RPC9: "+endpoint+" (1 MiB, 1 MiB free)")
-		out[0].DeviceID.ID = endpoint + "/" + string(rune('0'+len(r.Devices)))
-		out[0].TotalMemory, out[0].FreeMemory = g<<30, g<<30
-		r.Devices = append(r.Devices, out[0])
+	var out strings.Builder
+	for i, g := range gib {
+		fmt.Fprintf(&out, "  RPC%d: %s (%d MiB, %d MiB free)\n", i+3, endpoint, g<<10, g<<10)
 	}
-	return r
+	return Remote{Endpoint: endpoint, Devices: parseRemoteDevices(endpoint, out.String())}
 }
 
 func withFree(d ml.DeviceInfo, gib uint64) ml.DeviceInfo {
@@ -121,8 +120,8 @@ func TestRemoteFailure(t *testing.T) {
 }
 
 func TestRunnerLibraryNamesTheEndpoint(t *testing.T) {
-	ids := []ml.DeviceID{{Library: "Vulkan", ID: "0"}, {Library: "RPC", ID: "10.0.0.2:50052/0"}, {Library: "RPC", ID: "10.0.0.2:50052/1"}, {Library: "RPC", ID: "[fd00::3]:50052/0"}}
-	if got, want := RunnerLibrary(ids), "Vulkan,RPC 10.0.0.2:50052,RPC [fd00::3]:50052"; got != want {
+	ids := []ml.DeviceID{{Library: "Vulkan", ID: "0"}, {Library: "RPC", ID: "10.0.0.2:50052/0"}, {Library: "RPC", ID: "10.0.0.2:50052/1"}, {Library: "RPC", ID: "gpu-box:50052/0"}}
+	if got, want := RunnerLibrary(ids), "Vulkan,RPC 10.0.0.2:50052,RPC gpu-box:50052"; got != want {
 		t.Errorf("RunnerLibrary = %q, want %q", got, want)
 	}
 }
@@ -145,6 +144,31 @@ func TestRunnerLibraryShares(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := RunnerLibraryShares(tt.ids, tt.vram); got != tt.want {
 				t.Errorf("RunnerLibraryShares = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMayUseRemotes(t *testing.T) {
+	servers := []string{"10.0.0.2:50052"}
+	tests := []struct {
+		name        string
+		servers     []string
+		pref, model string
+		want        bool
+	}{
+		{"no OLLAMA_RPC_SERVERS", nil, "", "", false},
+		{"nothing set", servers, "", "", true},
+		{"OLLAMA_LLM_LIBRARY=vulkan", servers, "vulkan", "", false},
+		{"OLLAMA_LLM_LIBRARY=vulkan,rpc", servers, "vulkan,rpc", "", true},
+		{"the model's option names rpc over OLLAMA_LLM_LIBRARY", servers, "vulkan", "rpc", true},
+		{"the model's option leaves rpc out", servers, "", "cpu", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Discovery{RPCServers: tt.servers, Preference: mustPreference(tt.pref)}
+			if got := mayUseRemotes(d, ModelLoad{Library: mustPreference(tt.model)}); got != tt.want {
+				t.Errorf("mayUseRemotes = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -34,17 +34,22 @@ func ParseRPCServers(value string) ([]string, error) {
 	return endpoints, nil
 }
 
-// ParseEndpoint checks one host:port (an IPv6 host in brackets) and returns
-// it as llama.cpp's --rpc reads it.
+// ParseEndpoint checks one host:port and returns it as llama.cpp's --rpc
+// reads it: the client splits at the first colon and speaks IPv4 only.
 func ParseEndpoint(item string) (string, error) {
 	host, port, err := net.SplitHostPort(item)
 	if err != nil || host == "" || strings.ContainsAny(host, " /") {
-		return "", fmt.Errorf("%q is not host:port (e.g. 10.0.0.2:50052, [fd00::2]:50052)", item)
+		return "", fmt.Errorf("%q is not host:port (e.g. 10.0.0.2:50052, gpu-box:50052)", item)
 	}
-	if _, err := ParsePort(port); err != nil {
+	if strings.Contains(host, ":") {
+		return "", fmt.Errorf("%q: llama.cpp's RPC client takes an IPv4 address or a host name, not IPv6", item)
+	}
+	n, err := ParsePort(port)
+	if err != nil {
 		return "", fmt.Errorf("%q: %w", item, err)
 	}
-	return net.JoinHostPort(host, port), nil
+	// one spelling per endpoint: ggml tells servers apart by the string
+	return host + ":" + strconv.Itoa(n), nil
 }
 
 // ParsePort checks a TCP port number.
