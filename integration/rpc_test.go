@@ -300,6 +300,17 @@ func TestRPCExposesVulkanOnGfx1200(t *testing.T) {
 	if strings.Contains(out, "listens beyond this machine") {
 		t.Errorf("a loopback endpoint was warned about:\n%s", tail(out, 30))
 	}
+
+	// A second one on the same port cannot listen; ggml-rpc-server then
+	// exits 0, and `ollama rpc` must not.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, filepath.Join(RepoRoot(), "scripts", "inroot.sh"), fakegpu.RootName, b.bin, "rpc", "--port", fmt.Sprint(port))
+	second.Env = env
+	got, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(got), "ggml-rpc-server on "+r.Endpoint+" stopped: ") {
+		t.Errorf("ollama rpc on a port in use: %v, want an error saying the server stopped:\n%s", err, tail(string(got), 20))
+	}
 }
 
 var offloadedLayers = regexp.MustCompile(`offloaded (\d+)/(\d+) layers to GPU`)
