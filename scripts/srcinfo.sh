@@ -20,9 +20,9 @@ case "${1:-}" in
 esac
 
 "$here/buildroot.sh" arch-srcinfo >/dev/null
-# the PKGBUILD on stdin: the root sees the repository, nobody may not
+# the PKGBUILD on stdin, into a folder of nobody's (makepkg checks it may write there)
 got=$("$here/inroot.sh" arch-srcinfo sh -c \
-	'd=$(mktemp -d) && cat >"$d/PKGBUILD" && chmod -R a+rX "$d" && cd "$d" && runuser -u nobody -- makepkg --printsrcinfo; rc=$?; rm -rf "$d"; exit $rc' <"$pkgb")
+	'd=$(mktemp -d) && cat >"$d/PKGBUILD" && chown -R nobody "$d" && cd "$d" && runuser -u nobody -- makepkg --printsrcinfo; rc=$?; rm -rf "$d"; exit $rc' <"$pkgb")
 [ -n "$got" ] || { echo "srcinfo: makepkg --printsrcinfo printed nothing for $pkgb" >&2; exit 1; }
 
 if [ $mode = write ]; then
