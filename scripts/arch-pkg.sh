@@ -157,7 +157,7 @@ for t in ${hip_targets//;/ }; do
 done
 # the installed RPC server finds its backend (libggml-rpc.so beside it) and
 # the CPU device, and listens; timeout ends it (stdbuf: its lines before that)
-rpc=$(timeout 20 "$here/inroot.sh" "$scratch" stdbuf -oL /usr/lib/ollama/ggml-rpc-server --port 50152 2>&1 || true)
+rpc=$(timeout -k 5 20 "$here/inroot.sh" "$scratch" stdbuf -oL /usr/lib/ollama/ggml-rpc-server --port 50152 2>&1 || true)
 msg="installed ggml-rpc-server did not start: $(printf '%s' "$rpc" | tail -n3 | tr '\n' ' ')" \
 	check grep -q 'Starting RPC server' <<<"$rpc"
 grep -q 'Starting RPC server' <<<"$rpc" && log "ggml-rpc-server: $(grep -m1 'Starting RPC server' <<<"$rpc")"
