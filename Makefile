@@ -118,7 +118,7 @@ llama-src: ## the pinned llama.cpp tree (node-llama-cpp's git bundle, sha256-che
 	@scripts/llama-src.sh
 
 .PHONY: native
-native: ## build llama-server + ggml (CPU, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
+native: ## build llama-server + ggml (CPU, RPC with ggml-rpc-server, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
 	scripts/native.sh $(LAYOUT) "$(LIBS)"
 
 .PHONY: native-check
