@@ -83,7 +83,7 @@ LAYOUT  ?= subdir
 LIBS    ?= vulkan
 NATIVE_LIB := $(CURDIR)/dist/native/$(LAYOUT)/lib/ollama
 .PHONY: arch-pkg
-arch-pkg: ## the real makepkg on packaging/arch (Debian's makepkg in a sid root), the three packages checked, installed with pacman -U in a scratch root, the installed server run on lavapipe (OBS_CPU=generic: one CPU backend)
+arch-pkg: ## the real makepkg on packaging/arch (Debian's makepkg in a sid root), the three packages checked, installed with pacman -U in a scratch root, the installed server and RPC server run; green: packaging/arch-pkg.record (OBS_CPU=generic: one CPU backend; OBS_HIP_TARGETS=gfx1200: one target)
 	mkdir -p $(MESA_CACHE)
 	$(INTEGRATION_ENV) scripts/arch-pkg.sh $(ARGS)
 
@@ -118,12 +118,20 @@ llama-src: ## the pinned llama.cpp tree (node-llama-cpp's git bundle, sha256-che
 	@scripts/llama-src.sh
 
 .PHONY: native
-native: ## build llama-server + ggml (CPU, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
+native: ## build llama-server + ggml (CPU, RPC with ggml-rpc-server, LIBS="vulkan hip") from source into dist/native/LAYOUT (LAYOUT=subdir|flat)
 	scripts/native.sh $(LAYOUT) "$(LIBS)"
 
 .PHONY: native-check
 native-check: native ## native, then the load checks: lavapipe in --list-devices, tiny models generate on it, gfx1200/gfx1201 code objects in libggml-hip
 	scripts/native-check.sh $(LAYOUT)
+
+.PHONY: srcinfo
+srcinfo: ## write packaging/arch/.SRCINFO with makepkg --printsrcinfo (after a change to the PKGBUILD; commit it)
+	@scripts/srcinfo.sh --write
+
+.PHONY: check-srcinfo
+check-srcinfo: ## packaging/arch/.SRCINFO is what makepkg --printsrcinfo prints for the PKGBUILD
+	@scripts/srcinfo.sh
 
 .PHONY: arch-sources
 arch-sources: ## packaging/arch laid out for makepkg in build/arch with its pinned sources, every sha256 checked (ARGS=--update rewrites the fork tarball's)
@@ -153,7 +161,7 @@ model: ## write a tiny GGUF and `ollama create` it as MODEL (default tiny) on th
 	cd $(BUILD)/model && OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(CURDIR)/$(DIST)/bin/ollama create $(MODEL) -f Modelfile
 
 .PHONY: check
-check: check-docs test fuzz check-patches arch-sources integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD, integration suite on the real llama-server, the upstream pull requests
+check: check-docs test fuzz check-patches arch-sources check-srcinfo integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD and its .SRCINFO, integration suite on the real llama-server, the upstream pull requests; .ci/run adds make arch-pkg when its inputs changed
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).

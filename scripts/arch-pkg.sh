@@ -3,7 +3,8 @@
 # and its pinned sources (scripts/arch-sources.sh), checks what they hold,
 # installs them with pacman -U in a scratch root and runs the installed
 # server there (integration TestArchPackages: lavapipe with
-# OLLAMA_LLM_LIBRARY=vulkan, refusal of vulkn).
+# OLLAMA_LLM_LIBRARY=vulkan, refusal of vulkn) and its ggml-rpc-server. After
+# a green build, scripts/arch-record.sh writes packaging/arch-pkg.record.
 #
 #   scripts/arch-pkg.sh            build, inspect, install, run
 #   scripts/arch-pkg.sh --no-build inspect, install and run the packages of the last build
@@ -20,7 +21,8 @@
 # the build folder (fixed paths, so ccache hits from one run to the next),
 # ccache, the Go module cache, the packages (pkgdest) and the scratch root.
 # Environment: OBS_CPU (PKGBUILD: all, the default, or generic),
-# ARCH_PKG_JOBS (default 2), ARCH_PKG_NICE (default 10).
+# OBS_HIP_TARGETS (PKGBUILD: gfx1200;gfx1201), ARCH_PKG_JOBS (default 2),
+# ARCH_PKG_NICE (default 10).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,9 +34,12 @@ builder=obs-builder
 
 die() { echo "arch-pkg: $*" >&2; exit 1; }
 log() { echo "arch-pkg: $*"; }
+hip_default() { sed -n "s/^_hip_targets=\${OBS_HIP_TARGETS:-'\(.*\)'}$/\1/p" "$repo/packaging/arch/PKGBUILD"; }
 
 build=1
 makepkg_args=
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
 case "${1:-}" in
 	--no-build) build=0 ;;
 	--prepare) makepkg_args=--nobuild ;;
@@ -77,7 +82,8 @@ if [ $build = 1 ]; then
 		EOF
 	} >"$cache/work/makepkg.conf"
 	chown -R "$uid" "$cache"/{build,ccache,gomod,pkgdest,work}
-	log "makepkg (OBS_CPU=${OBS_CPU:-all}, -j${ARCH_PKG_JOBS:-2})"
+	settings="OBS_CPU=${OBS_CPU:-all} OBS_HIP_TARGETS=${OBS_HIP_TARGETS:-$(hip_default)} -j${ARCH_PKG_JOBS:-2}"
+	log "makepkg ($settings)"
 	t0=$(date +%s)
 	# CMake takes the compiler launchers and the HIP compiler from these
 	# variables; ninja's parallelism from CMAKE_BUILD_PARALLEL_LEVEL.
@@ -86,16 +92,27 @@ if [ $build = 1 ]; then
 		HIPCXX="$hipcxx" CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
 		CMAKE_HIP_COMPILER_LAUNCHER=ccache CMAKE_BUILD_PARALLEL_LEVEL="${ARCH_PKG_JOBS:-2}" \
 		CCACHE_DIR="$cache/ccache" CCACHE_MAXSIZE=8G CCACHE_COMPILERCHECK=content \
-		GOMODCACHE="$cache/gomod" GOFLAGS= GOTOOLCHAIN=local OBS_CPU="${OBS_CPU:-}" \
-		nice -n "${ARCH_PKG_NICE:-10}" sh -c "cd '$cache/work' && makepkg --config '$cache/work/makepkg.conf' --nodeps --noconfirm --cleanbuild $makepkg_args"
-	log "makepkg took $(($(date +%s) - t0)) s"
+		GOMODCACHE="$cache/gomod" GOFLAGS= GOTOOLCHAIN=local OBS_CPU="${OBS_CPU:-}" OBS_HIP_TARGETS="${OBS_HIP_TARGETS:-}" \
+		nice -n "${ARCH_PKG_NICE:-10}" sh -c "cd '$cache/work' && makepkg --config '$cache/work/makepkg.conf' --nodeps --noconfirm --cleanbuild $makepkg_args" 2>&1 |
+		tee "$cache/makepkg.log"
+	took=$(($(date +%s) - t0))
+	log "makepkg took $took s"
 	[ -z "$makepkg_args" ] || exit 0
+	# makepkg only warns when a file names the build folder (ggml's __FILE__
+	# without the PKGBUILD's prefix map)
+	if grep -F 'contains reference to' "$cache/makepkg.log" | sed 's/^/arch-pkg: /' >&2; then
+		die "a package names \$srcdir or \$pkgdir (the warning above; $cache/makepkg.log)"
+	fi
+	{
+		echo "settings: $settings"
+		echo "makepkg: $took s ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
+	} >>"$summary"
 fi
 
 # ---- what the packages hold --------------------------------------------------
 ver=$(sed -n 's/^_ollamaver=//p' "$repo/packaging/arch/PKGBUILD")
 rel=$(sed -n 's/^_forkrel=//p' "$repo/packaging/arch/PKGBUILD")
-hip_targets=$(sed -n "s/^_hip_targets='\(.*\)'/\1/p" "$repo/packaging/arch/PKGBUILD")
+hip_targets=${OBS_HIP_TARGETS:-$(hip_default)}
 bad=0
 check() { if "$@"; then :; else echo "arch-pkg: FAIL: ${msg:-$*}" >&2; bad=1; fi; }
 pkg() { echo "$pkgdest/$1-$ver.bs$rel-1-x86_64.pkg.tar.zst"; }
@@ -104,8 +121,10 @@ info() { inbuild pacman -Qip "$(pkg "$1")" | sed -n "s/^$2 *: //p"; }
 for p in ollama-backend-select ollama-backend-select-vulkan ollama-backend-select-rocm; do
 	[ -f "$(pkg $p)" ] || die "no package $(pkg $p) (ls $pkgdest: $(ls "$pkgdest" 2>/dev/null | tr '\n' ' '))"
 	log "$p: $(info $p 'Installed Size'), provides $(info $p Provides), conflicts $(info $p 'Conflicts With')"
+	echo "package: $p $(info $p 'Installed Size') installed, $(du -h "$(pkg $p)" | cut -f1) file" >>"$summary"
 done
 for f in usr/bin/ollama usr/lib/ollama/llama-server usr/lib/systemd/system/ollama.service \
+	usr/lib/ollama/ggml-rpc-server usr/lib/ollama/libggml-rpc.so usr/lib/systemd/system/ollama-rpc.service \
 	usr/lib/sysusers.d/ollama.conf usr/lib/tmpfiles.d/ollama.conf; do
 	msg="ollama-backend-select lacks /$f" check has ollama-backend-select "$f"
 done
@@ -136,9 +155,20 @@ for t in ${hip_targets//;/ }; do
 	msg="installed libggml-hip.so has no $t code object" check test "$n" -gt 0
 	[ "$n" -gt 0 ] && log "libggml-hip.so: code object for $t"
 done
+# the installed RPC server finds its backend (libggml-rpc.so beside it) and
+# the CPU device, and listens; timeout ends it (stdbuf: its lines before that)
+rpc=$(timeout -k 5 20 "$here/inroot.sh" "$scratch" stdbuf -oL /usr/lib/ollama/ggml-rpc-server --port 50152 2>&1 || true)
+msg="installed ggml-rpc-server did not start: $(printf '%s' "$rpc" | tail -n3 | tr '\n' ' ')" \
+	check grep -q 'Starting RPC server' <<<"$rpc"
+grep -q 'Starting RPC server' <<<"$rpc" && log "ggml-rpc-server: $(grep -m1 'Starting RPC server' <<<"$rpc")"
+msg="ollama-rpc.service does not run ollama rpc as ollama" check grep -qx 'ExecStart=/usr/bin/ollama rpc' "$scratch/usr/lib/systemd/system/ollama-rpc.service"
 [ $bad = 0 ] || die "the packages are not what the PKGBUILD says"
 
 log "installed in $scratch; the installed server:"
 cd "$repo"
 OBS_ARCH_SCRATCH=$scratch go test -tags integration -count=1 -timeout 20m -run '^TestArchPackages$' -v ./integration/ |
-	grep -E '^(=== RUN|--- |\s+---|\s+\S+_test.go:|ok|FAIL|PASS)'
+	grep -E '^(=== RUN|--- |\s+---|\s+\S+_test.go:|ok|FAIL|PASS)' | tee "$cache/test.log"
+if [ $build = 1 ]; then
+	grep -E '^\s*--- ' "$cache/test.log" | sed 's/^\s*/test: /' >>"$summary"
+	"$here/arch-record.sh" write "$summary"
+fi

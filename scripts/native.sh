@@ -7,7 +7,8 @@
 # The top-level CMakeLists.txt drives upstream's llama/server CMake of the
 # pinned Ollama module with the llama.cpp tree of scripts/llama-src.sh. One
 # CMake build per build root: native-vulkan builds the base (llama-server,
-# libggml-base, libggml, libllama, libmtmd, the CPU backend) and ggml-vulkan;
+# libggml-base, libggml, libllama, libmtmd, the CPU backend, libggml-rpc and
+# ggml-rpc-server, both in lib/ollama in either layout) and ggml-vulkan;
 # native-rocm builds ggml-hip for OBS_HIP_TARGETS (default gfx1200;gfx1201),
 # and the base too when LIBS has no vulkan. Build folders build/native/<root>;
 # the install is dist/native/<LAYOUT>/lib/ollama. ccache lives in
