@@ -8,8 +8,9 @@
 # commands per generated token, by kind.
 #
 # On this machine first (.devcarry is ignored; the device call carries it):
-#   tar -C "$(scripts/llama-src.sh)" -cf - --exclude=./models --exclude=./docs \
-#     --exclude=./tests --exclude=./tools/ui . | xz -T2 >.devcarry/llama-src.tar.xz
+#   tar -C "$(scripts/llama-src.sh --pristine)" -cf - --exclude=./.git --exclude=./models \
+#     --exclude=./docs --exclude=./tests --exclude=./tools/ui --exclude=./media \
+#     --exclude=./gguf-py . | xz -T2 >.devcarry/llama-src.tar.xz
 #   CGO_ENABLED=0 go build -o .devcarry/tinygguf ./integration/cmd/tinygguf
 # Then: device run, carry [".devcarry"], command scripts/h200/rpc-bench.sh
 set -euo pipefail
@@ -19,14 +20,14 @@ OUT=${OUT:-$W/out}
 t0=$(date +%s)
 log() { echo "[rpc-bench $(( $(date +%s) - t0 ))s] $*"; }
 mkdir -p "$W/llama.cpp" "$OUT"
-if [ ! -x "$W/b/bin/rpc-server" ]; then
+if [ ! -x "$W/b/bin/ggml-rpc-server" ]; then
 	tar -xJf "$C/llama-src.tar.xz" -C "$W/llama.cpp"
 	cmake -S "$W/llama.cpp" -B "$W/b" -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DGGML_RPC=ON \
 		-DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
 		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >"$OUT/cmake.log" 2>&1 ||
 		{ tail -30 "$OUT/cmake.log"; exit 1; }
 	log "configured"
-	cmake --build "$W/b" -j "$(nproc)" --target llama-bench rpc-server >"$OUT/build.log" 2>&1 ||
+	cmake --build "$W/b" -j "$(nproc)" --target llama-bench ggml-rpc-server >"$OUT/build.log" 2>&1 ||
 		{ tail -30 "$OUT/build.log"; exit 1; }
 	log "built"
 fi
@@ -36,13 +37,13 @@ log "model $(du -h "$model" | cut -f1)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 bench() { "$W/b/bin/llama-bench" -m "$model" -ngl 99 -fa 1 "$@"; }
 
-bench -dev CUDA0 -p 512 -n 128 -r 3 -o md | tee "$OUT/local.md"
+bench -dev CUDA0 -p 512 -n 128 -r 10 -o md | tee "$OUT/local.md"
 log "local done"
-GGML_RPC_DEBUG=1 "$W/b/bin/rpc-server" -d CUDA0 -H 127.0.0.1 -p 50052 >"$W/rpc.log" 2>&1 &
+GGML_RPC_DEBUG=1 "$W/b/bin/ggml-rpc-server" -d CUDA0 -H 127.0.0.1 -p 50052 >"$W/rpc.log" 2>&1 &
 rpc=$!
 trap 'kill $rpc 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q "Starting RPC server" "$W/rpc.log" && break; sleep 0.2; done
-bench --rpc 127.0.0.1:50052 -dev RPC0 -p 512 -n 128 -r 3 -o md | tee "$OUT/rpc.md"
+bench --rpc 127.0.0.1:50052 -dev RPC0 -p 512 -n 128 -r 10 -o md | tee "$OUT/rpc.md"
 log "rpc done"
 # Commands per decoded token, by kind.
 count() {
