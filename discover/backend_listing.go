@@ -157,7 +157,7 @@ func ListBackends(d Discovery, learned Learned) BackendListing {
 			l.Backends = append(l.Backends, BackendStatus{Library: backends.RPC, Description: r.Endpoint, Status: backendUnreachable, Reason: r.Err})
 		}
 		for _, dev := range r.Devices {
-			l.Backends = append(l.Backends, row(dev, backendRemote, remoteUse(p, pref)))
+			l.Backends = append(l.Backends, row(dev, backendRemote, p.remoteUse(pref)))
 		}
 	}
 	l.Backends = append(l.Backends, cpuRow(len(choices) > 0, pref))
@@ -205,16 +205,4 @@ func cpuRow(gpuChosen bool, pref backends.Preference) BackendStatus {
 		row.Reason = "OLLAMA_LLM_LIBRARY=" + pref.String()
 	}
 	return row
-}
-
-func remoteUse(p Plan, pref backends.Preference) string {
-	switch {
-	case p.remoteNamed:
-		return p.RemoteReason + ": every model"
-	case len(p.Remote) > 0 && len(p.Choices) == 0:
-		return "no local GPU: every model"
-	case len(p.Remote) > 0:
-		return "for what the local GPUs cannot hold"
-	}
-	return "OLLAMA_LLM_LIBRARY=" + pref.String() + " does not request rpc"
 }

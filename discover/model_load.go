@@ -1,6 +1,8 @@
 package discover
 
 import (
+	"cmp"
+
 	"github.com/costa-os/ollama-backend-select/envconfig"
 	"github.com/costa-os/ollama-backend-select/ml/backends"
 )
@@ -35,4 +37,13 @@ func (m ModelLoad) WithLibraryOption(requested string, modelParams map[string]an
 		m.LibrarySource = "model parameter"
 	}
 	return m, nil
+}
+
+// preferenceFor is the preference in force for model m, its `library`
+// option else OLLAMA_LLM_LIBRARY, and by, which says so in a reason.
+func preferenceFor(d Discovery, m ModelLoad) (pref backends.Preference, by string) {
+	if m.Library.IsSet() {
+		return m.Library, cmp.Or(m.LibrarySource, "model option") + " library=" + m.Library.String()
+	}
+	return d.Preference, "OLLAMA_LLM_LIBRARY=" + d.Preference.String()
 }

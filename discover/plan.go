@@ -100,10 +100,8 @@ func Decide(in PlanInput) (Plan, error) {
 // rule. Unless "cpu" is listed, an option no GPU can serve is an error
 // rather than a silent CPU run.
 func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
-	pref := in.Model.Library
-	source := cmp.Or(in.Model.LibrarySource, "model option")
-	p.DecidedBy = source
-	reason := fmt.Sprintf("%s library=%s", source, pref)
+	pref, reason := preferenceFor(in.Discovery, in.Model)
+	p.DecidedBy = cmp.Or(in.Model.LibrarySource, "model option")
 	var have []string
 	for _, gpu := range in.Offered {
 		candidates := append([]ml.DeviceInfo{gpu}, alternatesOf(gpu, p.Choices)...)

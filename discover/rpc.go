@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -69,12 +68,8 @@ func probeRemote(ctx context.Context, exe, endpoint string) Remote {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "--rpc", endpoint, "--list-devices", "--offline")
 	cmd.WaitDelay = time.Second
-	// Only the remote's devices: every local GPU library hidden.
-	var all []string
-	for _, l := range backends.GPUs() {
-		all = append(all, l.Device)
-	}
-	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, nil, backends.HideEnv(all, nil))
+	// Only the remote's devices: the environment of a runner with no local device.
+	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, nil, runnerDevices(nil).Env)
 	out, err := cmd.CombinedOutput()
 	r := Remote{Endpoint: endpoint, Devices: parseRemoteDevices(endpoint, string(out))}
 	switch {
@@ -143,10 +138,7 @@ func remoteEndpoint(id ml.DeviceID) string {
 // mayUseRemotes reports whether model m may use remote devices at all, so
 // that a load that cannot is not held up probing them.
 func mayUseRemotes(d Discovery, m ModelLoad) bool {
-	pref := d.Preference
-	if m.Library.IsSet() {
-		pref = m.Library
-	}
+	pref, _ := preferenceFor(d, m)
 	return len(d.RPCServers) > 0 && (!pref.IsSet() || pref.Names("rpc"))
 }
 
@@ -157,10 +149,7 @@ func remoteChoice(in PlanInput) ([]ml.DeviceInfo, bool, string) {
 	for _, r := range in.Discovery.Remote {
 		devices = append(devices, r.Devices...)
 	}
-	pref, by := in.Discovery.Preference, "OLLAMA_LLM_LIBRARY="+in.Discovery.Preference.String()
-	if in.Model.Library.IsSet() {
-		pref, by = in.Model.Library, cmp.Or(in.Model.LibrarySource, "model option")+" library="+in.Model.Library.String()
-	}
+	pref, by := preferenceFor(in.Discovery, in.Model)
 	switch {
 	case len(devices) == 0:
 		return nil, false, ""
@@ -186,6 +175,19 @@ func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, st
 		return nil, ""
 	}
 	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s free", format.HumanBytes2(need), format.HumanBytes2(free))
+}
+
+// remoteUse is remoteFor's policy in words, for the listing.
+func (p Plan) remoteUse(pref backends.Preference) string {
+	switch {
+	case p.remoteNamed:
+		return p.RemoteReason + ": every model"
+	case len(p.Remote) > 0 && len(p.Choices) == 0:
+		return "no local GPU: every model"
+	case len(p.Remote) > 0:
+		return "for what the local GPUs cannot hold"
+	}
+	return "OLLAMA_LLM_LIBRARY=" + pref.String() + " does not request rpc"
 }
 
 // RunnerLibraryShares is RunnerLibrary with each name's share of the
