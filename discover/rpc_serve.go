@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,10 +25,11 @@ import (
 const RPCDefaultPort = "50052"
 
 // rpcExposure is what `ollama rpc` exposes: per GPU the best-ranked library
-// that no rule denies for any model, since this side cannot know the model.
-// A GPU whose every library a rule denies is left out, with the reason.
-func rpcExposure(d Discovery) ([]ml.DeviceInfo, []string) {
-	rules := d.Rules
+// that no rule, configured or learned, denies for any model, since this
+// side cannot know the model. A GPU whose every library a rule denies is
+// left out, with the reason.
+func rpcExposure(d Discovery, learned []QuirkRule) ([]ml.DeviceInfo, []string) {
+	rules := slices.Concat(d.Rules, learned)
 	choices, _ := chooseLibraries(d.Devices, d.Preference)
 	var exposed []ml.DeviceInfo
 	var left []string
@@ -119,14 +121,31 @@ func RPCEndpoint(host, port string) (string, error) {
 	return host + ":" + strconv.Itoa(n), nil
 }
 
+// RunnerWatch is what the idle-GPU watchdog (gpuwatch.Watchdog) is told of
+// the runners on this host's GPUs, and what it learned.
+type RunnerWatch interface {
+	Learned
+	RunnerLoaded(pid int, m ModelLoad, ids []ml.DeviceID, devices []ml.DeviceInfo)
+	RunnerExiting(pid int, hasExited func() bool)
+}
+
+// rpcClient is how the watchdog names an RPC client: this side does not know
+// its model, so it learns nothing from a GPU left busy, only reports it.
+const rpcClient = "RPC client"
+
 // ServeRPC runs ggml-rpc-server on endpoint until ctx ends, exposing the
-// devices of d that rpcExposure allows.
-func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
+// devices of d that rpcExposure allows. Each client is, for watch, a runner
+// on the exposed GPUs that exits when the client leaves; watch may be nil.
+func ServeRPC(ctx context.Context, d Discovery, endpoint string, watch RunnerWatch) error {
 	exe, err := findRPCServer()
 	if err != nil {
 		return err
 	}
-	exposed, left := rpcExposure(d)
+	var learned []QuirkRule
+	if watch != nil {
+		learned = watch.LearnedRules()
+	}
+	exposed, left := rpcExposure(d, learned)
 	for _, l := range left {
 		slog.Warn("ollama rpc: GPU not exposed", "gpu", l)
 	}
@@ -150,7 +169,19 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	ignoreSIGPIPE()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	upstreamllm.SetupLlamaServerCommandEnv(cmd, exe, ml.LibraryPaths(exposed), env)
-	last := &lastLine{w: os.Stderr}
+	ids := make([]ml.DeviceID, len(exposed))
+	for i, e := range exposed {
+		ids[i] = e.DeviceID
+	}
+	last := &rpcOutput{w: os.Stderr, client: func(connected bool) {
+		switch {
+		case watch == nil:
+		case connected:
+			watch.RunnerLoaded(cmd.Process.Pid, ModelLoad{Name: rpcClient}, ids, exposed)
+		default:
+			watch.RunnerExiting(cmd.Process.Pid, nil)
+		}
+	}}
 	cmd.Stdout, cmd.Stderr = last, last
 	err = cmd.Run()
 	if ctx.Err() != nil {
@@ -164,26 +195,39 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string) error {
 	return fmt.Errorf("%s on %s stopped: %s", filepath.Base(exe), endpoint, cmp.Or(why, "no reason given"))
 }
 
-// lastLine passes output on and keeps its last non-empty line.
-type lastLine struct {
-	w    io.Writer
-	mu   sync.Mutex
-	line string
+// rpcOutput passes ggml-rpc-server's output on, keeps its last non-empty
+// line, and calls client when a client connects or leaves.
+type rpcOutput struct {
+	w      io.Writer
+	client func(connected bool)
+
+	mu      sync.Mutex
+	partial string
+	line    string
 }
 
-func (l *lastLine) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	for _, s := range strings.Split(string(b), "\n") {
-		if s = strings.TrimSpace(s); s != "" {
-			l.line = s
+func (o *rpcOutput) Write(b []byte) (int, error) {
+	o.mu.Lock()
+	lines := strings.Split(o.partial+string(b), "\n")
+	o.partial = lines[len(lines)-1]
+	for _, s := range lines[:len(lines)-1] {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "":
+			continue
+		case "Accepted client connection":
+			o.client(true)
+		case "Client connection closed":
+			o.client(false)
 		}
+		o.line = s
 	}
-	l.mu.Unlock()
-	return l.w.Write(b)
+	o.mu.Unlock()
+	return o.w.Write(b)
 }
 
-func (l *lastLine) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.line
+func (o *rpcOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return cmp.Or(strings.TrimSpace(o.partial), o.line)
 }

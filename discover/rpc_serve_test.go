@@ -16,6 +16,7 @@ func TestRPCExposure(t *testing.T) {
 		name      string
 		devices   []ml.DeviceInfo
 		rules     []QuirkRule
+		learned   []QuirkRule
 		pref      string
 		want      []string // library@pci
 		wantArgs  string
@@ -31,6 +32,9 @@ func TestRPCExposure(t *testing.T) {
 			wantEnvIn: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
 		{name: "gfx1100 keeps ROCm beside a gfx1200 on Vulkan", devices: append(slices.Clone(rdna4), rdna3...), rules: builtinQuirks(),
 			want: []string{"Vulkan@0000:03:00.0", "ROCm@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0,ROCm0"},
+		{name: "a rule the watchdog learned for one model keeps the gfx1100 off ROCm", devices: rdna3, rules: builtinQuirks(),
+			learned: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1100", ArchPatterns: []string{"llama"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
+			want:    []string{"Vulkan@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0"},
 		{name: "gfx1200 without a Vulkan twin is left out, named", devices: rdna4[:1], rules: builtinQuirks(),
 			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "every library it has is denied for some model: ROCm (rule rocm:gfx1200:"},
 		{name: "OLLAMA_LLM_LIBRARY=rocm with the built-in rules: still not ROCm on the gfx1200", devices: rdna4, rules: builtinQuirks(), pref: "rocm",
@@ -39,7 +43,7 @@ func TestRPCExposure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pref := mustPreference(tt.pref)
-			exposed, left := rpcExposure(Discovery{Devices: tt.devices, Rules: tt.rules, Preference: pref})
+			exposed, left := rpcExposure(Discovery{Devices: tt.devices, Rules: tt.rules, Preference: pref}, tt.learned)
 			var got []string
 			for _, e := range exposed {
 				got = append(got, e.Library+"@"+e.PCIID)
@@ -58,6 +62,47 @@ func TestRPCExposure(t *testing.T) {
 				if got, ok := env[k]; !ok || got != v {
 					t.Errorf("env %s=%q (set %v), want %q", k, got, ok, v)
 				}
+			}
+		})
+	}
+}
+
+func TestRPCOutput(t *testing.T) {
+	tests := []struct {
+		name     string
+		writes   []string
+		want     string // the client events: + connected, - left
+		wantLast string
+	}{
+		{name: "a client comes and goes", writes: []string{"Starting RPC server v3.0.0\n", "Accepted client connection\nClient connection closed\n"},
+			want: "+-", wantLast: "Client connection closed"},
+		{name: "lines split across writes", writes: []string{"Accepted cli", "ent connection\n", "Client connection closed", "\n"},
+			want: "+-", wantLast: "Client connection closed"},
+		{name: "the last line may lack its newline", writes: []string{"Accepted client connection\n", "Failed to create server socket"},
+			want: "+", wantLast: "Failed to create server socket"},
+		{name: "other text that mentions a client is not one", writes: []string{"  Accepted client connection from a test\n"},
+			wantLast: "Accepted client connection from a test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var passed strings.Builder
+			var events string
+			o := &rpcOutput{w: &passed, client: func(connected bool) {
+				events += map[bool]string{true: "+", false: "-"}[connected]
+			}}
+			for _, w := range tt.writes {
+				if n, err := o.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if events != tt.want {
+				t.Errorf("client events %q, want %q", events, tt.want)
+			}
+			if got := o.String(); got != tt.wantLast {
+				t.Errorf("last line %q, want %q", got, tt.wantLast)
+			}
+			if passed.String() != strings.Join(tt.writes, "") {
+				t.Errorf("passed on %q, want every byte", passed.String())
 			}
 		})
 	}

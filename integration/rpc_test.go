@@ -311,6 +311,33 @@ func TestRPCExposesVulkanOnGfx1200(t *testing.T) {
 	if err == nil || !strings.Contains(string(got), "ggml-rpc-server on "+r.Endpoint+" stopped: ") {
 		t.Errorf("ollama rpc on a port in use: %v, want an error saying the server stopped:\n%s", err, tail(string(got), 20))
 	}
+	r.kill()
+
+	// With the rules dropped it exposes ROCm, and the watchdog watches the
+	// GPU after each client, as after a runner: startRPC's own connection is
+	// one, and the fake sysfs keeps the GPU at 100% busy.
+	stuck := forkRdna4Sysfs(t)
+	forkWriteFakeDRM(t, stuck, "card1", forkPCIID, 100)
+	rocm := startRPC(t, []string{filepath.Join(RepoRoot(), "scripts", "inroot.sh"), fakegpu.RootName}, b.bin,
+		append(slices.Clone(env), "OLLAMA_SYSFS_ROOT="+stuck, "OLLAMA_BACKEND_DENYLIST=none"), fmt.Sprintf("127.0.0.1:%d", port), "--port", fmt.Sprint(port))
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(rocm.output(), forkStuckMsg) && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	out = rocm.output()
+	if !strings.Contains(out, "-d ROCm0") {
+		t.Fatalf("ollama rpc with OLLAMA_BACKEND_DENYLIST=none should expose ROCm0:\n%s", tail(out, 30))
+	}
+	i := strings.Index(out, forkStuckMsg)
+	if i < 0 {
+		t.Fatalf("no watchdog report after a client left a stuck GPU:\n%s", tail(out, 30))
+	}
+	report, _, _ := strings.Cut(out[i:], "\n")
+	for _, want := range []string{"card=card1", "library=ROCm", "gfx_target=gfx1200", `model="RPC client"`, "learned=false", "OLLAMA_LLM_LIBRARY=vulkan"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("watchdog report lacks %s:\n%s", want, report)
+		}
+	}
 }
 
 var offloadedLayers = regexp.MustCompile(`offloaded (\d+)/(\d+) layers to GPU`)

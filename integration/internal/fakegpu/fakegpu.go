@@ -353,7 +353,8 @@ func Probe(probe, lib string, env []string, allocBytes int) (map[string]string, 
 // a copy of the root's llama-server (ggml searches the folder of
 // /proc/self/exe, which a symlink would resolve to /usr/bin), a symlink to
 // every backend of the root's backends0 folder, and the given libraries
-// (copied; one with a backend's name replaces its symlink). It returns the
+// (copied; one with a backend's name replaces its symlink), with a copy of
+// the root's ggml-rpc-server beside, as the fork installs it. It returns the
 // llama-server path. ggml still searches backends0 itself first; see Vulkan.
 func FlatTree(dir string, libs ...string) (string, error) {
 	if err := Available(); err != nil {
@@ -401,6 +402,12 @@ func FlatTree(dir string, libs ...string) (string, error) {
 	server := filepath.Join(dir, "llama-server")
 	if err := copyFile(filepath.Join(RootDir(), LlamaServer), server, 0o755); err != nil {
 		return "", err
+	}
+	rpc := filepath.Join(RootDir(), "usr", "libexec", triplet(), "llama", "bin", "ggml-rpc-server")
+	if _, err := os.Stat(rpc); err == nil {
+		if err := copyFile(rpc, filepath.Join(dir, "ggml-rpc-server"), 0o755); err != nil {
+			return "", err
+		}
 	}
 	return server, nil
 }
