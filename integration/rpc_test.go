@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ollama/ollama/api"
+	"golang.org/x/sys/unix"
 
 	"github.com/costa-os/ollama-backend-select/integration/internal/fakegpu"
 )
@@ -353,4 +355,62 @@ func argAfter(args []string, flag string) string {
 		return args[i+1]
 	}
 	return ""
+}
+
+// TestRPCRemoteOutOfMemory: a remote that cannot allocate the model's
+// buffer (its ggml-rpc-server's address space capped just above what it
+// uses, so the allocation fails as on a full device) fails the load with an
+// error naming the endpoint.
+func TestRPCRemoteOutOfMemory(t *testing.T) {
+	b := newLSBed(t, forkBin(t))
+	port := FreePort(t)
+	bind := "OBS_BIND=" + os.Getenv("OBS_BIND") + " " + filepath.Dir(b.dir)
+	r := startRPC(t, []string{filepath.Join(RepoRoot(), "scripts", "inroot.sh"), fakegpu.RootName}, b.bin,
+		rpcEnv(t, bind), fmt.Sprintf("127.0.0.1:%d", port), "--port", fmt.Sprint(port))
+	capAddressSpace(t, fmt.Sprintf("ggml-rpc-server -H 127.0.0.1 -p %d", port), 256<<10)
+	s := b.start(t, "OLLAMA_RPC_SERVERS="+r.Endpoint, "OLLAMA_LLM_LIBRARY=rpc")
+	m := forkCreateTiny(t, s, "qwen3")
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	_, err := s.Generate(ctx, m.Name, "Hello", 4, nil)
+	if want := "remote RPC server " + r.Endpoint + " is out of memory: it could not allocate "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("load on a remote out of memory: %v, want %q\nremote:\n%s", err, want, tail(r.output(), 20))
+	}
+	if n := len(s.LiveRunners()); n > 0 {
+		t.Errorf("%d runners alive after the failed load", n)
+	}
+	if !r.accepts() {
+		t.Errorf("the remote died of the failed allocation:\n%s", tail(r.output(), 20))
+	}
+}
+
+// capAddressSpace limits the address space of the process whose command
+// line has match to what it maps now plus margin.
+func capAddressSpace(t *testing.T, match string, margin uint64) {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-f", match).Output()
+	if err != nil {
+		t.Fatalf("pgrep -f %q: %v", match, err)
+	}
+	pid, err := strconv.Atoi(strings.Fields(string(out))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			kb, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	if kb == 0 {
+		t.Fatalf("no VmSize for pid %d", pid)
+	}
+	limit := unix.Rlimit{Cur: kb<<10 + margin, Max: kb<<10 + margin}
+	if err := unix.Prlimit(pid, unix.RLIMIT_AS, &limit, nil); err != nil {
+		t.Fatalf("prlimit %d: %v", pid, err)
+	}
 }

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ollama/ollama/format"
 	"github.com/ollama/ollama/ml"
 )
 
@@ -39,9 +43,17 @@ func appendRunnerDeviceArgs(params []string, r RunnerDevices) []string {
 	return params
 }
 
-// RemoteFault adds to a failed runner's message the --rpc endpoints that no
-// longer accept connections: ggml's own message does not name them.
+// remoteAllocFailed is ggml's line for a buffer a remote could not allocate.
+var remoteAllocFailed = regexp.MustCompile(`failed to allocate RPC\d+\[([^\]]+)\] buffer of size (\d+)`)
+
+// RemoteFault says which remote a failed runner's message is about: one out
+// of memory, or the --rpc endpoints that no longer accept connections.
+// ggml's own message names neither plainly.
 func (r RunnerDevices) RemoteFault(msg string) string {
+	if m := remoteAllocFailed.FindStringSubmatch(msg); m != nil && slices.Contains(r.RPC, m[1]) {
+		size, _ := strconv.ParseUint(m[2], 10, 64)
+		return fmt.Sprintf("remote RPC server %s is out of memory: it could not allocate %s (%s)", m[1], format.HumanBytes2(size), msg)
+	}
 	var down []string
 	for _, e := range r.RPC {
 		c, err := net.DialTimeout("tcp", e, time.Second)

@@ -68,18 +68,22 @@ func TestRemoteFaultNamesTheEndpointThatStopped(t *testing.T) {
 	goneAddr := gone.Addr().String()
 	gone.Close()
 
+	oom := "exit status 1: ggml_backend_buft_alloc_buffer_n_default: failed to allocate RPC0[" + alive.Addr().String() + "] buffer of size 362752"
 	tests := []struct {
 		name string
 		rpc  []string
+		msg  string
 		want string
 	}{
-		{"no remote", nil, "unexpected EOF"},
-		{"all answer", []string{alive.Addr().String()}, "unexpected EOF"},
-		{"one stopped", []string{alive.Addr().String(), goneAddr}, "remote RPC server " + goneAddr + " stopped answering (unexpected EOF)"},
+		{"no remote", nil, "unexpected EOF", "unexpected EOF"},
+		{"all answer", []string{alive.Addr().String()}, "unexpected EOF", "unexpected EOF"},
+		{"one stopped", []string{alive.Addr().String(), goneAddr}, "unexpected EOF", "remote RPC server " + goneAddr + " stopped answering (unexpected EOF)"},
+		{"one out of memory", []string{alive.Addr().String()}, oom, "remote RPC server " + alive.Addr().String() + " is out of memory: it could not allocate 354.2 KiB (" + oom + ")"},
+		{"a buffer of an endpoint not this runner's", nil, oom, oom},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := (RunnerDevices{RPC: tt.rpc}).RemoteFault("unexpected EOF"); got != tt.want {
+			if got := (RunnerDevices{RPC: tt.rpc}).RemoteFault(tt.msg); got != tt.want {
 				t.Errorf("RemoteFault = %q, want %q", got, tt.want)
 			}
 		})
