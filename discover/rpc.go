@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	upstreamenv "github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/format"
 	upstreamllm "github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
@@ -167,14 +168,17 @@ func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, st
 	if len(p.Remote) == 0 || p.remoteNamed {
 		return p.Remote, p.RemoteReason
 	}
+	// What the scheduler lets a model use: free less the reserve it keeps.
 	var free uint64
 	for _, g := range local {
-		free += g.FreeMemory
+		if reserve := upstreamenv.GpuOverhead() + g.MinimumMemory(); g.FreeMemory > reserve {
+			free += g.FreeMemory - reserve
+		}
 	}
 	if len(local) > 0 && need <= free {
 		return nil, ""
 	}
-	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s free", format.HumanBytes2(need), format.HumanBytes2(free))
+	return p.Remote, fmt.Sprintf("the model needs %s, the local GPUs have %s usable", format.HumanBytes2(need), format.HumanBytes2(free))
 }
 
 // remoteUse is remoteFor's policy in words, for the listing.

@@ -50,6 +50,12 @@ func rpcDecideCases() []decideCase {
 				Reason: "the only library of this GPU", DecidedBy: "default order"},
 		},
 		{
+			name: "rpc: free memory holds the model, the scheduler's reserve does not: the remotes after it", devices: vulkan, remotes: two[:1], need: 8<<30 - 256<<20,
+			model: ModelLoad{Arch: "qwen3"},
+			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0", RPC: "10.0.0.2:50052", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order"},
+		},
+		{
 			name: "rpc: an unreachable endpoint is left out", remotes: []Remote{down, remote("10.0.0.2:50052", 24)}, cpuOnly: true, need: 1 << 30,
 			model: ModelLoad{Arch: "qwen3"},
 			want:  decideWant{Device: "RPC0", RPC: "10.0.0.2:50052", Env: hideAll, DecidedBy: "default order"},

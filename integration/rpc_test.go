@@ -219,7 +219,7 @@ func TestRPCRemotes(t *testing.T) {
 			t.Errorf("/api/ps library %q (%s), want both endpoints with their shares", ps.Library, ps.LibraryDecidedBy)
 		}
 		plans := s.LogRecords("backend plan for model")
-		if rec := plans[len(plans)-1]; !strings.Contains(rec["remote_reason"], "the local GPUs have 0 B free") || rec["rpc"] != cpu.Endpoint+","+vk.Endpoint {
+		if rec := plans[len(plans)-1]; !strings.Contains(rec["remote_reason"], "the local GPUs have 0 B usable") || rec["rpc"] != cpu.Endpoint+","+vk.Endpoint {
 			t.Errorf("the plan line does not say which remotes hold the model and why: %v", rec)
 		}
 	})
