@@ -161,7 +161,7 @@ model: ## write a tiny GGUF and `ollama create` it as MODEL (default tiny) on th
 	cd $(BUILD)/model && OLLAMA_HOST=$${OLLAMA_HOST:-127.0.0.1:11434} $(CURDIR)/$(DIST)/bin/ollama create $(MODEL) -f Modelfile
 
 .PHONY: check
-check: check-docs test fuzz check-patches arch-sources check-srcinfo integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD and its .SRCINFO, integration suite on the real llama-server, the upstream pull requests; .ci/run adds make arch-pkg when its inputs changed
+check: check-docs test lint fuzz check-patches arch-sources check-srcinfo integration pr ## everything CI runs (Debian host, root): the docs' links and cited tests, unit and upstream tests, upstream's lint, short fuzzing, the patch round trip and each patch built alone, the Arch sources against the PKGBUILD and its .SRCINFO, integration suite on the real llama-server, the upstream pull requests; .ci/run adds make arch-pkg when its inputs changed
 
 # The whole suite (integration/README.md); INTEGRATION_RUN picks some. The
 # cgo-era suite runs in its maintenance tree (make cgo-era T=integration).
@@ -222,6 +222,10 @@ check-docs: ## every relative link in the Markdown docs resolves, every test the
 
 .PHONY: test
 test: test-overlay test-upstream ## all unit tests: this module, then upstream's tests in the assembled tree
+
+.PHONY: lint
+lint: src ## upstream's golangci-lint, with its .golangci.yaml, over the assembled tree: what goes upstream passes upstream's CI
+	cd $(TREE) && $(CURDIR)/scripts/golangci-lint.sh run --config .golangci.yaml --build-tags assembled ./...
 
 .PHONY: test-overlay
 test-overlay: ## go vet and go test of this module (fast, no cgo build of upstream)

@@ -144,8 +144,10 @@ func ListBackends(d Discovery, learned Learned) BackendListing {
 		l.Backends = append(l.Backends, row(e.Device, backendNotRequested, e.Reason))
 	}
 	for _, name := range p.Missing {
-		l.Backends = append(l.Backends, BackendStatus{Library: name, Description: "-", Status: backendNoDevice,
-			Reason: "OLLAMA_LLM_LIBRARY=" + pref.String() + " names it; discovery found no device"})
+		l.Backends = append(l.Backends, BackendStatus{
+			Library: name, Description: "-", Status: backendNoDevice,
+			Reason: "OLLAMA_LLM_LIBRARY=" + pref.String() + " names it; discovery found no device",
+		})
 	}
 	for _, lib := range d.Installed {
 		if reason, idle := idleLibrary(d, p, lib); idle {

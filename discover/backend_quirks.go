@@ -123,9 +123,11 @@ func PlaceModel(d Discovery, gpus []ml.DeviceInfo, m ModelLoad, learned ...Quirk
 // remote devices it adds are in the result's Remote.
 func StartRunner(p Plan, m ModelLoad, placed []ml.DeviceInfo, need uint64) llm.RunnerDevices {
 	r, remoteWhy := p.runner(placed, need)
-	attrs := []any{"model", m.Name, "arch", m.Arch, "vision", m.Vision,
+	attrs := []any{
+		"model", m.Name, "arch", m.Arch, "vision", m.Vision,
 		"library", RunnerLibrary(deviceIDs(append(slices.Clone(placed), r.Remote...))), "decided_by", p.DecidedBy, "device", r.Device,
-		"env", formatEnv(r.Env), "placement", p.describe()}
+		"env", formatEnv(r.Env), "placement", p.describe(),
+	}
 	if len(r.RPC) > 0 {
 		attrs = append(attrs, "rpc", strings.Join(r.RPC, ","), "remote_reason", remoteWhy)
 	}

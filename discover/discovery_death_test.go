@@ -37,8 +37,10 @@ func TestReportDiscoveryDeath(t *testing.T) {
 	}
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr)
 	reportDiscoveryDeath("signal: aborted", []string{dir}, stderr) // once per folders
-	want := DiscoveryFailure{Failure: "died", LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
-		LastOutput: "one | two | fakegpu: ROCm: injected crash in ggml_backend_init", Remedy: discoveryFailureRemedy}
+	want := DiscoveryFailure{
+		Failure: "died", LibDirs: dir, Exit: "signal: aborted", Backends: []string{"libggml-hip.so", "libggml-vulkan.so"},
+		LastOutput: "one | two | fakegpu: ROCm: injected crash in ggml_backend_init", Remedy: discoveryFailureRemedy,
+	}
 	if !slices.ContainsFunc(ListBackends(Discovery{}, nil).DiscoveryFailures, func(f DiscoveryFailure) bool { return cmp.Equal(f, want) }) {
 		t.Errorf("the backend listing lacks %+v: %+v", want, ListBackends(Discovery{}, nil).DiscoveryFailures)
 	}
@@ -46,8 +48,10 @@ func TestReportDiscoveryDeath(t *testing.T) {
 	if n := strings.Count(out, discoveryDeathMsg); n != 1 {
 		t.Fatalf("%d ERROR lines, want 1:\n%s", n, out)
 	}
-	for _, want := range []string{"level=ERROR", `exit="signal: aborted"`, "backends=libggml-hip.so,libggml-vulkan.so",
-		`last_output="one | two | fakegpu: ROCm: injected crash in ggml_backend_init"`, "remedy="} {
+	for _, want := range []string{
+		"level=ERROR", `exit="signal: aborted"`, "backends=libggml-hip.so,libggml-vulkan.so",
+		`last_output="one | two | fakegpu: ROCm: injected crash in ggml_backend_init"`, "remedy=",
+	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ERROR line lacks %s:\n%s", want, out)
 		}
@@ -80,8 +84,10 @@ func TestReportDiscoveryHang(t *testing.T) {
 	reportDiscoveryHang(expired, 30*time.Second+400*time.Millisecond, []string{dir}, stderr)
 	reportDiscoveryHang(expired, 30*time.Second, []string{dir}, stderr) // once per folders
 
-	want := DiscoveryFailure{Failure: "hung", LibDirs: dir, Exit: "no answer in 30s, stopped", Backends: []string{"libggml-hip.so"},
-		LastOutput: "load_backend: loaded CPU backend | fakegpu: ROCm: injected hang in ggml_backend_init", Remedy: discoveryFailureRemedy}
+	want := DiscoveryFailure{
+		Failure: "hung", LibDirs: dir, Exit: "no answer in 30s, stopped", Backends: []string{"libggml-hip.so"},
+		LastOutput: "load_backend: loaded CPU backend | fakegpu: ROCm: injected hang in ggml_backend_init", Remedy: discoveryFailureRemedy,
+	}
 	l := ListBackends(Discovery{}, nil)
 	if !slices.ContainsFunc(l.DiscoveryFailures, func(f DiscoveryFailure) bool { return cmp.Equal(f, want) }) {
 		t.Errorf("the backend listing lacks %+v: %+v", want, l.DiscoveryFailures)

@@ -1,9 +1,7 @@
 package discover
 
 import (
-	"bytes"
 	"fmt"
-	"log/slog"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -40,21 +38,35 @@ func TestCheckDevices(t *testing.T) {
 		problems []string // "library: problem -> instead"
 	}{
 		{name: "healthy twin", in: []ml.DeviceInfo{rocm, vk}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-1"}},
-		{name: "no library name", in: []ml.DeviceInfo{noLib, vk}, keep: []string{"Vulkan/vk-1"},
-			problems: []string{"ROCm: no library name -> device left out"}},
-		{name: "zero memory", in: []ml.DeviceInfo{zero, vk}, keep: []string{"Vulkan/vk-1"},
-			problems: []string{"ROCm: 0 bytes of memory -> device left out"}},
-		{name: "absurd memory", in: []ml.DeviceInfo{huge, vk}, keep: []string{"Vulkan/vk-1"},
-			problems: []string{"ROCm: 1048576.0 GiB of memory, more than the 65536.0 GiB accepted -> device left out"}},
-		{name: "free above total", in: []ml.DeviceInfo{overFree}, keep: []string{"ROCm/GPU-1"},
-			problems: []string{"ROCm: 32.0 GiB free of 16.0 GiB -> free memory taken as the total"}},
-		{name: "same PCI id twice", in: []ml.DeviceInfo{rocm, dup, vk}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-1"},
-			problems: []string{"ROCm: PCI id 0000:03:00.0 already reported for device GPU-1 -> device left out, the GPU is counted once"}},
-		{name: "no PCI id, twin of the same size", in: []ml.DeviceInfo{rocm, vkNoPCI}, keep: []string{"ROCm/GPU-1"},
-			problems: []string{"Vulkan: no PCI id -> device left out: taken to be the ROCm GPU 0000:03:00.0 of the same size, so that it is not counted twice"}},
+		{
+			name: "no library name", in: []ml.DeviceInfo{noLib, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: no library name -> device left out"},
+		},
+		{
+			name: "zero memory", in: []ml.DeviceInfo{zero, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: 0 bytes of memory -> device left out"},
+		},
+		{
+			name: "absurd memory", in: []ml.DeviceInfo{huge, vk}, keep: []string{"Vulkan/vk-1"},
+			problems: []string{"ROCm: 1048576.0 GiB of memory, more than the 65536.0 GiB accepted -> device left out"},
+		},
+		{
+			name: "free above total", in: []ml.DeviceInfo{overFree}, keep: []string{"ROCm/GPU-1"},
+			problems: []string{"ROCm: 32.0 GiB free of 16.0 GiB -> free memory taken as the total"},
+		},
+		{
+			name: "same PCI id twice", in: []ml.DeviceInfo{rocm, dup, vk}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-1"},
+			problems: []string{"ROCm: PCI id 0000:03:00.0 already reported for device GPU-1 -> device left out, the GPU is counted once"},
+		},
+		{
+			name: "no PCI id, twin of the same size", in: []ml.DeviceInfo{rocm, vkNoPCI}, keep: []string{"ROCm/GPU-1"},
+			problems: []string{"Vulkan: no PCI id -> device left out: taken to be the ROCm GPU 0000:03:00.0 of the same size, so that it is not counted twice"},
+		},
 		{name: "no PCI id, alone (Metal)", in: []ml.DeviceInfo{faultDevice("Metal", "0", "", 16384)}, keep: []string{"Metal/0"}},
-		{name: "no PCI id, no twin", in: []ml.DeviceInfo{rocm, vkOther}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-2"},
-			problems: []string{"Vulkan: no PCI id -> used as a GPU of its own; it cannot be matched with the same GPU under another library"}},
+		{
+			name: "no PCI id, no twin", in: []ml.DeviceInfo{rocm, vkOther}, keep: []string{"ROCm/GPU-1", "Vulkan/vk-2"},
+			problems: []string{"Vulkan: no PCI id -> used as a GPU of its own; it cannot be matched with the same GPU under another library"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,16 +89,6 @@ func TestCheckDevices(t *testing.T) {
 			}
 		})
 	}
-}
-
-// captureWarns sends slog's default logger to a buffer for the test.
-func captureWarns(t *testing.T) *bytes.Buffer {
-	t.Helper()
-	var logs bytes.Buffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	return &logs
 }
 
 // TestNextLibrary: the library a model moves to after a runner's death is

@@ -168,24 +168,32 @@ func decideCases() []decideCase {
 		},
 		{
 			name: "gfx1200 and gfx1100, qwen3: the rule moves the gfx1200 to Vulkan, the gfx1100 keeps ROCm, split over both", devices: two, rules: builtinQuirks(), model: ModelLoad{Arch: "qwen3"},
-			want: want{Libraries: []string{"Vulkan", "ROCm"}, Device: "Vulkan0,ROCm0", Env: map[string]string{"GGML_VK_VISIBLE_DEVICES": "0", "ROCR_VISIBLE_DEVICES": "GPU-2"},
-				Reason: "rule " + builtinEntry + " (builtin) denies ROCm for this model", DecidedBy: "rule"},
+			want: want{
+				Libraries: []string{"Vulkan", "ROCm"}, Device: "Vulkan0,ROCm0", Env: map[string]string{"GGML_VK_VISIBLE_DEVICES": "0", "ROCR_VISIBLE_DEVICES": "GPU-2"},
+				Reason: "rule " + builtinEntry + " (builtin) denies ROCm for this model", DecidedBy: "rule",
+			},
 		},
 		{
 			name: "gfx1200 and gfx1100, qwen3, placed on the gfx1100 alone: ROCm0 is the gfx1100", devices: two, rules: builtinQuirks(), model: ModelLoad{Arch: "qwen3"},
 			placed: []string{"ROCm@0000:04:00.0"},
-			want: want{Libraries: []string{"Vulkan", "ROCm"}, Device: "ROCm0", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-2"}, hidden["Vulkan"]),
-				Reason: "rule " + builtinEntry + " (builtin) denies ROCm for this model", DecidedBy: "rule"},
+			want: want{
+				Libraries: []string{"Vulkan", "ROCm"}, Device: "ROCm0", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-2"}, hidden["Vulkan"]),
+				Reason: "rule " + builtinEntry + " (builtin) denies ROCm for this model", DecidedBy: "rule",
+			},
 		},
 		{
 			name: "gfx1200 and gfx1100, qwen2: ROCm on both", devices: two, rules: builtinQuirks(), model: ModelLoad{Arch: "qwen2"},
-			want: want{Libraries: []string{"ROCm", "ROCm"}, Device: "ROCm0,ROCm1", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1,GPU-2"}, hidden["Vulkan"]),
-				Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order"},
+			want: want{
+				Libraries: []string{"ROCm", "ROCm"}, Device: "ROCm0,ROCm1", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1,GPU-2"}, hidden["Vulkan"]),
+				Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order",
+			},
 		},
 		{
 			name: "gfx1200 and gfx1100, queues1 on the gfx1200: one hardware queue for its runner", devices: two, rules: []QuirkRule{queues1}, model: ModelLoad{Arch: "qwen2"},
-			want: want{Libraries: []string{"ROCm", "ROCm"}, Device: "ROCm0,ROCm1", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1,GPU-2", "GPU_MAX_HW_QUEUES": "1"}, hidden["Vulkan"]),
-				Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order"},
+			want: want{
+				Libraries: []string{"ROCm", "ROCm"}, Device: "ROCm0,ROCm1", Env: runnerEnv(map[string]string{"ROCR_VISIBLE_DEVICES": "GPU-1,GPU-2", "GPU_MAX_HW_QUEUES": "1"}, hidden["Vulkan"]),
+				Reason: "default order CUDA > ROCm > Vulkan", DecidedBy: "default order",
+			},
 		},
 	}, rpcDecideCases()...)
 }

@@ -184,8 +184,10 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string, watch RunnerWat
 	}}
 	cmd.Stdout, cmd.Stderr = last, last
 	err = cmd.Run()
-	if ctx.Err() != nil {
-		return nil
+	select {
+	case <-ctx.Done():
+		return nil // stopped by us
+	default:
 	}
 	// It returns 0 when it cannot listen: any end before ours is a failure.
 	why := last.String()

@@ -24,21 +24,33 @@ func TestRPCExposure(t *testing.T) {
 		wantEnvIn map[string]string
 	}{
 		{name: "no GPU: the CPU", wantArgs: "-H 127.0.0.1 -p 50052 -d CPU"},
-		{name: "gfx1200 with the built-in rules: Vulkan, never ROCm", devices: rdna4, rules: builtinQuirks(),
+		{
+			name: "gfx1200 with the built-in rules: Vulkan, never ROCm", devices: rdna4, rules: builtinQuirks(),
 			want: []string{"Vulkan@0000:03:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0",
-			wantEnvIn: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "GGML_VK_VISIBLE_DEVICES": "0"}},
-		{name: "gfx1200, OLLAMA_BACKEND_DENYLIST=none: ROCm", devices: rdna4,
+			wantEnvIn: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1", "GGML_VK_VISIBLE_DEVICES": "0"},
+		},
+		{
+			name: "gfx1200, OLLAMA_BACKEND_DENYLIST=none: ROCm", devices: rdna4,
 			want: []string{"ROCm@0000:03:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d ROCm0",
-			wantEnvIn: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
-		{name: "gfx1100 keeps ROCm beside a gfx1200 on Vulkan", devices: append(slices.Clone(rdna4), rdna3...), rules: builtinQuirks(),
-			want: []string{"Vulkan@0000:03:00.0", "ROCm@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0,ROCm0"},
-		{name: "a rule the watchdog learned for one model keeps the gfx1100 off ROCm", devices: rdna3, rules: builtinQuirks(),
+			wantEnvIn: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""},
+		},
+		{
+			name: "gfx1100 keeps ROCm beside a gfx1200 on Vulkan", devices: append(slices.Clone(rdna4), rdna3...), rules: builtinQuirks(),
+			want: []string{"Vulkan@0000:03:00.0", "ROCm@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0,ROCm0",
+		},
+		{
+			name: "a rule the watchdog learned for one model keeps the gfx1100 off ROCm", devices: rdna3, rules: builtinQuirks(),
 			learned: []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1100", ArchPatterns: []string{"llama"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
-			want:    []string{"Vulkan@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0"},
-		{name: "gfx1200 without a Vulkan twin is left out, named", devices: rdna4[:1], rules: builtinQuirks(),
-			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "every library it has is denied for some model: ROCm (rule rocm:gfx1200:"},
-		{name: "OLLAMA_LLM_LIBRARY=rocm with the built-in rules: still not ROCm on the gfx1200", devices: rdna4, rules: builtinQuirks(), pref: "rocm",
-			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "0000:03:00.0"},
+			want:    []string{"Vulkan@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0",
+		},
+		{
+			name: "gfx1200 without a Vulkan twin is left out, named", devices: rdna4[:1], rules: builtinQuirks(),
+			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "every library it has is denied for some model: ROCm (rule rocm:gfx1200:",
+		},
+		{
+			name: "OLLAMA_LLM_LIBRARY=rocm with the built-in rules: still not ROCm on the gfx1200", devices: rdna4, rules: builtinQuirks(), pref: "rocm",
+			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "0000:03:00.0",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,14 +86,22 @@ func TestRPCOutput(t *testing.T) {
 		want     string // the client events: + connected, - left
 		wantLast string
 	}{
-		{name: "a client comes and goes", writes: []string{"Starting RPC server v3.0.0\n", "Accepted client connection\nClient connection closed\n"},
-			want: "+-", wantLast: "Client connection closed"},
-		{name: "lines split across writes", writes: []string{"Accepted cli", "ent connection\n", "Client connection closed", "\n"},
-			want: "+-", wantLast: "Client connection closed"},
-		{name: "the last line may lack its newline", writes: []string{"Accepted client connection\n", "Failed to create server socket"},
-			want: "+", wantLast: "Failed to create server socket"},
-		{name: "other text that mentions a client is not one", writes: []string{"  Accepted client connection from a test\n"},
-			wantLast: "Accepted client connection from a test"},
+		{
+			name: "a client comes and goes", writes: []string{"Starting RPC server v3.0.0\n", "Accepted client connection\nClient connection closed\n"},
+			want: "+-", wantLast: "Client connection closed",
+		},
+		{
+			name: "lines split across writes", writes: []string{"Accepted cli", "ent connection\n", "Client connection closed", "\n"},
+			want: "+-", wantLast: "Client connection closed",
+		},
+		{
+			name: "the last line may lack its newline", writes: []string{"Accepted client connection\n", "Failed to create server socket"},
+			want: "+", wantLast: "Failed to create server socket",
+		},
+		{
+			name: "other text that mentions a client is not one", writes: []string{"  Accepted client connection from a test\n"},
+			wantLast: "Accepted client connection from a test",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,20 +40,26 @@ func rpcDecideCases() []decideCase {
 		{
 			name: "rpc: the local GPU holds the model: no remote", devices: vulkan, remotes: two, need: 4 << 30,
 			model: ModelLoad{Arch: "qwen3"},
-			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
-				Reason: "the only library of this GPU", DecidedBy: "default order"},
+			want: decideWant{
+				Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order",
+			},
 		},
 		{
 			name: "rpc: the model does not fit the local GPU: the remotes after it", devices: vulkan, remotes: two, need: 12 << 30,
 			model: ModelLoad{Arch: "qwen3"},
-			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0,RPC1,RPC2", RPC: "10.0.0.2:50052,10.0.0.3:50052", Env: vulkanOnly,
-				Reason: "the only library of this GPU", DecidedBy: "default order"},
+			want: decideWant{
+				Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0,RPC1,RPC2", RPC: "10.0.0.2:50052,10.0.0.3:50052", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order",
+			},
 		},
 		{
 			name: "rpc: free memory holds the model, the scheduler's reserve does not: the remotes after it", devices: vulkan, remotes: two[:1], need: 8<<30 - 256<<20,
 			model: ModelLoad{Arch: "qwen3"},
-			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0", RPC: "10.0.0.2:50052", Env: vulkanOnly,
-				Reason: "the only library of this GPU", DecidedBy: "default order"},
+			want: decideWant{
+				Libraries: []string{"Vulkan"}, Device: "Vulkan0,RPC0", RPC: "10.0.0.2:50052", Env: vulkanOnly,
+				Reason: "the only library of this GPU", DecidedBy: "default order",
+			},
 		},
 		{
 			name: "rpc: an unreachable endpoint is left out", remotes: []Remote{down, remote("10.0.0.2:50052", 24)}, cpuOnly: true, need: 1 << 30,
@@ -68,8 +74,10 @@ func rpcDecideCases() []decideCase {
 		{
 			name: "rpc: OLLAMA_LLM_LIBRARY=vulkan leaves the remotes out even when the model does not fit", pref: "vulkan", devices: vulkan, remotes: two, need: 12 << 30,
 			model: ModelLoad{Arch: "qwen3"},
-			want: decideWant{Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
-				Reason: "OLLAMA_LLM_LIBRARY=vulkan; the only library of this GPU it requests", DecidedBy: "OLLAMA_LLM_LIBRARY"},
+			want: decideWant{
+				Libraries: []string{"Vulkan"}, Device: "Vulkan0", Env: vulkanOnly,
+				Reason: "OLLAMA_LLM_LIBRARY=vulkan; the only library of this GPU it requests", DecidedBy: "OLLAMA_LLM_LIBRARY",
+			},
 		},
 		{
 			name: "rpc: the model's library=rpc uses the remote though the local GPU would do", devices: vulkan, remotes: two[:1], need: 1 << 30,
@@ -90,10 +98,14 @@ func TestParseRemoteDevices(t *testing.T) {
 		"  RPC2: 10.0.0.3:50052 (100 MiB, 100 MiB free)\n"
 	got := parseRemoteDevices("10.0.0.2:50052", out)
 	want := []ml.DeviceInfo{
-		{DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/0"}, Name: "RPC0[10.0.0.2:50052]", Description: "10.0.0.2:50052",
-			TotalMemory: 24105 << 20, FreeMemory: 23613 << 20, LibraryPath: []string{ml.LibOllamaPath}},
-		{DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/1"}, Name: "RPC1[10.0.0.2:50052]", Description: "10.0.0.2:50052",
-			TotalMemory: 8192 << 20, FreeMemory: 8000 << 20, LibraryPath: []string{ml.LibOllamaPath}},
+		{
+			DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/0"}, Name: "RPC0[10.0.0.2:50052]", Description: "10.0.0.2:50052",
+			TotalMemory: 24105 << 20, FreeMemory: 23613 << 20, LibraryPath: []string{ml.LibOllamaPath},
+		},
+		{
+			DeviceID: ml.DeviceID{Library: "RPC", ID: "10.0.0.2:50052/1"}, Name: "RPC1[10.0.0.2:50052]", Description: "10.0.0.2:50052",
+			TotalMemory: 8192 << 20, FreeMemory: 8000 << 20, LibraryPath: []string{ml.LibOllamaPath},
+		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("parseRemoteDevices (-want +got):\n%s", diff)
@@ -109,10 +121,14 @@ func TestRemoteFailure(t *testing.T) {
 		err       error
 		want      string
 	}{
-		{"refused", "load_backend: loaded RPC backend\n./src/ggml-rpc/ggml-rpc.cpp:650: Failed to connect to 127.0.0.1:50099\n/usr/lib/libggml-base.so.0(+0x150c5)\nAborted\n",
-			errors.New("signal: aborted"), "Failed to connect to 127.0.0.1:50099"},
-		{"version", "RPC server version mismatch: 2.0.0\nggml-rpc.cpp:551: RPC handshake failed for 10.0.0.2:50052\n",
-			errors.New("signal: aborted"), "RPC server version mismatch: 2.0.0"},
+		{
+			"refused", "load_backend: loaded RPC backend\n./src/ggml-rpc/ggml-rpc.cpp:650: Failed to connect to 127.0.0.1:50099\n/usr/lib/libggml-base.so.0(+0x150c5)\nAborted\n",
+			errors.New("signal: aborted"), "Failed to connect to 127.0.0.1:50099",
+		},
+		{
+			"version", "RPC server version mismatch: 2.0.0\nggml-rpc.cpp:551: RPC handshake failed for 10.0.0.2:50052\n",
+			errors.New("signal: aborted"), "RPC server version mismatch: 2.0.0",
+		},
 		{"nothing said", "", errors.New("exit status 1"), "llama-server --rpc --list-devices: exit status 1"},
 		{"no device", "Available devices:\n", nil, "no device"},
 	}

@@ -234,7 +234,7 @@ func CanonicalLibraryName(s string) (string, bool) {
 }
 
 func checkDenyPattern(p string) error {
-	for i := 0; i < len(p); i++ {
+	for i := range len(p) {
 		c := p[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
@@ -257,7 +257,7 @@ func checkDenyComputeShape(lib, compute string) error {
 			return errors.New(`ROCm compute is a gfx name such as "gfx1200" or "gfx120*", or "*"`)
 		}
 	case "CUDA":
-		for i := 0; i < len(compute); i++ {
+		for i := range len(compute) {
 			if strings.IndexByte("0123456789.*?[]-^", compute[i]) < 0 {
 				return errors.New(`CUDA compute is major.minor such as "9.0" or "12.*", or "*"`)
 			}

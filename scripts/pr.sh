@@ -62,16 +62,6 @@ g() { git -C "$tree" -c user.name="$author_name" -c user.email="$author_email" \
 v() { git -C "$verify" -c user.name="$author_name" -c user.email="$author_email" \
 	-c core.abbrev=12 -c advice.detachedHead=false "$@"; }
 
-# upstream's linter (golangci-lint v2, upstream's .golangci.yaml), installed
-# once into the shared cache.
-lint_version=v2.15.0
-lint_bin=${OBS_CACHE:-/var/cache/ollama-backend-select}/golangci-lint/$lint_version/golangci-lint
-lint_install() {
-	[ -x "$lint_bin" ] && return
-	say "installing golangci-lint $lint_version into $(dirname "$lint_bin") (once)"
-	GOBIN=$(dirname "$lint_bin") go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$lint_version"
-}
-
 # check_commit: the verify tree's HEAD commit as upstream's CI checks it:
 # gofmt, go vet, golangci-lint and go test of the packages it touches.
 check_commit() {
@@ -83,7 +73,7 @@ check_commit() {
 	bad=$(cd "$verify" && gofmt -l "${files[@]}")
 	[ -z "$bad" ] || die "$(v log -1 --format=%s): not gofmt'd: $bad"
 	(cd "$verify" && go vet "${pkgs[@]}") || die "$(v log -1 --format=%s): go vet"
-	(cd "$verify" && "$lint_bin" run --config .golangci.yaml "${pkgs[@]}") ||
+	(cd "$verify" && "$repo/scripts/golangci-lint.sh" run --config .golangci.yaml "${pkgs[@]}") ||
 		die "$(v log -1 --format=%s): golangci-lint (upstream's .golangci.yaml)"
 	(cd "$verify" && go test -trimpath -count=1 "${pkgs[@]}") || die "$(v log -1 --format=%s): go test"
 	say "  $(v log -1 --format=%s): gofmt, vet, golangci-lint, go test ${pkgs[*]}"
@@ -203,7 +193,7 @@ check)
 	fi
 	rm -f "$tmp.diff"
 	say "round trip: the steps regenerate byte for byte"
-	lint_install
+	"$repo/scripts/golangci-lint.sh" version >/dev/null # installed before the series
 	prev=upstream
 	verify=$out/verify
 	failed=()

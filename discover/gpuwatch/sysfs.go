@@ -67,8 +67,9 @@ func (o osWatchdogFS) ReadFile(name string, max int) ([]byte, error) {
 }
 
 func (o osWatchdogFS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(o.path(name)) }
-func (o osWatchdogFS) Readlink(name string) (string, error)       { return os.Readlink(o.path(name)) }
-func (o osWatchdogFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(o.path(name)) }
+
+func (o osWatchdogFS) Readlink(name string) (string, error)  { return os.Readlink(o.path(name)) }
+func (o osWatchdogFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(o.path(name)) }
 
 func readWatchdogFile(fsys watchdogFS, name string) ([]byte, error) {
 	data, err := fsys.ReadFile(name, watchdogSysfsMax)
@@ -248,14 +249,6 @@ func scanDRMCards(fsys watchdogFS) (map[string]string, error) {
 		}
 	}
 	return cards, nil
-}
-
-// gpuSample is one reading of a card's counters; -1 where not reported.
-type gpuSample struct {
-	busy        int
-	clockMHz    int
-	maxClockMHz int
-	microwatts  int64
 }
 
 func readBusy(fsys watchdogFS, card string) (int, error) {

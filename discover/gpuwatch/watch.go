@@ -198,9 +198,11 @@ func (w *watcher) logger() *slog.Logger { return cmp.Or(w.Logger, slog.Default()
 func (w *watcher) window() time.Duration {
 	return cmp.Or(max(w.Window, 0), defaultWindow)
 }
+
 func (w *watcher) interval() time.Duration {
 	return cmp.Or(max(w.Interval, 0), defaultInterval)
 }
+
 func (w *watcher) threshold() int {
 	if w.BusyThreshold <= 0 || w.BusyThreshold > 100 {
 		return defaultBusyThreshold
@@ -461,7 +463,7 @@ func (w *watcher) watch(ctx context.Context, pci string, gen int) {
 		outcome  = watchAborted
 		finished = false
 	)
-	for i := 0; i < n; i++ {
+	for range n {
 		if err := w.sleep(ctx, w.interval()); err != nil {
 			return // superseded or server stopping: the newer watch owns the state
 		}

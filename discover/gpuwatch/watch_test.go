@@ -870,8 +870,12 @@ func TestRunnerGPUs(t *testing.T) {
 		{DeviceID: ml.DeviceID{ID: "0", Library: "Metal"}},
 	}
 	ids := []ml.DeviceID{
-		{ID: "0", Library: "ROCm"}, {ID: "1", Library: "ROCm"}, {ID: "0", Library: "Vulkan"},
-		{ID: "0", Library: "Metal"}, {ID: "cpu", Library: "cpu"}, {ID: "9", Library: "CUDA"},
+		{ID: "0", Library: "ROCm"},
+		{ID: "1", Library: "ROCm"},
+		{ID: "0", Library: "Vulkan"},
+		{ID: "0", Library: "Metal"},
+		{ID: "cpu", Library: "cpu"},
+		{ID: "9", Library: "CUDA"},
 	}
 	want := []runnerGPU{
 		{PCIID: "0000:03:00.0", Library: "ROCm", Compute: devices[0].Compute()},

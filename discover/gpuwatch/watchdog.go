@@ -117,8 +117,10 @@ func (w *Watchdog) RunnerLoaded(pid int, m discover.ModelLoad, ids []ml.DeviceID
 		return
 	}
 	w.mu.Lock()
-	w.alive[pid] = runnerExit{Model: m.Name, Arch: m.Arch, Vision: m.Vision, GPUs: runnerGPUs(ids, devices),
-		Remote: slices.ContainsFunc(ids, func(id ml.DeviceID) bool { return id.Library == backends.RPC })}
+	w.alive[pid] = runnerExit{
+		Model: m.Name, Arch: m.Arch, Vision: m.Vision, GPUs: runnerGPUs(ids, devices),
+		Remote: slices.ContainsFunc(ids, func(id ml.DeviceID) bool { return id.Library == backends.RPC }),
+	}
 	w.loadStarted = time.Time{}
 	w.mu.Unlock()
 }

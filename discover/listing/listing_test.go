@@ -21,13 +21,17 @@ func TestWrite(t *testing.T) {
 		DefaultOrder: "CUDA > ROCm > Vulkan",
 		Backends: []discover.BackendStatus{
 			{Library: "Vulkan", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "0.0", TotalMemory: 16 << 30, Status: "chosen"},
-			{Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: "alternate",
-				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"}},
+			{
+				Library: "ROCm", Description: "AMD Radeon RX 9060 XT", PCIID: "0000:03:00.0", Compute: "gfx1200", TotalMemory: 16 << 30, Status: "alternate",
+				Reason: "OLLAMA_LLM_LIBRARY=vulkan,rocm lists Vulkan first", Rules: []string{"rocm:gfx1200:qwen3,qwen3moe=use-other-library (builtin)"},
+			},
 			{Library: "CPU", Description: "CPU", Status: "fallback", Reason: "layers the GPUs do not hold"},
 		},
 		StuckGPUs: []discover.StuckGPU{{PCIID: "0000:03:00.0", Library: "ROCm", Model: "qwen3:8b", Vision: true, MESFirmware: "0x00000080", BusyMin: 99, BusyMax: 100, Remedy: "reboot"}},
-		DiscoveryFailures: []discover.DiscoveryFailure{{Failure: "hung", LibDirs: "/usr/lib/ollama", Exit: "no answer in 30s, stopped",
-			Backends: []string{"libggml-hip.so"}, LastOutput: "ggml_abort", Remedy: "move the backend library"}},
+		DiscoveryFailures: []discover.DiscoveryFailure{{
+			Failure: "hung", LibDirs: "/usr/lib/ollama", Exit: "no answer in 30s, stopped",
+			Backends: []string{"libggml-hip.so"}, LastOutput: "ggml_abort", Remedy: "move the backend library",
+		}},
 	}
 	srv := httptest.NewServer(fixed(l))
 	defer srv.Close()

@@ -23,13 +23,19 @@ type GPU struct {
 }
 
 var gpus = []GPU{
-	{Device: "CUDA", Name: "cuda", Folders: []string{"cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6"}, FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
-		Hide: map[string]string{"CUDA_VISIBLE_DEVICES": "-1"}},
-	{Device: "ROCm", Name: "rocm", Folders: []string{"rocm_v7_1", "rocm_v7_2"}, Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
-		Hide: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}},
+	{
+		Device: "CUDA", Name: "cuda", Folders: []string{"cuda_v12", "cuda_v13", "cuda_jetpack5", "cuda_jetpack6"}, FolderPrefix: "cuda_", Stem: "cuda", Visible: "CUDA_VISIBLE_DEVICES",
+		Hide: map[string]string{"CUDA_VISIBLE_DEVICES": "-1"},
+	},
+	{
+		Device: "ROCm", Name: "rocm", Folders: []string{"rocm_v7_1", "rocm_v7_2"}, Spellings: []string{"hip"}, FolderPrefix: "rocm", Stem: "hip", Visible: "ROCR_VISIBLE_DEVICES",
+		Hide: map[string]string{"ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"},
+	},
 	// ggml's Vulkan backend reads an empty index list as no device.
-	{Device: "Vulkan", Name: "vulkan", FolderPrefix: "vulkan", Stem: "vulkan", Visible: "GGML_VK_VISIBLE_DEVICES",
-		Hide: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""}},
+	{
+		Device: "Vulkan", Name: "vulkan", FolderPrefix: "vulkan", Stem: "vulkan", Visible: "GGML_VK_VISIBLE_DEVICES",
+		Hide: map[string]string{"GGML_VK_VISIBLE_DEVICES": ""},
+	},
 }
 
 // RPC is the library of the devices of remote ggml RPC servers, which
