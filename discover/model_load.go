@@ -43,7 +43,10 @@ func (m ModelLoad) WithLibraryOption(requested string, modelParams map[string]an
 // option else OLLAMA_LLM_LIBRARY, and by, which says so in a reason.
 func preferenceFor(d Discovery, m ModelLoad) (pref backends.Preference, by string) {
 	if m.Library.IsSet() {
-		return m.Library, cmp.Or(m.LibrarySource, "model option") + " library=" + m.Library.String()
+		return m.Library, m.librarySource() + " library=" + m.Library.String()
 	}
 	return d.Preference, "OLLAMA_LLM_LIBRARY=" + d.Preference.String()
 }
+
+// librarySource says who set the `library` option, for plans and logs.
+func (m ModelLoad) librarySource() string { return cmp.Or(m.LibrarySource, "model option") }

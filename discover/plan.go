@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -101,7 +100,7 @@ func Decide(in PlanInput) (Plan, error) {
 // rather than a silent CPU run.
 func (p *Plan) placeByModelOption(in PlanInput, rules []QuirkRule) error {
 	pref, reason := preferenceFor(in.Discovery, in.Model)
-	p.DecidedBy = cmp.Or(in.Model.LibrarySource, "model option")
+	p.DecidedBy = in.Model.librarySource()
 	var have []string
 	for _, gpu := range in.Offered {
 		candidates := append([]ml.DeviceInfo{gpu}, alternatesOf(gpu, p.Choices)...)

@@ -168,7 +168,8 @@ func (p Plan) remoteFor(local []ml.DeviceInfo, need uint64) ([]ml.DeviceInfo, st
 	if len(p.Remote) == 0 || p.remoteNamed {
 		return p.Remote, p.RemoteReason
 	}
-	// What the scheduler lets a model use: free less the reserve it keeps.
+	// What the scheduler lets a model use: free less the reserve it keeps
+	// (server/sched.go: OLLAMA_GPU_OVERHEAD and the minimum per GPU).
 	var free uint64
 	for _, g := range local {
 		if reserve := upstreamenv.GpuOverhead() + g.MinimumMemory(); g.FreeMemory > reserve {

@@ -34,22 +34,32 @@ func rpcExposure(d Discovery, learned []QuirkRule) ([]ml.DeviceInfo, []string) {
 	var exposed []ml.DeviceInfo
 	var left []string
 	for _, c := range choices {
-		var denied []string
+		var denied, undo []string
 		found := false
 		for _, dev := range append([]ml.DeviceInfo{c.Chosen}, c.Alternates...) {
 			if r, ok := deniesSomeUse(rules, dev.Library, dev.Compute()); ok {
 				denied = append(denied, fmt.Sprintf("%s (rule %s, %s)", dev.Library, r.String(), r.Source))
+				if u := undoRule[r.Source]; !slices.Contains(undo, u) {
+					undo = append(undo, u)
+				}
 				continue
 			}
 			exposed, found = append(exposed, dev), true
 			break
 		}
 		if !found {
-			left = append(left, fmt.Sprintf("%s %s: every library it has is denied for some model: %s; OLLAMA_BACKEND_DENYLIST=none drops the built-in rules",
-				c.Chosen.Description, c.Chosen.PCIID, strings.Join(denied, ", ")))
+			left = append(left, fmt.Sprintf("%s %s: every library it has is denied for some model: %s; %s",
+				c.Chosen.Description, c.Chosen.PCIID, strings.Join(denied, ", "), strings.Join(undo, "; ")))
 		}
 	}
 	return exposed, left
+}
+
+// undoRule says how a rule of each source is undone.
+var undoRule = map[QuirkSource]string{
+	quirkSourceBuiltin: "OLLAMA_BACKEND_DENYLIST=none drops the built-in rules",
+	quirkSourceEnv:     "the rule is in OLLAMA_BACKEND_DENYLIST",
+	QuirkSourceLearned: envconfig.BackendQuirksResetEnv + "=1 forgets the learned rules",
 }
 
 // deniesSomeUse returns the first QuirkUseOtherLibrary rule that matches the
@@ -173,6 +183,7 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string, watch RunnerWat
 	for i, e := range exposed {
 		ids[i] = e.DeviceID
 	}
+	// cmd.Process is set before Run starts copying the output.
 	last := &rpcOutput{w: os.Stderr, client: func(connected bool) {
 		switch {
 		case watch == nil:
@@ -197,6 +208,9 @@ func ServeRPC(ctx context.Context, d Discovery, endpoint string, watch RunnerWat
 	return fmt.Errorf("%s on %s stopped: %s", filepath.Base(exe), endpoint, cmp.Or(why, "no reason given"))
 }
 
+// maxRPCLine bounds what rpcOutput keeps of a line without its newline.
+const maxRPCLine = 4096
+
 // rpcOutput passes ggml-rpc-server's output on, keeps its last non-empty
 // line, and calls client when a client connects or leaves.
 type rpcOutput struct {
@@ -212,6 +226,9 @@ func (o *rpcOutput) Write(b []byte) (int, error) {
 	o.mu.Lock()
 	lines := strings.Split(o.partial+string(b), "\n")
 	o.partial = lines[len(lines)-1]
+	if len(o.partial) > maxRPCLine {
+		o.partial = o.partial[len(o.partial)-maxRPCLine:]
+	}
 	for _, s := range lines[:len(lines)-1] {
 		s = strings.TrimSpace(s)
 		switch s {

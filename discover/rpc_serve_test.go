@@ -44,6 +44,11 @@ func TestRPCExposure(t *testing.T) {
 			want:    []string{"Vulkan@0000:04:00.0"}, wantArgs: "-H 127.0.0.1 -p 50052 -d Vulkan0",
 		},
 		{
+			name: "a learned rule on a gfx1100 without a Vulkan twin: left out, naming the reset", devices: rdna3[:1], rules: builtinQuirks(),
+			learned:  []QuirkRule{{Library: "ROCm", ComputePattern: "gfx1100", ArchPatterns: []string{"llama"}, Action: QuirkUseOtherLibrary, Source: QuirkSourceLearned}},
+			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "(rule rocm:gfx1100:llama, learned); OLLAMA_BACKEND_QUIRKS_RESET=1 forgets the learned rules",
+		},
+		{
 			name: "gfx1200 without a Vulkan twin is left out, named", devices: rdna4[:1], rules: builtinQuirks(),
 			wantArgs: "-H 127.0.0.1 -p 50052 -d CPU", wantLeft: "every library it has is denied for some model: ROCm (rule rocm:gfx1200:",
 		},
@@ -97,6 +102,10 @@ func TestRPCOutput(t *testing.T) {
 		{
 			name: "the last line may lack its newline", writes: []string{"Accepted client connection\n", "Failed to create server socket"},
 			want: "+", wantLast: "Failed to create server socket",
+		},
+		{
+			name: "a line without end is kept to its last 4096 bytes", writes: []string{strings.Repeat("x", 5000), "Starting"},
+			wantLast: strings.Repeat("x", maxRPCLine-len("Starting")) + "Starting",
 		},
 		{
 			name: "other text that mentions a client is not one", writes: []string{"  Accepted client connection from a test\n"},

@@ -382,6 +382,9 @@ func TestRPCRemoteOutOfMemory(t *testing.T) {
 	if !r.accepts() {
 		t.Errorf("the remote died of the failed allocation:\n%s", tail(r.output(), 20))
 	}
+	if !strings.Contains(r.output(), "failed to allocate buffer of size") {
+		t.Errorf("the remote did not fail an allocation, so the cap tested nothing:\n%s", tail(r.output(), 20))
+	}
 }
 
 // capAddressSpace limits the address space of the process whose command

@@ -137,6 +137,11 @@ type watcher struct {
 	// Quirks records what was learned; nil learns nothing.
 	Quirks *learnedQuirks
 
+	// ReportOnly is `ollama rpc`'s watcher: its runners are RPC clients
+	// whose model it does not know, so a finding is logged, with this
+	// host's remedy, and nothing else.
+	ReportOnly bool
+
 	// Crashes counts consecutive runner deaths; nil counts nothing.
 	Crashes *crashCounter
 
@@ -624,7 +629,10 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 		}
 	}
 	f.Remedy = remedyText(f.DenylistEntry, f.Arch, f.Library, f.GfxTarget, f.Learned)
-	if f.GfxTarget != "" {
+	switch {
+	case w.ReportOnly:
+		f.Remedy = rpcRemedyText(f)
+	case f.GfxTarget != "":
 		f.Remedy += "; " + causeText(f, q)
 	}
 	if len(f.OtherRunners) > 0 {
@@ -753,12 +761,30 @@ func powerWatts(uw int64) float64 {
 // causeText points at the likely cause: AMD puts the stuck-busy state on the
 // MES firmware; llama.cpp reports tie it to a loaded vision projector; one
 // hardware queue helped an R9700 owner.
-func causeText(f finding, q learnedQuirk) string {
+func firmwareCause(f finding) string {
 	fw := "the MES firmware version is not exposed by this kernel"
 	if f.MESFirmware != "" {
 		fw = "MES firmware " + f.MESFirmware
 	}
-	parts := []string{fmt.Sprintf("likely cause: GPU firmware (%s; AMD tracks this state at https://github.com/ROCm/ROCm/issues/6298, report the version there)", fw)}
+	return fmt.Sprintf("likely cause: GPU firmware (%s; AMD tracks this state at https://github.com/ROCm/ROCm/issues/6298, report the version there)", fw)
+}
+
+// rpcRemedyText is the remedy on `ollama rpc`'s side, where the fix is what
+// this host exposes. Whatever else uses the GPU (a local ollama serve) may
+// also keep it busy, so it is a report, not proof.
+func rpcRemedyText(f finding) string {
+	parts := []string{"nothing was learned: ollama rpc does not know the client's model, and another program on this host may be what keeps the GPU busy"}
+	if !backends.Same(f.Library, "Vulkan") {
+		parts = append(parts, "OLLAMA_LLM_LIBRARY=vulkan for ollama rpc exposes this GPU through Vulkan instead")
+	}
+	if f.GfxTarget != "" {
+		parts = append(parts, "the GPU itself recovers only after a reboot or an amdgpu module reload", firmwareCause(f))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func causeText(f finding, q learnedQuirk) string {
+	parts := []string{firmwareCause(f)}
 	if f.Vision {
 		parts = append(parts, "the model had a vision projector loaded, which https://github.com/ggml-org/llama.cpp/issues/21430 and /23965 tie to a busy GPU (OLLAMA_BACKEND_DENYLIST="+
 			strings.ToLower(q.Library)+":"+strings.ToLower(q.Compute)+":*:vision covers every vision model)")

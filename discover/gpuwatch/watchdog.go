@@ -39,6 +39,11 @@ type Options struct {
 
 	// Discovery returns what the server's discovery recorded; nil means nothing.
 	Discovery func() discover.Discovery
+
+	// ReportOnly logs a stuck GPU and writes nothing, for `ollama rpc`:
+	// its runners are RPC clients whose model it does not know, and its
+	// GPUs may be a local server's too. LearnedRules still reads the file.
+	ReportOnly bool
 }
 
 // loadingGrace bounds how long a load keeps the watchdog from sampling, so a
@@ -54,6 +59,8 @@ type Watchdog struct {
 
 	// watch is nil when the learned-quirks file has no place (no home folder).
 	watch *watcher
+	// readOnly is the learned-quirks file of a ReportOnly watchdog.
+	readOnly *learnedQuirks
 
 	mu          sync.Mutex
 	alive       map[int]runnerExit // the loaded runners, by pid
@@ -81,7 +88,7 @@ func New(opts Options) *Watchdog {
 	}
 	learned := openLearnedQuirks(file, log)
 	learned.now = w.now
-	if envconfig.BackendQuirksReset() {
+	if envconfig.BackendQuirksReset() && !opts.ReportOnly {
 		if _, err := learned.forget(); err != nil {
 			log.Warn("forgetting learned backend quirks", "file", learned.path(), "error", err)
 		}
@@ -95,6 +102,9 @@ func New(opts Options) *Watchdog {
 		Discovery:   opts.Discovery,
 		Now:         opts.Now,
 		Sleep:       opts.Sleep,
+	}
+	if opts.ReportOnly {
+		w.readOnly, w.watch.Quirks, w.watch.Crashes, w.watch.ReportOnly = learned, nil, nil, true
 	}
 	return w
 }
@@ -179,8 +189,11 @@ func killedBySignal(err error) bool {
 
 // LearnedRules returns what was learned as quirk rules.
 func (w *Watchdog) LearnedRules() []discover.QuirkRule {
-	if w == nil || w.watch == nil {
+	switch {
+	case w == nil || w.watch == nil:
 		return nil
+	case w.readOnly != nil:
+		return w.readOnly.rules()
 	}
 	return w.watch.learnedRules()
 }

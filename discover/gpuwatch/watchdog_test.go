@@ -221,3 +221,48 @@ func TestRemoteRunnersAreNotBlamed(t *testing.T) {
 		t.Errorf("learned %v from runners with a remote device", got)
 	}
 }
+
+// TestReportOnly: `ollama rpc`'s watchdog reports a GPU a client left busy
+// and writes nothing, though it reads what the host learned as a server.
+func TestReportOnly(t *testing.T) {
+	t.Setenv("OLLAMA_BACKEND_QUIRKS_RESET", "")
+	state := filepath.Join(t.TempDir(), stateFileName)
+	now := func() time.Time { return testNow }
+	sleep := func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	server := New(Options{SysfsRoot: t.TempDir(), StateFile: state, Logger: slog.New(&logCapture{}), Now: now, Sleep: sleep})
+	gpu := ml.DeviceInfo{DeviceID: ml.DeviceID{ID: "0", Library: "ROCm"}, PCIID: "0000:03:00.0", ComputeMajor: 0x12}
+	for pid := range crashLimit {
+		server.RunnerLoaded(pid+100, discover.ModelLoad{Name: "qwen3:8b", Arch: "qwen3"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+		server.RunnerExiting(pid+100, func() bool { return true })
+	}
+	server.watch.wait()
+	before, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("OLLAMA_BACKEND_QUIRKS_RESET", "1") // forgets nothing here
+	logs := &logCapture{}
+	rpc := New(Options{SysfsRoot: "testdata/sysfs-rdna4", StateFile: state, Logger: slog.New(logs), Now: now, Sleep: sleep, ReportOnly: true})
+	if diff := cmp.Diff([]string{"rocm:gfx1200:qwen3"}, ruleStrings(rpc.LearnedRules())); diff != "" {
+		t.Errorf("rules the rpc side reads (-want +got):\n%s", diff)
+	}
+	for pid := range crashLimit + 1 {
+		rpc.RunnerLoaded(pid+200, discover.ModelLoad{Name: "RPC client"}, []ml.DeviceID{gpu.DeviceID}, []ml.DeviceInfo{gpu})
+		rpc.RunnerExiting(pid+200, func() bool { return true })
+	}
+	rpc.watch.wait()
+	errs := logs.At(slog.LevelError)
+	if len(errs) == 0 || errs[0].Msg != "GPU stayed busy after its runner exited; it may stay stuck until reboot" {
+		t.Fatalf("ERROR lines %+v, want the stuck GPU reported", errs)
+	}
+	got := errs[0].Attrs
+	if got["learned"] != "false" || got["model"] != "RPC client" ||
+		!strings.Contains(got["remedy"], "nothing was learned") || !strings.Contains(got["remedy"], "OLLAMA_LLM_LIBRARY=vulkan for ollama rpc") ||
+		strings.Contains(got["remedy"], "PARAMETER library") {
+		t.Errorf("report %v, want an unlearned finding with this host's remedy", got)
+	}
+	if after, err := os.ReadFile(state); err != nil || string(after) != string(before) {
+		t.Errorf("the rpc side wrote the learned-quirks file (%v):\nbefore %s\nafter  %s", err, before, after)
+	}
+}
