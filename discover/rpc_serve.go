@@ -139,8 +139,8 @@ type RunnerWatch interface {
 	RunnerExiting(pid int, hasExited func() bool)
 }
 
-// rpcClient is how the watchdog names an RPC client: this side does not know
-// its model, so it learns nothing from a GPU left busy, only reports it.
+// rpcClient is how the watchdog names an RPC client, whose model this side
+// does not know.
 const rpcClient = "RPC client"
 
 // ServeRPC runs ggml-rpc-server on endpoint until ctx ends, exposing the

@@ -628,12 +628,13 @@ func (w *watcher) report(pci string, f finding, suspects []runnerSuspect) {
 			}
 		}
 	}
-	f.Remedy = remedyText(f.DenylistEntry, f.Arch, f.Library, f.GfxTarget, f.Learned)
-	switch {
-	case w.ReportOnly:
+	if w.ReportOnly {
 		f.Remedy = rpcRemedyText(f)
-	case f.GfxTarget != "":
-		f.Remedy += "; " + causeText(f, q)
+	} else {
+		f.Remedy = remedyText(f.DenylistEntry, f.Arch, f.Library, f.GfxTarget, f.Learned)
+		if f.GfxTarget != "" {
+			f.Remedy += "; " + causeText(f, q)
+		}
 	}
 	if len(f.OtherRunners) > 0 {
 		f.Remedy = "several runners used this GPU since it was last idle (" + joinSuspects(suspects) +
@@ -761,6 +762,9 @@ func powerWatts(uw int64) float64 {
 // causeText points at the likely cause: AMD puts the stuck-busy state on the
 // MES firmware; llama.cpp reports tie it to a loaded vision projector; one
 // hardware queue helped an R9700 owner.
+// gpuRecovery is how a stuck AMD GPU comes back, on either side.
+const gpuRecovery = "the GPU itself recovers only after a reboot or an amdgpu module reload"
+
 func firmwareCause(f finding) string {
 	fw := "the MES firmware version is not exposed by this kernel"
 	if f.MESFirmware != "" {
@@ -778,7 +782,7 @@ func rpcRemedyText(f finding) string {
 		parts = append(parts, "OLLAMA_LLM_LIBRARY=vulkan for ollama rpc exposes this GPU through Vulkan instead")
 	}
 	if f.GfxTarget != "" {
-		parts = append(parts, "the GPU itself recovers only after a reboot or an amdgpu module reload", firmwareCause(f))
+		parts = append(parts, gpuRecovery, firmwareCause(f))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -825,7 +829,7 @@ func remedyText(entry, arch, library, gfx string, learned bool) string {
 		parts = append(parts, verb+strings.Join(fixes, ", or "))
 	}
 	if gfx != "" {
-		parts = append(parts, "the GPU itself recovers only after a reboot or an amdgpu module reload")
+		parts = append(parts, gpuRecovery)
 	}
 	return strings.Join(parts, "; ")
 }
